@@ -1,0 +1,1 @@
+"""The daemon's event loop: config, watching, coalescing, scheduling, status, systemd."""

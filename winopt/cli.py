@@ -1,0 +1,67 @@
+"""The `winopt` command: one table of subcommands, each imported only when it runs.
+
+Every command module provides `add_arguments(parser)` and `run(args) -> int`. Importing
+lazily keeps `winopt status` and `winopt submit` quick (no NumPy/Optuna import) and lets
+each package own its commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from winopt import __version__
+from winopt.errors import UserError
+
+#: name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("winopt.optimizer.synth", "write a synthetic draw history with a planted state"),
+    "sieve": ("winopt.optimizer.sieve_command", "run the bidirectional sieve once"),
+    "optimize": ("winopt.optimizer.optimize_command", "run (or resume) an Optuna window search"),
+    "convert": ("winopt.handlers.convert", "convert survivors JSON to the rigs' NPZ"),
+    "evaluate": ("winopt.handlers.evaluate", "print the watcher decision for a run"),
+    "submit": ("winopt.handlers.submit", "validate a job file and drop it into the spool"),
+    "cancel": ("winopt.handlers.cancel", "ask the daemon to cancel a job"),
+    "sync": ("winopt.handlers.sync_command", "force a resync of NPZ files to the rigs"),
+    "daemon": ("winopt.daemon.main", "run the daemon (normally via systemd)"),
+    "status": ("winopt.daemon.status_command", "show the daemon's status file"),
+    "demo": ("winopt.optimizer.demo", "run the bundled demo"),
+}
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="winopt",
+        description="Crash-proof window optimization for PRNG sieves.",
+        epilog="Run 'winopt COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"winopt {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_) in COMMANDS.items():
+        sub.add_parser(name, help=help_, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse, import the one command module needed, run it, and map errors to exit codes."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        _top_parser().parse_args(argv or ["--help"])
+        return 2
+    name = argv[0]
+    module = importlib.import_module(COMMANDS[name][0])
+    parser = argparse.ArgumentParser(prog=f"winopt {name}", description=COMMANDS[name][1])
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    try:
+        return int(module.run(args) or 0)
+    except UserError as exc:
+        print(f"winopt: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""Atomic, durable publication of files (SPEC §3).
+
+A file is written to a unique temp name in its target directory, flushed, fsynced,
+renamed over the target, and then the directory is fsynced, so a reader sees either the
+old file or the new one and a power cut after return cannot lose the rename. Temp names
+start with '.' and end with '.tmp', which every watcher and the spool ignore.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+
+Writer = Callable[[BinaryIO], None]
+
+
+def fsync_dir(directory: str | os.PathLike[str]) -> None:
+    """Make a rename or unlink inside `directory` durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def temp_name(target: Path) -> Path:
+    """A unique hidden temp path beside `target` (same filesystem, so rename is atomic)."""
+    return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def publish_atomic(target: str | os.PathLike[str], write: Writer, mode: int = 0o666) -> Path:
+    """Publish the bytes that `write(fileobj)` produces at `target`, atomically and durably.
+
+    `mode` is filtered by the umask like any created file, so a service with UMask=0002
+    publishes group-writable files. On any error the temp file is removed and the old
+    target is untouched.
+    """
+    target = Path(target)
+    tmp = temp_name(target)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(target.parent)
+    return target
+
+
+def publish_bytes(target: str | os.PathLike[str], data: bytes, mode: int = 0o666) -> Path:
+    """Publish `data` at `target` atomically and durably."""
+    return publish_atomic(target, lambda fh: fh.write(data), mode)
+
+
+def dump_json(obj: Any) -> bytes:
+    """The one JSON encoding winopt writes: UTF-8, 2-space indent, trailing newline.
+
+    NumPy scalars and arrays are accepted (orjson serialises them natively)."""
+    return orjson.dumps(
+        obj, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
+    )
+
+
+def publish_json(target: str | os.PathLike[str], obj: Any, mode: int = 0o666) -> Path:
+    """Publish `obj` as JSON at `target` atomically and durably."""
+    return publish_bytes(target, dump_json(obj), mode)

@@ -1,0 +1,118 @@
+"""Names and fields of the files winopt publishes (SPEC §3), in one place.
+
+The optimizer writes the config snapshot and survivors JSON, the converter writes the NPZ
+and its meta, the daemon and `winopt evaluate` read them all: they meet here.
+"""
+
+from __future__ import annotations
+
+CONFIG_NAME = "optimal_window_config.json"
+SURVIVORS_NAME = "bidirectional_survivors.json"
+NPZ_NAME = "bidirectional_survivors_binary.npz"
+NPZ_META_NAME = "bidirectional_survivors_binary.meta.json"
+
+#: version of optimal_window_config.json (additive to the pre-winopt schema)
+CONFIG_SCHEMA_VERSION = 2
+#: version of bidirectional_survivors_binary.meta.json
+NPZ_SCHEMA_VERSION = 1
+
+#: snapshot lifecycle
+STATUSES = ("in_progress", "complete", "interrupted", "failed")
+
+#: PRNG family -> uint8 code stored in the NPZ (codes fixed by the rigs' Step 2.5)
+PRNG_CODES: dict[str, int] = {
+    "java_lcg": 0,
+    "lcg32": 6,
+    "minstd": 8,
+    "xorshift32": 12,
+    "xorshift64": 13,
+    "pcg32": 14,
+}
+
+SKIP_MODES: dict[str, int] = {"constant": 0}
+
+TIME_OF_DAY = ("all", "midday", "evening")
+
+#: keys of each object in bidirectional_survivors.json, in the order written
+SURVIVOR_FIELDS = (
+    "seed",
+    "skip",
+    "forward_match_rate",
+    "reverse_match_rate",
+    "score",
+    "window_size",
+    "offset",
+    "skip_min",
+    "skip_max",
+    "skip_range",
+    "time_of_day",
+    "trial_number",
+    "prng_type",
+    "skip_mode",
+    "forward_count",
+    "reverse_count",
+    "bidirectional_count",
+)
+
+#: NPZ array -> (dtype, survivors JSON key it comes from). `seeds` is uint32 when every
+#: seed < 2**32, else uint64 (decided per file, never truncated).
+NPZ_ARRAYS: dict[str, tuple[str, str]] = {
+    "seeds": ("uint32|uint64", "seed"),
+    "forward_matches": ("float32", "forward_match_rate"),
+    "reverse_matches": ("float32", "reverse_match_rate"),
+    "score": ("float32", "score"),
+    "skip": ("int32", "skip"),
+    "window_size": ("int32", "window_size"),
+    "offset": ("int32", "offset"),
+    "trial_number": ("int32", "trial_number"),
+    "skip_min": ("int32", "skip_min"),
+    "skip_max": ("int32", "skip_max"),
+    "skip_range": ("int32", "skip_range"),
+    "forward_count": ("float32", "forward_count"),
+    "reverse_count": ("float32", "reverse_count"),
+    "bidirectional_count": ("float32", "bidirectional_count"),
+    "skip_mode": ("uint8", "skip_mode"),
+    "prng_type": ("uint8", "prng_type"),
+}
+
+#: the flattened window parameters, also the Optuna parameter names
+WINDOW_PARAMS = (
+    "window_size",
+    "offset",
+    "skip_min",
+    "skip_max",
+    "forward_threshold",
+    "reverse_threshold",
+    "time_of_day",
+)
+
+#: every key of optimal_window_config.json
+CONFIG_FIELDS = (
+    "schema_version",
+    "status",
+    "note",
+    "error",
+    "study_name",
+    "started_at",
+    "completed_at",
+    "last_updated",
+    "completed_trials",
+    "total_trials",
+    "last_trial_number",
+    "last_trial_value",
+    "best_trial_number",
+    "best_value",
+    "best_bidirectional_count",
+    "best_params",
+    *WINDOW_PARAMS,
+    "prng_type",
+    "mod",
+    "seed_start",
+    "seed_count",
+    "forward_count",
+    "reverse_count",
+    "expected_chance_bidirectional",
+    "survivors_file",
+    "survivors_sha256",
+    "survivors_count",
+)
