@@ -73,3 +73,11 @@ def dump_json(obj: Any) -> bytes:
 def publish_json(target: str | os.PathLike[str], obj: Any, mode: int = 0o666) -> Path:
     """Publish `obj` as JSON at `target` atomically and durably."""
     return publish_bytes(target, dump_json(obj), mode)
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes: the identity of a survivors file or NPZ (SPEC §3)."""
+    import hashlib
+
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
