@@ -47,3 +47,45 @@ stress: venv
 
 clean:
 	rm -rf $(VENV) demo-out build *.egg-info .pytest_cache .hypothesis
+
+# ---- install as a service (SPEC §6) -------------------------------------------------
+# sudo make install [WHEELHOUSE=DIR]   venv in $(PREFIX), unit, sysusers, tmpfiles, config
+# sudo make uninstall                  removes all but state (/var/lib/winopt) and config
+# make wheelhouse [WHEELHOUSE=DIR]     wheels of winopt[systemd] and all it needs, for
+#                                      offline installs (rigs and test boxes)
+PREFIX ?= /opt/winopt
+SYSTEM_PYTHON ?= /usr/bin/python3
+WHEELHOUSE ?=
+UNITDIR ?= /etc/systemd/system
+SYSUSERSDIR ?= /etc/sysusers.d
+TMPFILESDIR ?= /etc/tmpfiles.d
+CONFDIR ?= /etc/winopt
+PIP_SOURCE = $(if $(WHEELHOUSE),--no-index --find-links $(abspath $(WHEELHOUSE)) 'winopt[systemd]',$(CURDIR)[systemd])
+
+.PHONY: install uninstall wheelhouse
+
+wheelhouse: venv
+	$(PY) -m pip wheel -q -w $(or $(WHEELHOUSE),wheelhouse) '.[systemd]'
+
+install:
+	[ -x $(PREFIX)/bin/python ] || $(SYSTEM_PYTHON) -m venv $(PREFIX)
+	$(PREFIX)/bin/pip install -q --upgrade --force-reinstall --no-deps $(PIP_SOURCE) \
+	  && $(PREFIX)/bin/pip install -q $(PIP_SOURCE)
+	install -D -m 0644 systemd/winopt-daemon.service $(UNITDIR)/winopt-daemon.service
+	sed -i 's|/opt/winopt/|$(PREFIX)/|g' $(UNITDIR)/winopt-daemon.service
+	install -D -m 0644 systemd/winopt.sysusers $(SYSUSERSDIR)/winopt.conf
+	install -D -m 0644 systemd/winopt.tmpfiles $(TMPFILESDIR)/winopt.conf
+	systemd-sysusers $(SYSUSERSDIR)/winopt.conf
+	systemd-tmpfiles --create $(TMPFILESDIR)/winopt.conf
+	[ -e $(CONFDIR)/daemon.toml ] || install -D -m 0640 -g winopt etc/daemon.toml $(CONFDIR)/daemon.toml
+	ln -sfn $(PREFIX)/bin/winopt /usr/local/bin/winopt
+	systemctl daemon-reload
+	@echo "installed: systemctl enable --now winopt-daemon"
+
+uninstall:
+	-systemctl disable --now winopt-daemon.service
+	rm -f $(UNITDIR)/winopt-daemon.service $(SYSUSERSDIR)/winopt.conf $(TMPFILESDIR)/winopt.conf
+	[ "$$(readlink /usr/local/bin/winopt)" != "$(PREFIX)/bin/winopt" ] || rm -f /usr/local/bin/winopt
+	rm -rf $(PREFIX)
+	-systemctl daemon-reload
+	@echo "removed; kept state (/var/lib/winopt) and config ($(CONFDIR))"
