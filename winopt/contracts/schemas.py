@@ -6,6 +6,14 @@ and its meta, the daemon and `winopt evaluate` read them all: they meet here.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from winopt.errors import in_file
+
 CONFIG_NAME = "optimal_window_config.json"
 SURVIVORS_NAME = "bidirectional_survivors.json"
 NPZ_NAME = "bidirectional_survivors_binary.npz"
@@ -116,3 +124,60 @@ CONFIG_FIELDS = (
     "survivors_sha256",
     "survivors_count",
 )
+
+
+# --- readers shared by `winopt evaluate`, `winopt convert` and the daemon -------------------
+
+
+def config_path(target: str | os.PathLike[str]) -> Path:
+    """The snapshot a run is judged by: `DIR/optimal_window_config.json` for a directory,
+    else `target` itself (a config file named directly)."""
+    target = Path(target)
+    return target / CONFIG_NAME if target.is_dir() else target
+
+
+def read_snapshot(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read an optimal_window_config.json (either schema) as a dict.
+
+    A missing file raises `FileNotFoundError` (a run that has not written yet is not an
+    error); anything else that is not a readable JSON object raises `UserError` naming the
+    file. Field values are not checked here: the pre-winopt schema lacks most of them, and
+    each reader decides how lenient to be.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise in_file(path, f"cannot read: {exc.strerror or exc}") from exc
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise in_file(path, f"not valid JSON ({exc})") from exc
+    if not isinstance(obj, dict):
+        raise in_file(path, f"expected a JSON object, got {_json_kind(obj)}")
+    return obj
+
+
+def npz_meta_path(npz: str | os.PathLike[str]) -> Path:
+    """`STEM.meta.json` beside `STEM.npz` (bidirectional_survivors_binary.meta.json for the
+    default NPZ name)."""
+    npz = Path(npz)
+    stem = npz.name[: -len(".npz")] if npz.name.endswith(".npz") else npz.name
+    return npz.with_name(stem + ".meta.json")
+
+
+def read_npz_meta(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The NPZ meta as a dict, or None when it is missing, unreadable or not a JSON object
+    (all of which mean the same to its readers: the NPZ must be rebuilt)."""
+    try:
+        obj = orjson.loads(Path(path).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _json_kind(obj: Any) -> str:
+    """JSON's name for the type of a decoded value, for error messages."""
+    names = {list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(obj), "a number")
