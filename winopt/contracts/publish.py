@@ -81,3 +81,33 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def publish_in_order(files: list[tuple[str | os.PathLike[str], bytes]], mode: int = 0o666) -> None:
+    """Publish several files so that they change together as closely as renames allow.
+
+    Every file is first written and fsynced under its temp name; only then are the temps
+    renamed over their targets, in the order given, and the directories fsynced. A crash
+    while staging changes nothing; only the microseconds between two renames can separate
+    them (so a reader-facing file that names another, like a snapshot naming its
+    survivors, goes last). On any error the remaining temp files are removed.
+    """
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for target, data in files:
+            target = Path(target)
+            tmp = temp_name(target)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+            staged.append((tmp, target))
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        for tmp, target in staged:
+            os.replace(tmp, target)
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    for directory in dict.fromkeys(target.parent for _, target in staged):
+        fsync_dir(directory)
