@@ -1,0 +1,209 @@
+"""Synthetic draw histories with a planted generator state (`winopt synth`, SPEC §1).
+
+A planted history is the ground truth the sieve is tested against: draw `at + i` of the
+planted selection is `y_{skip + i(skip+1)} mod mod` for every `i` from `-at` to
+`draws-1-at`, where `y_t` are the raw outputs of the hypothesis whose pivot state is
+`seed_state(prng, state)`. So the sieve, run with pivot `at` (offset `at - W`), any window
+`W` that fits and a seed range holding `state`, must report `state` at both rates 1.0
+with skip `skip`.
+
+Sessions. `--sessions` lists the sessions written per day (`midday,evening` by default,
+one of them, or `none` for a plain list of ints); dates advance one day per full cycle of
+sessions and within a day midday comes first. `--plant-in` says which `time_of_day`
+selection holds the planted stream:
+- `all` (default): every entry, in file order, is the planted stream; `--draws` entries.
+- `midday` or `evening`: only that session is planted and every other session's draw is
+  uniformly random (from `--rng-seed`). There are `--draws` days, so the selection has
+  `--draws` draws and the file `--draws × sessions` entries. The sieve finds the state
+  with `time_of_day` equal to the planted session and, with any other selection, sees
+  noise: that is how a test shows the selection matters.
+Everything is deterministic given the arguments (the random draws come from
+`numpy.random.default_rng(rng_seed)`), and both files are published atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from winopt.contracts.publish import publish_json
+from winopt.errors import UserError, in_file
+from winopt.optimizer.draws import SESSIONS
+from winopt.optimizer.generators import FAMILIES, raw_outputs, seed_state
+
+TRUTH_SUFFIX = ".truth.json"
+PLANT_IN = ("all", *SESSIONS)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to plant and how to lay it out: the arguments of `winopt synth`."""
+
+    prng: str
+    state: int
+    at: int
+    skip: int
+    draws: int
+    mod: int = 1000
+    sessions: tuple[str, ...] = SESSIONS
+    plant_in: str = "all"
+    rng_seed: int = 0
+    start_date: str = "2020-01-01"
+
+    def check(self) -> None:
+        """Raise `UserError` for a plan no history can satisfy."""
+        if self.prng not in FAMILIES:
+            raise UserError(f"unknown prng {self.prng!r} (one of {', '.join(FAMILIES)})")
+        if self.draws < 1:
+            raise UserError(f"--draws must be at least 1, got {self.draws}")
+        if not 0 <= self.at <= self.draws:
+            raise UserError(f"--at must lie in [0, {self.draws}] (the pivot draw), got {self.at}")
+        for name, value, low in (("--skip", self.skip, 0), ("--state", self.state, 0), ("--mod", self.mod, 1)):
+            if value < low:
+                raise UserError(f"{name} must be >= {low}, got {value}")
+        if self.plant_in not in PLANT_IN:
+            raise UserError(f"--plant-in must be one of {', '.join(PLANT_IN)}, got {self.plant_in!r}")
+        if self.plant_in != "all" and self.plant_in not in self.sessions:
+            raise UserError(f"--plant-in {self.plant_in} needs that session in --sessions")
+        try:
+            dt.date.fromisoformat(self.start_date)
+        except ValueError:
+            raise UserError(f"--start-date must be YYYY-MM-DD, got {self.start_date!r}") from None
+
+
+def planted_draws(prng: str, state: int, at: int, skip: int, draws: int, mod: int) -> list[int]:
+    """The planted stream: `y_{skip + i(skip+1)} mod mod` for `i = -at .. draws-1-at`."""
+    stride = skip + 1
+    t0 = skip - at * stride
+    outputs = raw_outputs(prng, seed_state(prng, state), t0, (draws - 1) * stride + 1)
+    return [y % mod for y in outputs[::stride]]
+
+
+def build_history(plan: Plan) -> list[Any]:
+    """The history entries of `plan`: objects with date/session/draw, or plain ints."""
+    plan.check()
+    stream = planted_draws(plan.prng, plan.state, plan.at, plan.skip, plan.draws, plan.mod)
+    if not plan.sessions:
+        return stream
+    sessions = [s for s in SESSIONS if s in plan.sessions]
+    if plan.plant_in == "all":
+        values = stream
+        slots = [sessions[k % len(sessions)] for k in range(len(values))]
+    else:
+        noise = np.random.default_rng(plan.rng_seed).integers(0, plan.mod, plan.draws * len(sessions))
+        values = noise.tolist()
+        values[sessions.index(plan.plant_in) :: len(sessions)] = stream
+        slots = sessions * plan.draws
+    start = dt.date.fromisoformat(plan.start_date)
+    per_day = len(sessions)
+    return [
+        {"date": (start + dt.timedelta(days=k // per_day)).isoformat(), "session": slot, "draw": value}
+        for k, (slot, value) in enumerate(zip(slots, values))
+    ]
+
+
+def truth_path(history: str | os.PathLike[str]) -> Path:
+    """Where the truth of `history` lives: `NAME.truth.json` beside `NAME.json`."""
+    history = Path(history)
+    stem = history.name[: -len(".json")] if history.name.endswith(".json") else history.name
+    return history.with_name(stem + TRUTH_SUFFIX)
+
+
+def truth_record(plan: Plan, history: Path, entries: int) -> dict[str, Any]:
+    """What was planted, so tests and the demo can check the sieve against it."""
+    record = asdict(plan)
+    del record["plant_in"]  # written as time_of_day, the name the sieve knows it by
+    record.update(
+        sessions=list(plan.sessions),
+        time_of_day=plan.plant_in,
+        history=history.name,
+        entries=entries,
+        pivot_state=seed_state(plan.prng, plan.state),
+        rule="draw at+i of the time_of_day selection = y_(skip+i*(skip+1)) mod mod, "
+        "i = -at .. draws-1-at, y_t the outputs from pivot_state (t < 0 by the inverse step)",
+    )
+    return record
+
+
+def write(plan: Plan, out: str | os.PathLike[str]) -> tuple[Path, Path, int]:
+    """Publish the history at `out` and its truth beside it; returns both paths and the size."""
+    out = Path(out)
+    entries = build_history(plan)
+    publish_json(out, entries)
+    truth = truth_path(out)
+    publish_json(truth, truth_record(plan, out, len(entries)))
+    return out, truth, len(entries)
+
+
+def load_truth(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A truth file written by `write` (used by the demo and tests)."""
+    try:
+        return orjson.loads(Path(path).read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise in_file(path, f"cannot read the truth file: {exc}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Write a draw history whose draws come from a PRNG state planted at draw --at, "
+        "plus NAME.truth.json saying what was planted."
+    )
+    parser.add_argument("--prng", required=True, help="generator family (java_lcg, lcg32, ...)")
+    parser.add_argument("--state", required=True, type=int, help="the seed planted at the pivot")
+    parser.add_argument("--at", required=True, type=int, help="pivot: index of the first draw after the state")
+    parser.add_argument("--skip", required=True, type=int, help="outputs discarded before each draw")
+    parser.add_argument("--draws", required=True, type=int, help="draws in the planted selection")
+    parser.add_argument(
+        "--sessions",
+        default="midday,evening",
+        help="comma list of sessions per day, or 'none' for a plain list of ints (default %(default)s)",
+    )
+    parser.add_argument(
+        "--plant-in",
+        default="all",
+        choices=PLANT_IN,
+        help="time_of_day selection that holds the planted stream; other sessions get random draws",
+    )
+    parser.add_argument("--mod", type=int, default=1000, help="draws lie in [0, mod) (default %(default)s)")
+    parser.add_argument("--rng-seed", type=int, default=0, help="seed of the random draws (default %(default)s)")
+    parser.add_argument("--start-date", default="2020-01-01", help="date of the first draw (default %(default)s)")
+    parser.add_argument("--out", required=True, help="history file to write (JSON)")
+
+
+def parse_sessions(text: str) -> tuple[str, ...]:
+    """`midday,evening` -> ("midday", "evening"); `none` -> () (plain list of ints)."""
+    if text.strip().lower() == "none":
+        return ()
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in SESSIONS]
+    if unknown or not names or len(set(names)) != len(names):
+        raise UserError(f"--sessions must list midday and/or evening once each, or be 'none'; got {text!r}")
+    return tuple(s for s in SESSIONS if s in names)
+
+
+def run(args: argparse.Namespace) -> int:
+    plan = Plan(
+        prng=args.prng,
+        state=args.state,
+        at=args.at,
+        skip=args.skip,
+        draws=args.draws,
+        mod=args.mod,
+        sessions=parse_sessions(args.sessions),
+        plant_in=args.plant_in,
+        rng_seed=args.rng_seed,
+        start_date=args.start_date,
+    )
+    history, truth, entries = write(plan, args.out)
+    print(
+        f"wrote {history} ({entries} entries) and {truth}: {plan.prng} seed {plan.state} planted "
+        f"at draw {plan.at} of time_of_day={plan.plant_in}, skip {plan.skip}"
+    )
+    return 0
