@@ -1,0 +1,244 @@
+"""One rsync transfer to one rig: the command line, the run under a wall clock, and what
+its exit status means.
+
+The command line keeps the rig copy atomic and the daemon unattended: rsync writes a
+temp file beside the target and renames it (never `--inplace`), a broken transfer leaves
+its pieces in `.rsync-partial/` instead of over the old file, ssh never prompts
+(BatchMode) and only talks to hosts whose key is already known, and every stage has a
+timeout: ssh's ConnectTimeout, rsync's `--timeout` for a stalled stream, and a wall clock
+around the whole process (its process group is killed) for everything else.
+
+`EXIT_CODES` is the one table that decides retry versus escalate.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from winopt.errors import UserError
+from winopt.handlers.rigs import Rig
+
+PARTIAL_DIR = ".rsync-partial"
+#: seconds between SIGTERM and SIGKILL when a transfer overruns its wall clock
+KILL_GRACE = 2.0
+
+
+class Outcome(enum.StrEnum):
+    """What to do after a transfer."""
+
+    OK = "ok"
+    RETRY = "retry"  # transient: try again with backoff
+    CONFIG = "config"  # a person must fix something: escalate after a few tries
+
+
+#: rsync(1) EXIT VALUES (plus ssh's 255): the one place that classifies them.
+EXIT_CODES: dict[int, tuple[Outcome, str]] = {
+    0: (Outcome.OK, "success"),
+    1: (Outcome.CONFIG, "syntax or usage error"),
+    2: (Outcome.CONFIG, "protocol incompatibility"),
+    3: (Outcome.RETRY, "errors selecting input/output files, dirs"),
+    4: (Outcome.CONFIG, "requested action not supported"),
+    5: (Outcome.RETRY, "error starting client-server protocol"),
+    10: (Outcome.RETRY, "error in socket I/O"),
+    11: (Outcome.RETRY, "error in file I/O"),
+    12: (Outcome.RETRY, "error in rsync protocol data stream"),
+    20: (Outcome.RETRY, "received SIGUSR1 or SIGINT"),
+    23: (Outcome.RETRY, "partial transfer due to error"),
+    24: (Outcome.RETRY, "partial transfer due to vanished source files"),
+    30: (Outcome.RETRY, "timeout in data send/receive"),
+    35: (Outcome.RETRY, "timeout waiting for daemon connection"),
+    255: (Outcome.RETRY, "ssh connection failed"),
+}
+#: any code not in the table
+OTHER = (Outcome.RETRY, "unexpected exit status")
+
+#: Messages that turn a retry-class failure into a configuration problem: the rig's
+#: directory cannot be written, or ssh refuses our key or their host key. Retrying these
+#: every few seconds only fills the journal; a person must act.
+CONFIG_MESSAGES = (
+    "Permission denied",
+    "Operation not permitted",
+    "Read-only file system",
+    "Not a directory",
+    "Host key verification failed",
+    "REMOTE HOST IDENTIFICATION HAS CHANGED",
+)
+
+
+def classify(returncode: int | None, stderr: str = "") -> tuple[Outcome, str]:
+    """(outcome, meaning) for an exit status; `None` is our own wall-clock kill."""
+    if returncode is None:
+        return Outcome.RETRY, "wall-clock timeout"
+    outcome, meaning = EXIT_CODES.get(returncode, OTHER)
+    if outcome is Outcome.RETRY and any(m in stderr for m in CONFIG_MESSAGES):
+        return Outcome.CONFIG, meaning
+    return outcome, meaning
+
+
+def rsync_binary() -> str:
+    """The rsync on PATH, or a clear error (the Debian package is `rsync`)."""
+    found = shutil.which("rsync")
+    if not found:
+        raise UserError("rsync: not found on PATH (install the 'rsync' package)")
+    return found
+
+
+def ssh_command(rig: Rig) -> str:
+    """The `-e` value: non-interactive ssh that verifies the host key and cannot hang."""
+    parts = [
+        "ssh",
+        "-o", "BatchMode=yes",
+        "-o", f"ConnectTimeout={int(rig.connect_timeout)}",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", "ServerAliveInterval=15",
+        "-o", "ServerAliveCountMax=3",
+        "-o", "LogLevel=ERROR",
+    ]  # fmt: skip
+    if rig.known_hosts:
+        parts += ["-o", f"UserKnownHostsFile={_quote(str(rig.known_hosts))}"]
+    if rig.port:
+        parts += ["-p", str(rig.port)]
+    if rig.identity_file:
+        parts += ["-i", _quote(str(rig.identity_file)), "-o", "IdentitiesOnly=yes"]
+    return " ".join(parts)
+
+
+def _quote(text: str) -> str:
+    """rsync splits `-e` on spaces and honours quotes (rigs.py refuses quote characters)."""
+    return f'"{text}"' if " " in text else text
+
+
+def rsync_argv(rig: Rig, source: str | os.PathLike[str], destination: str) -> list[str]:
+    """rsync's argv to send one file into the rig directory `destination` (trailing '/')."""
+    argv = [
+        rsync_binary(),
+        "--times",  # mtime travels, so the next quick check (size+mtime) says "up to date"
+        "--mkpath",
+        f"--partial-dir={PARTIAL_DIR}",
+        f"--timeout={rig.io_timeout}",
+        "--out-format=%n",  # one stdout line per file actually sent
+    ]
+    if rig.bwlimit:
+        argv.append(f"--bwlimit={rig.bwlimit}")
+    if rig.is_ssh:
+        argv += ["-e", ssh_command(rig)]
+    return [*argv, "--", os.fspath(source), destination]
+
+
+@dataclass
+class RsyncResult:
+    """What one rsync run did."""
+
+    argv: list[str]
+    returncode: int | None  # None: killed by our wall clock
+    duration: float
+    sent: list[str] = field(default_factory=list)
+    last_line: str = ""  # last stderr line, as rsync left it
+    error: str = ""  # the most telling stderr line, for status and the journal
+    outcome: Outcome = Outcome.OK
+    meaning: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.OK
+
+    def describe(self) -> str:
+        """One line for a status field: code, meaning and the telling stderr line."""
+        code = "timeout" if self.returncode is None else f"exit {self.returncode}"
+        return f"{code} ({self.meaning}): {self.error}" if self.error else f"{code} ({self.meaning})"
+
+
+def run_rsync(
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    started: Callable[[subprocess.Popen], None] | None = None,
+) -> RsyncResult:
+    """Run rsync in its own process group under a wall clock; never raises for its failure.
+
+    `started(proc)` lets the caller register the process so a stop can kill it. Where
+    util-linux's setpriv exists the child gets PDEATHSIG=KILL, so a daemon killed with -9
+    does not leave transfers running behind it."""
+    argv = [*_deathsig_prefix(), *argv]
+    begin = time.monotonic()
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        process_group=0,
+    )
+    if started:
+        started(proc)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        code: int | None = proc.returncode
+    except subprocess.TimeoutExpired:
+        out, err = _kill_group(proc)
+        code = None
+        err += f"\nwall-clock timeout: killed after {timeout:g} s"
+    return _result(list(argv), code, time.monotonic() - begin, out, err)
+
+
+def _deathsig_prefix() -> list[str]:
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
+
+
+def _kill_group(proc: subprocess.Popen) -> tuple[str, str]:
+    """SIGTERM the transfer's process group (rsync and its ssh), SIGKILL after a grace."""
+    for sig, wait in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            return proc.communicate(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+    return "", ""  # pragma: no cover - communicate(timeout=None) returns
+
+
+def _result(argv: list[str], code: int | None, duration: float, out: str, err: str) -> RsyncResult:
+    lines = [line.strip() for line in err.splitlines() if line.strip()]
+    outcome, meaning = classify(code, err)
+    return RsyncResult(
+        argv=argv,
+        returncode=code,
+        duration=duration,
+        sent=[line for line in out.splitlines() if line.strip()],
+        last_line=lines[-1] if lines else "",
+        error=_telling_line(lines),
+        outcome=outcome,
+        meaning=meaning,
+    )
+
+
+def _telling_line(lines: list[str]) -> str:
+    """The first cause rather than rsync's closing summary ("rsync error: ... (code N)")."""
+    for line in lines:
+        if not line.startswith(("rsync error:", "Warning:")):
+            return line
+    return lines[-1] if lines else ""
+
+
+def send_file(
+    rig: Rig,
+    source: str | os.PathLike[str],
+    run: str,
+    *,
+    started: Callable[[subprocess.Popen], None] | None = None,
+) -> RsyncResult:
+    """Send `source` into `run`'s directory on `rig` (temp-then-rename on the rig)."""
+    argv = rsync_argv(rig, Path(source), rig.destination(run))
+    return run_rsync(argv, timeout=rig.transfer_timeout, started=started)
