@@ -1,0 +1,273 @@
+"""Moving whole arrays of generator states by any number of steps, and reading their draws.
+
+The fast sieve visits, for every seed of a chunk, a few hundred states scattered along the
+sequence; what it needs from a family is "move these states by n steps" and "give me their
+outputs mod `mod`". Each `Stepper` does that with in-place array operations (no temporaries
+in the hot loop) on NumPy or CuPy alike:
+
+* affine families (java_lcg, lcg32, minstd, pcg32): n steps are one multiply-add with
+  `(A^n, C_n)` from `generators.affine_power`, forwards or backwards;
+* xorshift32 is GF(2)-linear: n steps are a 32x32 bit matrix, applied as four 256-entry
+  byte tables (4 gathers), used when that is cheaper than stepping;
+* xorshift64 as the SPEC defines it multiplies inside the state, so it is not linear and is
+  stepped (forwards, or backwards through the inverse step).
+
+Every stepper is checked against the plain definitions in `generators` by the tests.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from winopt.optimizer.generators import M32, M48, P31, Family, affine_power, family
+
+Array = Any  # numpy.ndarray or cupy.ndarray
+
+
+class Stepper:
+    """Array operations for one family on one array module (base class: step by step)."""
+
+    dtype: Any = np.uint64
+    #: relative cost of one forward step, one backward step, one jump of any length
+    step_cost, unstep_cost, jump_cost = 1.0, 1.0, float("inf")
+
+    def __init__(self, fam: Family, xp: ModuleType) -> None:
+        self.fam = fam
+        self.xp = xp
+        self.U = lambda v: self.dtype(v)  # typed scalar: no promotion surprises on either xp
+
+    # -- seeds --------------------------------------------------------------------------
+    def states(self, seeds: Array) -> Array:
+        """Pivot states for uint64 `seeds` (the seeding rule of SPEC §1)."""
+        return self.fam.seed(seeds).astype(self.dtype)
+
+    # -- moving ----------------------------------------------------------------------------
+    def cost(self, n: int) -> float:
+        """What moving by `n` steps costs, in units of one simple array operation."""
+        per = self.step_cost if n >= 0 else self.unstep_cost
+        return min(abs(n) * per, self.jump_cost if n else 0.0)
+
+    def advance(self, x: Array, n: int, tmp: Array) -> Array:
+        """Move states `x` by `n` steps (backwards when negative), in place; returns `x`."""
+        if n == 0:
+            return x
+        if abs(n) * (self.step_cost if n > 0 else self.unstep_cost) <= self.jump_cost:
+            move = self.step_inplace if n > 0 else self.unstep_inplace
+            for _ in range(abs(n)):
+                move(x, tmp)
+            return x
+        return self.jump_inplace(x, n, tmp)
+
+    def step_inplace(self, x: Array, tmp: Array) -> None:
+        raise NotImplementedError
+
+    def unstep_inplace(self, x: Array, tmp: Array) -> None:
+        raise NotImplementedError
+
+    def jump_inplace(self, x: Array, n: int, tmp: Array) -> Array:
+        raise NotImplementedError
+
+    # -- reading ------------------------------------------------------------------------
+    def outputs(self, x: Array, out: Array, tmp: Array) -> Array:
+        """Raw outputs g(x) into `out` (same dtype as the states)."""
+        self.xp.copyto(out, x)
+        return out
+
+    def residues(self, x: Array, mod: int, out: Array, tmp: Array) -> Array:
+        """`g(x) mod mod` into `out`. Division by a scalar is much faster than `%` in NumPy
+        (it uses a multiply-shift), so the remainder is taken as y - (y // m) * m."""
+        xp, m = self.xp, self.U(mod)
+        y = self.outputs(x, out, tmp)
+        if mod & (mod - 1) == 0:
+            return xp.bitwise_and(y, self.U(mod - 1), out=y)
+        xp.floor_divide(y, m, out=tmp)
+        xp.multiply(tmp, m, out=tmp)
+        return xp.subtract(y, tmp, out=y)
+
+
+class AffineStepper(Stepper):
+    """x -> A x + C (mod m): any jump is one multiply-add."""
+
+    step_cost = unstep_cost = jump_cost = 1.0
+
+    def __init__(self, fam: Family, xp: ModuleType) -> None:
+        super().__init__(fam, xp)
+        assert fam.affine is not None
+        self.a, self.c, self.m = fam.affine
+
+    def cost(self, n: int) -> float:
+        return 1.0 if n else 0.0
+
+    def advance(self, x: Array, n: int, tmp: Array) -> Array:
+        if n == 0:
+            return x
+        an, cn = affine_power(self.a, self.c, self.m, n)
+        xp = self.xp
+        xp.multiply(x, self.U(an), out=x)
+        xp.add(x, self.U(cn), out=x)
+        return self.reduce(x, tmp)
+
+    def reduce(self, x: Array, tmp: Array) -> Array:
+        """Bring `A x + C` (computed with wrapping uint64 arithmetic) into [0, m)."""
+        return x  # m = 2^64: the wrap is the reduction
+
+
+class Java48Stepper(AffineStepper):
+    """java_lcg: 2^48 divides 2^64, so the wrapped product masked to 48 bits is exact."""
+
+    def reduce(self, x: Array, tmp: Array) -> Array:
+        return self.xp.bitwise_and(x, self.U(M48), out=x)
+
+    def outputs(self, x: Array, out: Array, tmp: Array) -> Array:
+        return self.xp.right_shift(x, self.U(16), out=out)
+
+
+class Prime31Stepper(AffineStepper):
+    """lcg32 / minstd mod p = 2^31 - 1: A, C, x < 2^31, so A x + C < 2^63 is exact."""
+
+    def reduce(self, x: Array, tmp: Array) -> Array:
+        xp, p = self.xp, self.U(P31)
+        xp.floor_divide(x, p, out=tmp)
+        xp.multiply(tmp, p, out=tmp)
+        return xp.subtract(x, tmp, out=x)
+
+
+class Pcg32Stepper(AffineStepper):
+    """pcg32: affine mod 2^64; the output permutes the *old* state (lag 0)."""
+
+    def outputs(self, x: Array, out: Array, tmp: Array) -> Array:
+        xp, U = self.xp, self.U
+        xp.right_shift(x, U(18), out=out)
+        xp.bitwise_xor(out, x, out=out)
+        xp.right_shift(out, U(27), out=out)
+        xp.bitwise_and(out, U(M32), out=out)  # xorshifted, 32 bits
+        xp.right_shift(x, U(59), out=tmp)  # rot
+        rotated_right = xp.right_shift(out, tmp)
+        xp.subtract(U(32), tmp, out=tmp)
+        xp.bitwise_and(tmp, U(31), out=tmp)
+        xp.left_shift(out, tmp, out=out)
+        xp.bitwise_and(out, U(M32), out=out)
+        return xp.bitwise_or(out, rotated_right, out=out)
+
+
+class Xorshift32Stepper(Stepper):
+    """xorshift32 on uint32 arrays; long moves through byte tables of the jump matrix."""
+
+    dtype = np.uint32
+    step_cost, unstep_cost, jump_cost = 6.0, 12.0, 24.0
+
+    def step_inplace(self, x: Array, tmp: Array) -> None:
+        xp, U = self.xp, self.U
+        for shift, left in ((13, True), (17, False), (5, True)):
+            (xp.left_shift if left else xp.right_shift)(x, U(shift), out=tmp)
+            xp.bitwise_xor(x, tmp, out=x)
+
+    def unstep_inplace(self, x: Array, tmp: Array) -> None:
+        xp, U = self.xp, self.U
+        for shift, left in ((5, True), (10, True), (20, True), (17, False), (13, True), (26, True)):
+            (xp.left_shift if left else xp.right_shift)(x, U(shift), out=tmp)
+            xp.bitwise_xor(x, tmp, out=x)
+
+    def jump_inplace(self, x: Array, n: int, tmp: Array) -> Array:
+        xp, U = self.xp, self.U
+        tables = self._tables(n)
+        acc = xp.take(tables[0], xp.bitwise_and(x, U(255)).astype(xp.intp))
+        for byte in (1, 2, 3):
+            xp.right_shift(x, U(8 * byte), out=tmp)
+            if byte < 3:
+                xp.bitwise_and(tmp, U(255), out=tmp)
+            xp.bitwise_xor(acc, xp.take(tables[byte], tmp.astype(xp.intp)), out=acc)
+        xp.copyto(x, acc)
+        return x
+
+    def _tables(self, n: int) -> Array:
+        key = (n, id(self.xp))
+        if key not in _TABLES:
+            _TABLES[key] = self.xp.asarray(gf2_byte_tables(self.fam.name, n))
+        return _TABLES[key]
+
+
+_TABLES: dict[tuple[int, int], Any] = {}
+
+
+class Xorshift64Stepper(Stepper):
+    """xorshift64 as SPEC §1 defines it (multiply inside the state): stepped."""
+
+    step_cost, unstep_cost = 1.0, 2.0
+
+    def step_inplace(self, x: Array, tmp: Array) -> None:
+        xp, U = self.xp, self.U
+        for shift, left in ((12, False), (25, True), (27, False)):
+            (xp.left_shift if left else xp.right_shift)(x, U(shift), out=tmp)
+            xp.bitwise_xor(x, tmp, out=x)
+        xp.multiply(x, U(0x2545F4914F6CDD1D), out=x)
+
+    def unstep_inplace(self, x: Array, tmp: Array) -> None:
+        xp, U = self.xp, self.U
+        from winopt.optimizer.generators import XS64_MULINV
+
+        xp.multiply(x, U(XS64_MULINV), out=x)
+        undo = ((27, False), (54, False), (25, True), (50, True), (12, False), (24, False), (48, False))
+        for shift, left in undo:
+            (xp.left_shift if left else xp.right_shift)(x, U(shift), out=tmp)
+            xp.bitwise_xor(x, tmp, out=x)
+
+
+# --- GF(2) jump matrices for xorshift32 -----------------------------------------------------
+
+
+def _apply(cols: tuple[int, ...], v: int) -> int:
+    """Matrix (given by its column images) times bit vector `v`."""
+    out, j = 0, 0
+    while v:
+        if v & 1:
+            out ^= cols[j]
+        v >>= 1
+        j += 1
+    return out
+
+
+@lru_cache(maxsize=1024)
+def gf2_power(prng: str, n: int) -> tuple[int, ...]:
+    """Column images of step^n (n < 0: the inverse step) for a GF(2)-linear 32-bit family."""
+    fam = family(prng)
+    move = fam.step if n >= 0 else fam.unstep
+    base = tuple(move(1 << j) for j in range(32))
+    result = tuple(1 << j for j in range(32))
+    n = abs(n)
+    while n:
+        if n & 1:
+            result = tuple(_apply(base, c) for c in result)
+        base = tuple(_apply(base, c) for c in base)
+        n >>= 1
+    return result
+
+
+def gf2_byte_tables(prng: str, n: int) -> np.ndarray:
+    """(4, 256) uint32: `table[j][b]` = step^n applied to byte `b` placed at byte `j`."""
+    cols = gf2_power(prng, n)
+    tables = np.zeros((4, 256), dtype=np.uint32)
+    for j in range(4):
+        for b in range(1, 256):
+            low = b & -b
+            tables[j, b] = tables[j, b ^ low] ^ cols[8 * j + low.bit_length() - 1]
+    return tables
+
+
+_STEPPERS: dict[str, type[Stepper]] = {
+    "java_lcg": Java48Stepper,
+    "lcg32": Prime31Stepper,
+    "minstd": Prime31Stepper,
+    "xorshift32": Xorshift32Stepper,
+    "xorshift64": Xorshift64Stepper,
+    "pcg32": Pcg32Stepper,
+}
+
+
+def stepper(prng: str, xp: ModuleType) -> Stepper:
+    """The array stepper for family `prng` on array module `xp`."""
+    return _STEPPERS[prng](family(prng), xp)

@@ -1,0 +1,92 @@
+"""The deliberately simple sieve: the definition of SPEC §1, executed literally.
+
+For every skip separately, every seed's generator is stepped one output at a time (the
+plain `generators` step, no jump-ahead) from the pivot outwards, forwards and backwards,
+and every window draw is compared; rates are `matches / W` compared with the thresholds as
+floats; nothing is rejected early. It is vectorised over seeds only so that the tests and
+`bench/sieve.py` finish. It exists to be obviously right, so that `sieve.run_sieve` can be
+held equal to it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from winopt.optimizer.chance import chance_level
+from winopt.optimizer.generators import Family, family
+from winopt.optimizer.sieve import SieveParams, SieveResult, Window, prepare
+
+
+def forward_matches(fam: Family, x0: np.ndarray, skip: int, draws: list[int], mod: int) -> np.ndarray:
+    """Per seed, how many of `draws` (p, p+1, ...) equal y_{skip + i(skip+1)} mod `mod`."""
+    matches = np.zeros(x0.shape[0], dtype=np.int64)
+    x = x0.copy()
+    for t in range(len(draws) * (skip + 1)):
+        if fam.lag == 1:
+            x = fam.step(x)
+            y = fam.output(x)
+        else:
+            y = fam.output(x)
+            x = fam.step(x)
+        if (t + 1) % (skip + 1) == 0:
+            matches += (y % mod) == draws[(t + 1) // (skip + 1) - 1]
+    return matches
+
+
+def reverse_matches(fam: Family, x0: np.ndarray, skip: int, draws: list[int], mod: int) -> np.ndarray:
+    """Per seed, how many of `draws` (p-1, p-2, ...) equal y_{-1 - k(skip+1)} mod `mod`."""
+    matches = np.zeros(x0.shape[0], dtype=np.int64)
+    x = x0.copy()
+    for t in range(-1, -1 - len(draws) * (skip + 1), -1):
+        if fam.lag == 1:  # y_t = g(x_{t+1}): read, then step back
+            y = fam.output(x)
+            x = fam.unstep(x)
+        else:  # y_t = g(x_t): step back, then read
+            x = fam.unstep(x)
+            y = fam.output(x)
+        if (-1 - t) % (skip + 1) == 0:
+            matches += (y % mod) == draws[(-1 - t) // (skip + 1)]
+    return matches
+
+
+def run_reference(draws: np.ndarray, params: SieveParams, *, chunk_size: int = 1 << 14) -> SieveResult:
+    """The `SieveResult` of SPEC §1 for `params`, computed the slow, obvious way."""
+    window = prepare(draws, params)
+    p = window.params
+    parts: list[tuple[np.ndarray, ...]] = []
+    forward_count = reverse_count = 0
+    for start in range(p.seed_start, p.seed_start + p.seed_count, chunk_size):
+        size = min(chunk_size, p.seed_start + p.seed_count - start)
+        seeds = np.arange(size, dtype=np.uint64) + np.uint64(start)
+        f, r, best, has = _chunk(window, seeds)
+        forward_count += int((f / p.window_size >= p.forward_threshold).any(axis=0).sum())
+        reverse_count += int((r / p.window_size >= p.reverse_threshold).any(axis=0).sum())
+        cols = np.flatnonzero(has)
+        rows = best[cols]
+        parts.append((seeds[cols], rows + p.skip_min, f[rows, cols] / p.window_size,
+                      r[rows, cols] / p.window_size))
+    seeds, skips, fr, rr = (np.concatenate(a) for a in zip(*parts)) if parts else (
+        np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+    expected = chance_level(p.window_size, window.k_forward, window.k_reverse, p.mod,
+                            len(window.skips), p.seed_count)
+    return SieveResult(
+        params=p, seeds=seeds.astype(np.uint64), skips=skips.astype(np.int64),
+        forward_rate=fr.astype(np.float64), reverse_rate=rr.astype(np.float64),
+        forward_count=forward_count, reverse_count=reverse_count,
+        bidirectional_count=int(seeds.shape[0]),
+        expected_chance_bidirectional=expected.bidirectional, notes=list(window.notes),
+    )
+
+
+def _chunk(window: Window, seeds: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Full match counts (skips x seeds) both ways, each seed's best skip row, and which
+    seeds pass both directions for some one skip."""
+    p = window.params
+    fam = family(p.prng)
+    x0 = fam.seed(seeds).astype(np.uint64)
+    skips = list(window.skips)
+    f = np.stack([forward_matches(fam, x0, s, window.forward_draws, p.mod) for s in skips])
+    r = np.stack([reverse_matches(fam, x0, s, window.reverse_draws, p.mod) for s in skips])
+    both = (f / p.window_size >= p.forward_threshold) & (r / p.window_size >= p.reverse_threshold)
+    best = np.argmax(np.where(both, f + r, -1), axis=0)
+    return f, r, best, both.any(axis=0)

@@ -1,0 +1,80 @@
+"""The fast sieve's hot loop: run one direction's `Schedule` over a chunk of seeds.
+
+All seeds of the chunk move together through the scheduled states (one array operation per
+state, never a Python loop over seeds); match counts live in a (skips x seeds) matrix of
+small integers. At each checkpoint the seeds that can no longer pass for any skip are
+compacted away, so the later, sparser part of the schedule runs on the few that remain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from winopt.optimizer.jumps import Stepper
+from winopt.optimizer.schedule import Checkpoint, Schedule
+
+Array = Any
+
+
+@dataclass
+class Scanned:
+    """What one direction leaves: the chunk positions of the seeds still in the running
+    (ascending) and their full match counts, one row per skip."""
+
+    positions: Array  # int64, (n,)
+    matches: Array  # uint8 / uint16, (n_skips, n)
+
+
+def count_dtype(window: int) -> Any:
+    """The smallest unsigned type that holds a match count up to `window`."""
+    return np.uint8 if window < 256 else np.uint16
+
+
+def scan(stepper: Stepper, schedule: Schedule, x0: Array, mod: int) -> Scanned:
+    """Match counts of every (seed, skip) for one direction; seeds dropped at checkpoints
+    are absent from the result (none of their skips could reach `schedule.k`)."""
+    xp = stepper.xp
+    n = int(x0.shape[0])
+    positions = xp.arange(n, dtype=xp.int64)
+    matches = xp.zeros((schedule.n_skips, n), dtype=count_dtype(schedule.window))
+    pivot, x, u = x0, x0.copy(), 0
+    out, tmp, eq = xp.empty_like(x0), xp.empty_like(x0), xp.empty(n, dtype=bool)
+    for step in schedule.steps:
+        if isinstance(step, Checkpoint):
+            keep = _survivors(xp, matches, step)
+            if keep is None:
+                continue
+            positions, pivot, x, matches = positions[keep], pivot[keep], x[keep], matches[:, keep]
+            out, tmp, eq = xp.empty_like(x), xp.empty_like(x), xp.empty(x.shape[0], dtype=bool)
+            if x.shape[0] == 0:
+                break
+            continue
+        gap = step.u - u
+        if stepper.cost(step.u) + 1.0 < stepper.cost(gap):  # cheaper from the pivot again
+            xp.copyto(x, pivot)
+            gap = step.u
+        stepper.advance(x, gap, tmp)
+        u = step.u
+        stepper.residues(x, mod, out, tmp)
+        for value, rows in step.compare:
+            xp.equal(out, stepper.U(value), out=eq)
+            if len(rows) == 1:
+                matches[rows[0]] += eq
+            else:
+                matches[list(rows)] += eq
+    return Scanned(positions=positions, matches=matches)
+
+
+def _survivors(xp: Any, matches: Array, checkpoint: Checkpoint) -> Array | None:
+    """Indices of the seeds with some skip still able to pass; None when that is all."""
+    need = checkpoint.need
+    if need.min() <= 0 or matches.shape[1] == 0:
+        return None
+    alive = (matches >= xp.asarray(need, dtype=matches.dtype)[:, None]).any(axis=0)
+    keep = xp.flatnonzero(alive)
+    if int(keep.shape[0]) == matches.shape[1]:
+        return None
+    return keep
