@@ -1,0 +1,311 @@
+"""The daemon's configuration: one TOML file, strictly validated, plus command-line overrides.
+
+Strict because a daemon that silently ignores a misspelt key (`debounse = 5`) runs for
+months with a setting nobody chose. Every problem becomes one `ConfigError` line naming the
+file and the key; at start the daemon exits 2 with it, at reload (SIGHUP) it keeps the
+config it has and logs the line. The schema is a table per section so that the next
+handlers (spool jobs, rigs) add their keys without touching the validator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from winopt.errors import UserError
+
+DEFAULT_CONFIG_PATH = Path("/etc/winopt/daemon.toml")
+DEFAULT_STATE_DIR = Path("/var/lib/winopt")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(UserError):
+    """A configuration problem, one line naming the file and the key."""
+
+
+@dataclass(frozen=True)
+class JobsConfig:
+    """`[jobs]`: room for the spool handler (issue 5); validated now, used by it later."""
+
+    max_parallel_jobs: int = 1
+    gpus: tuple[int | str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """Everything the daemon reads from its config file, after validation and overrides."""
+
+    state_dir: Path = DEFAULT_STATE_DIR
+    watch: tuple[Path, ...] = ()
+    debounce: float = 0.5
+    max_delay: float = 5.0
+    workers: int = 2
+    reconcile_interval: float = 300.0
+    decide_interval: float = 60.0
+    status_interval: float = 0.25
+    log_level: str = "info"
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    jobs: JobsConfig = JobsConfig()
+    #: rig name -> `handlers.rigs.Rig`, validated by the distribution handler's own parser
+    rigs: Mapping[str, Any] = field(default_factory=dict)
+    source: Path | None = None
+
+    def make_thresholds(self) -> Any:
+        """The `handlers.evaluate.Thresholds` these `[decisions]` values describe."""
+        from winopt.handlers.evaluate import Thresholds
+
+        return Thresholds(**self.thresholds)
+
+
+# ---------------------------------------------------------------- checks
+Check = Callable[[Any], str | None]  # returns the problem, or None when the value is fine
+
+
+def _number(minimum: float, *, strict: bool = False) -> Check:
+    """A real number (int or float, not bool) >= minimum (> minimum when strict)."""
+
+    def check(value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"must be a number, got {_show(value)}"
+        if not math.isfinite(value):
+            return f"must be finite, got {value}"
+        if value < minimum or (strict and value == minimum):
+            return f"must be {'>' if strict else '>='} {minimum:g}, got {value}"
+        return None
+
+    return check
+
+
+def _integer(minimum: int, maximum: int = 1 << 20) -> Check:
+    def check(value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"must be an integer, got {_show(value)}"
+        if not minimum <= value <= maximum:
+            return f"must be between {minimum} and {maximum}, got {value}"
+        return None
+
+    return check
+
+
+def _absolute_path(value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return f"must be a path string, got {_show(value)}"
+    if not os.path.isabs(value):
+        return f"must be an absolute path, got {value!r}"
+    return None
+
+
+def _path_list(value: Any) -> str | None:
+    if not isinstance(value, list):
+        return f"must be a list of absolute paths, got {_show(value)}"
+    for i, item in enumerate(value):
+        problem = _absolute_path(item)
+        if problem:
+            return f"[{i}] {problem}"
+    return None
+
+
+def _log_level(value: Any) -> str | None:
+    if not isinstance(value, str) or value.lower() not in LOG_LEVELS:
+        return f"must be one of {', '.join(LOG_LEVELS)}, got {_show(value)}"
+    return None
+
+
+def _gpu_list(value: Any) -> str | None:
+    if not isinstance(value, list):
+        return f"must be a list of GPU ids, got {_show(value)}"
+    for i, item in enumerate(value):
+        ok_int = isinstance(item, int) and not isinstance(item, bool) and item >= 0
+        if not (ok_int or (isinstance(item, str) and item.strip())):
+            return f"[{i}] must be a GPU index >= 0 or a GPU id string, got {_show(item)}"
+    if len(set(map(str, value))) != len(value):
+        return "lists a GPU twice"
+    return None
+
+
+def _show(value: Any) -> str:
+    kind = {bool: "boolean", str: "string", list: "array", dict: "table"}.get(type(value))
+    return f"{kind} {value!r}" if kind else repr(value)
+
+
+# ---------------------------------------------------------------- schema
+#: top-level key -> check; sections are validated by their own tables below
+TOP_KEYS: dict[str, Check] = {
+    "state_dir": _absolute_path,
+    "watch": _path_list,
+    "debounce": _number(0),
+    "max_delay": _number(0, strict=True),
+    "workers": _integer(1, 64),
+    "reconcile_interval": _number(1),
+    "decide_interval": _number(1),
+    "status_interval": _number(0),
+    "log_level": _log_level,
+}
+JOBS_KEYS: dict[str, Check] = {
+    "max_parallel_jobs": _integer(1, 1024),
+    "gpus": _gpu_list,
+}
+SECTIONS = ("decisions", "jobs", "rigs")
+
+
+def _check_table(table: Mapping[str, Any], keys: Mapping[str, Check], where: str, source: str) -> None:
+    """Reject unknown keys and values that fail their check, naming `where.key`."""
+    for key, value in table.items():
+        name = f"{where}{key}"
+        if key not in keys:
+            known = ", ".join(sorted(keys))
+            raise ConfigError(f"{source}: {name}: unknown key (known: {known})")
+        problem = keys[key](value)
+        if problem:
+            raise ConfigError(f"{source}: {name}: {problem}")
+
+
+def _threshold_checks() -> dict[str, Check]:
+    """One check per field of `handlers.evaluate.Thresholds`: a number >= 0 of its type."""
+    from winopt.handlers.evaluate import Thresholds
+
+    checks: dict[str, Check] = {}
+    for f in dataclasses.fields(Thresholds):
+        default = f.default
+        checks[f.name] = _integer(0, 1 << 62) if type(default) is int else _number(0)
+    return checks
+
+
+def _section(raw: Mapping[str, Any], name: str, source: str) -> Any:
+    value = raw.get(name)
+    if value is not None and not isinstance(value, dict):
+        raise ConfigError(f"{source}: {name}: must be a table [{name}], got {_show(value)}")
+    return value
+
+
+def _rigs(raw: Any, source: str) -> Mapping[str, Any]:
+    """`[rigs.NAME]` tables, validated by the distribution handler (it owns their keys)."""
+    if raw is None:
+        return {}
+    from winopt.handlers.rigs import parse_rigs
+
+    try:
+        return parse_rigs(raw, source=source, base_dir=Path(source).parent)
+    except UserError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def parse_config(raw: Mapping[str, Any], source: str) -> DaemonConfig:
+    """Validate a parsed TOML document and build the `DaemonConfig` it describes."""
+    top = {k: v for k, v in raw.items() if k not in SECTIONS}
+    _check_table(top, TOP_KEYS, "", source)
+    decisions = _section(raw, "decisions", source) or {}
+    if decisions:
+        _check_table(decisions, _threshold_checks(), "decisions.", source)
+    jobs = _section(raw, "jobs", source) or {}
+    _check_table(jobs, JOBS_KEYS, "jobs.", source)
+    values: dict[str, Any] = dict(top)
+    if "state_dir" in values:
+        values["state_dir"] = Path(values["state_dir"])
+    values["watch"] = tuple(Path(p) for p in values.get("watch", ()))
+    if "log_level" in values:
+        values["log_level"] = values["log_level"].lower()
+    values["thresholds"] = dict(decisions)
+    values["jobs"] = JobsConfig(
+        max_parallel_jobs=jobs.get("max_parallel_jobs", 1), gpus=tuple(jobs.get("gpus", ()))
+    )
+    values["rigs"] = _rigs(raw.get("rigs"), source)
+    config = DaemonConfig(**values)
+    _cross_checks(config, source)
+    return config
+
+
+def _cross_checks(config: DaemonConfig, source: str) -> None:
+    """Checks that involve more than one key."""
+    if config.max_delay < config.debounce:
+        raise ConfigError(
+            f"{source}: max_delay: must be >= debounce ({config.debounce:g}), got {config.max_delay:g}"
+        )
+    if len(set(config.watch)) != len(config.watch):
+        raise ConfigError(f"{source}: watch: lists a directory twice")
+    if not config.thresholds:
+        return
+    try:
+        config.make_thresholds()
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: decisions: {exc}") from None
+
+
+def load_config(path: Path) -> DaemonConfig:
+    """Read and validate the TOML file at `path`."""
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return dataclasses.replace(parse_config(raw, str(path)), source=path)
+
+
+def with_overrides(
+    config: DaemonConfig,
+    *,
+    state_dir: str | None = None,
+    watch: list[str] | None = None,
+    log_level: str | None = None,
+) -> DaemonConfig:
+    """Apply command-line flags: they win over the file; `--watch` adds to the file's list.
+
+    Relative paths on the command line are taken from the current directory, as a person
+    typing them expects."""
+    changes: dict[str, Any] = {}
+    if state_dir:
+        changes["state_dir"] = Path(state_dir).absolute()
+    if watch:
+        extra = [Path(w).absolute() for w in watch]
+        changes["watch"] = tuple(dict.fromkeys([*config.watch, *extra]))
+    if log_level:
+        problem = _log_level(log_level)
+        if problem:
+            raise ConfigError(f"--log-level: {problem}")
+        changes["log_level"] = log_level.lower()
+    return dataclasses.replace(config, **changes)
+
+
+def resolve_config(
+    config_path: str | None,
+    *,
+    state_dir: str | None = None,
+    watch: list[str] | None = None,
+    log_level: str | None = None,
+) -> DaemonConfig:
+    """The config the daemon runs with: the file (when given or present at the default
+    path, else the defaults) with the command-line flags applied."""
+    if config_path is not None:
+        base = load_config(Path(config_path).absolute())
+    elif DEFAULT_CONFIG_PATH.exists():
+        base = load_config(DEFAULT_CONFIG_PATH)
+    else:
+        base = DaemonConfig()
+    return with_overrides(base, state_dir=state_dir, watch=watch, log_level=log_level)
+
+
+def run_names(dirs: tuple[Path, ...]) -> dict[Path, str]:
+    """A short unique name per watched directory: its last path components, as few as
+    make it unique (`out` alone, `a/out` and `b/out` when two end in `out`)."""
+    names: dict[Path, str] = {}
+    for d in dirs:
+        parts = d.parts
+        for k in range(1, len(parts) + 1):
+            candidate = "/".join(parts[-k:]).lstrip("/") or "/"
+            clash = [o for o in dirs if o != d and "/".join(o.parts[-k:]).lstrip("/") == candidate]
+            if not clash:
+                names[d] = candidate
+                break
+        else:
+            names[d] = str(d)
+    return names

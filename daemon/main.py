@@ -1,0 +1,312 @@
+"""`winopt daemon`: the main loop that ties watching, coalescing, work, status and systemd.
+
+The main thread owns the lifecycle and the timers; it sleeps in select() on a wakeup
+pipe until a signal, a watcher error or its next timer (reconcile, decision timer,
+systemd watchdog ping). File events go straight from the observer thread into the
+coalescing queue; worker threads do the work; the status writer publishes status.json.
+Handlers are registered per key kind ("run" for watched directories) so spool jobs and
+rig transfers plug in the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Hashable
+from pathlib import Path
+from typing import Any
+
+import filelock
+
+from winopt import __version__
+from winopt.contracts.locks import lock_for
+from winopt.daemon import notify
+from winopt.daemon.coalesce import CoalescingQueue
+from winopt.daemon.config import DaemonConfig, resolve_config, run_names
+from winopt.daemon.journal import set_level, setup_logging
+from winopt.daemon.runs import WatchedRuns
+from winopt.daemon.status import DecisionLog, StatusBook, now_iso, read_status
+from winopt.daemon.wakeup import Wakeup
+from winopt.daemon.watch import Watcher
+from winopt.errors import UserError
+
+log = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE",
+                        help="TOML config (default /etc/winopt/daemon.toml when it exists)")
+    parser.add_argument("--state-dir", metavar="DIR", help="where status.json and decisions.jsonl go")
+    parser.add_argument("--watch", metavar="DIR", action="append", default=[],
+                        help="a run directory to watch (repeatable; adds to the config's list)")
+    parser.add_argument("--log-level", metavar="LEVEL", help="debug, info, warning or error")
+
+
+def run(args: argparse.Namespace) -> int:
+    load = lambda: resolve_config(  # noqa: E731 - re-run verbatim at each reload
+        args.config, state_dir=args.state_dir, watch=args.watch, log_level=args.log_level
+    )
+    return Daemon(load).serve()
+
+
+def prepare_state_dir(state_dir: Path) -> None:
+    """Create the state dir if needed; refuse one the daemon cannot write."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{state_dir}: cannot create the state dir: {exc.strerror} (give --state-dir)") from None
+    if not os.access(state_dir, os.W_OK | os.X_OK):
+        raise UserError(f"{state_dir}: state dir not writable by uid {os.getuid()} (give --state-dir)")
+
+
+class Daemon:
+    """One daemon process: `serve()` runs until SIGTERM/SIGINT and returns the exit code."""
+
+    def __init__(self, load_config: Callable[[], DaemonConfig]) -> None:
+        self._load_config = load_config
+        self.config = load_config()  # ConfigError -> exit 2 before anything starts
+        self._wakeup = Wakeup()
+        self._reconcile_wanted = threading.Event()
+        self._timers: dict[str, float] = {}
+        self._healthy = True
+        self._handlers: dict[str, Callable[[Any, frozenset[str]], None]] = {}
+
+    # ------------------------------------------------------------ lifecycle
+    def serve(self) -> int:
+        cfg = self.config
+        prepare_state_dir(cfg.state_dir)
+        setup_logging(cfg.log_level)
+        instance = lock_for(cfg.state_dir / "daemon", timeout=0)
+        try:
+            instance.acquire()
+        except filelock.Timeout:
+            raise UserError(f"{cfg.state_dir}: another winopt daemon is using this state dir") from None
+        try:
+            self._wakeup.catch((signal.SIGHUP, *STOP_SIGNALS))
+            self._start()
+            self._loop()
+            self._stop()
+        finally:
+            instance.release()
+        return 0
+
+    def _start(self) -> None:
+        cfg = self.config
+        previous = self._previous_runs(cfg.state_dir)
+        self.book = StatusBook(cfg.state_dir, min_interval=cfg.status_interval, on_written=self._status_written)
+        self.runs = WatchedRuns(self.book, DecisionLog(cfg.state_dir), self._thresholds)
+        self._thresholds_now = cfg.make_thresholds()
+        self.queue = CoalescingQueue(self._work, workers=cfg.workers, debounce=cfg.debounce,
+                                     max_delay=cfg.max_delay, on_error=self._work_failed)
+        self._handlers["run"] = self.runs.process
+        self.watcher = Watcher(self._file_changed, self._watcher_error)
+        self.book.update_daemon(
+            pid=os.getpid(), version=__version__, started_at=now_iso(), state="starting",
+            config=str(cfg.source) if cfg.source else None, state_dir=str(cfg.state_dir),
+        )
+        log.info("winopt daemon %s starting (pid %d, state dir %s, config %s)", __version__, os.getpid(),
+                 cfg.state_dir, cfg.source or "none: defaults and flags", extra={"EVENT": "start"})
+        self.book.start()
+        self.runs.set_runs(run_names(cfg.watch), previous)
+        self.watcher.start(cfg.watch)
+        self.queue.start()
+        self._reconcile("start")
+        self._arm_timers()
+        self.book.update_daemon(state="running")
+        notify.notify("READY=1", "STATUS=" + self._summary(self.book.snapshot()))
+        log.info("ready: watching %d of %d directories", len(self.watcher.watching), len(cfg.watch),
+                 extra={"EVENT": "ready"})
+
+    def _stop(self) -> None:
+        notify.notify("STOPPING=1")
+        log.info("stopping: finishing the work in hand", extra={"EVENT": "stopping"})
+        self.book.update_daemon(state="stopping")
+        self.watcher.stop()
+        left = self.queue.stop()
+        if left:
+            log.info("left for the next start's reconcile: %s", ", ".join(map(_key_text, left)),
+                     extra={"EVENT": "stopping"})
+        self.book.update_daemon(state="stopped", stopped_at=now_iso(), observer_alive=False,
+                                workers={"alive": 0, "configured": self.config.workers})
+        self.book.stop()
+        self._wakeup.close()
+        log.info("stopped", extra={"EVENT": "stopped"})
+
+    # ------------------------------------------------------------ main loop
+    def _loop(self) -> None:
+        while True:
+            timeout = min(self._timers.values()) - time.monotonic() if self._timers else None
+            for signum in self._wakeup.wait(timeout):
+                if signum in STOP_SIGNALS:
+                    log.info("received %s", signal.Signals(signum).name, extra={"EVENT": "signal"})
+                    return
+                if signum == signal.SIGHUP:
+                    self._reload()
+            if self._reconcile_wanted.is_set():
+                self._reconcile("watcher error")
+            self._run_due_timers()
+
+    def _arm_timers(self) -> None:
+        now = time.monotonic()
+        cfg = self.config
+        self._timers = {"reconcile": now + cfg.reconcile_interval, "decide": now + cfg.decide_interval}
+        interval = notify.watchdog_interval()
+        if interval is not None:
+            self._timers["watchdog"] = now  # first ping right away
+            self._watchdog_interval = interval
+
+    def _run_due_timers(self) -> None:
+        now = time.monotonic()
+        cfg = self.config
+        if self._timers.get("watchdog", float("inf")) <= now:
+            self._timers["watchdog"] = now + self._watchdog_interval
+            self._ping_watchdog()
+        if self._timers["reconcile"] <= now:
+            self._timers["reconcile"] = now + cfg.reconcile_interval
+            self._reconcile("timer")
+        if self._timers["decide"] <= now:
+            self._timers["decide"] = now + cfg.decide_interval
+            for d in self.runs.dirs():
+                self.queue.record(("run", d), "timer", delay=0)
+
+    # ------------------------------------------------------------ liveness
+    def _check_health(self) -> bool:
+        """Observer and workers alive (repairing what can be); the systemd watchdog is fed
+        only while this holds, so a daemon gone blind is restarted by systemd."""
+        observer_ok = self.watcher.check()
+        revived = self.queue.revive()
+        if revived:
+            log.error("%d worker thread(s) had died; replaced", revived, extra={"EVENT": "worker_died"})
+        alive, configured = self.queue.alive()
+        healthy = observer_ok and alive == configured
+        self.book.update_daemon(
+            observer_alive=observer_ok, workers={"alive": alive, "configured": configured},
+            watching=[str(d) for d in self.watcher.watching], missing=[str(d) for d in self.watcher.missing],
+        )
+        if healthy != self._healthy:
+            log.log(logging.INFO if healthy else logging.CRITICAL,
+                    "liveness %s (observer %s, workers %d/%d)", "restored" if healthy else "FAILED",
+                    "alive" if observer_ok else "dead", alive, configured, extra={"EVENT": "liveness"})
+        self._healthy = healthy
+        return healthy
+
+    def _ping_watchdog(self) -> None:
+        if self._check_health():
+            notify.notify("WATCHDOG=1")
+
+    # ------------------------------------------------------------ events and work
+    def _file_changed(self, path: Path) -> None:
+        """Observer thread: map a changed file to its run and record it; nothing else."""
+        run_dir = self.runs.run_for(path)
+        if run_dir is None:
+            return
+        self.queue.record(("run", run_dir), "changed")
+        self.book.count("events")
+        self.book.update_daemon(last_event={"path": str(path), "at": now_iso()})
+
+    def _watcher_error(self, message: str) -> None:
+        """Any thread: events may have been lost; reconcile from the main loop."""
+        log.warning("watcher: %s; reconciling", message, extra={"EVENT": "watcher_error"})
+        self._reconcile_wanted.set()
+        self._wakeup.wake()
+
+    def _reconcile(self, why: str) -> None:
+        """Catch what events missed: every run is looked at again (the work itself converts
+        only a stale NPZ and records only a changed decision)."""
+        self._reconcile_wanted.clear()
+        self._check_health()
+        dirs = self.runs.dirs()
+        for d in dirs:
+            self.queue.record(("run", d), "reconcile", delay=0)
+        self.book.count("reconciles")
+        self.book.update_daemon(last_reconcile=now_iso())
+        log.debug("reconcile (%s): %d runs scheduled", why, len(dirs), extra={"EVENT": "reconcile"})
+
+    def _work(self, key: Hashable, reasons: frozenset[str]) -> None:
+        kind, target = key  # type: ignore[misc]
+        self._handlers[kind](target, reasons)
+
+    def _work_failed(self, key: Hashable, exc: BaseException) -> None:
+        kind, target = key  # type: ignore[misc]
+        log.error("%s %s: handler failed: %s: %s", kind, target, type(exc).__name__, exc, exc_info=exc,
+                  extra={"PATH": str(target), "EVENT": "handler_error"})
+        self.book.count("handler_errors")
+        if kind == "run":
+            name = run_names(self.config.watch).get(target, str(target))
+            self.book.update_run(name, state="error", error=f"handler failed: {type(exc).__name__}: {exc}")
+
+    def _thresholds(self) -> Any:
+        return self._thresholds_now
+
+    # ------------------------------------------------------------ reload
+    def _reload(self) -> None:
+        notify.reloading()
+        log.info("SIGHUP: reloading the config", extra={"EVENT": "reload"})
+        try:
+            new = self._load_config()
+            thresholds = new.make_thresholds()
+        except UserError as exc:
+            log.error("reload failed, keeping the current config: %s", exc, extra={"EVENT": "reload_failed"})
+            notify.notify("READY=1", "STATUS=reload failed, old config kept: " + str(exc))
+            return
+        new = self._keep_restart_only(new)
+        self.config = new
+        self._thresholds_now = thresholds
+        set_level(new.log_level)
+        self.queue.debounce, self.queue.max_delay = new.debounce, new.max_delay
+        self.book.min_interval = new.status_interval
+        self.runs.set_runs(run_names(new.watch))
+        self.watcher.set_dirs(new.watch)
+        self._reconcile("reload")
+        self._arm_timers()
+        notify.notify("READY=1", "STATUS=" + self._summary(self.book.snapshot()))
+        log.info("config reloaded: watching %d directories", len(new.watch), extra={"EVENT": "reloaded"})
+
+    def _keep_restart_only(self, new: DaemonConfig) -> DaemonConfig:
+        """Settings that only a restart can change keep their running values (and say so)."""
+        keep: dict[str, Any] = {}
+        for name in ("state_dir", "workers"):
+            if getattr(new, name) != getattr(self.config, name):
+                log.warning("%s changed to %s: takes effect at the next restart", name, getattr(new, name),
+                            extra={"EVENT": "reload"})
+                keep[name] = getattr(self.config, name)
+        return dataclasses.replace(new, **keep)
+
+    # ------------------------------------------------------------ status
+    @staticmethod
+    def _previous_runs(state_dir: Path) -> dict[str, Any]:
+        try:
+            return read_status(state_dir).get("runs") or {}
+        except (OSError, ValueError, AttributeError):
+            return {}
+
+    def _status_written(self, doc: dict[str, Any]) -> None:
+        text = self._summary(doc)
+        if text != getattr(self, "_last_status_line", None):
+            self._last_status_line = text
+            notify.status_line(text)
+
+    @staticmethod
+    def _summary(doc: dict[str, Any]) -> str:
+        """The one-line STATUS= for `systemctl status`."""
+        daemon = doc.get("daemon", {})
+        counters = daemon.get("counters", {})
+        runs = doc.get("runs", {})
+        errors = sum(1 for r in runs.values() if r.get("error"))
+        text = f"{len(runs)} runs ({errors} with errors), {counters.get('conversions', 0)} conversions"
+        last = daemon.get("last_event")
+        if last:
+            text += f", last event {Path(last['path']).parent.name}/{Path(last['path']).name} at {last['at'][11:19]}"
+        return text
+
+
+def _key_text(key: Hashable) -> str:
+    kind, target = key  # type: ignore[misc]
+    return f"{kind} {target}"

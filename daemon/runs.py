@@ -1,0 +1,256 @@
+"""The work done for a watched run directory: convert when stale, decide, record.
+
+Runs on a worker thread, once per coalesced burst of events (or reconcile, or decision
+timer). It re-reads the files as they are now — events only say "look again". The
+survivors are converted through `handlers.convert.convert` (the same code as `winopt
+convert`: only when stale, under the NPZ's lock, published atomically), checked against
+the snapshot's `survivors_sha256` so a survivors file whose snapshot has not caught up yet
+(a write in progress) is left for the next event. The decision comes from
+`handlers.evaluate.evaluate` (the same as `winopt evaluate`); a corrupt survivors file
+overrides it with escalate. Each changed decision is appended to decisions.jsonl.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from winopt.contracts.schemas import (
+    CONFIG_NAME,
+    NPZ_NAME,
+    SURVIVORS_NAME,
+    npz_meta_path,
+    read_npz_meta,
+    read_snapshot,
+)
+from winopt.daemon.status import DecisionLog, StatusBook, now_iso
+from winopt.errors import UserError
+
+log = logging.getLogger(__name__)
+
+#: os.stat identity of a file: (inode, size, mtime_ns), or None when absent
+FileSig = tuple[int, int, int] | None
+
+
+def file_sig(path: Path) -> FileSig:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@dataclass
+class _Seen:
+    """What a run looked like when it was last processed."""
+
+    sig: tuple[FileSig, FileSig] = (None, None)
+    error: str | None = None  # conversion error for these very files
+    decision: tuple[str, str] | None = None  # (action, reasoning) last recorded
+
+
+class WatchedRuns:
+    """Processes watched run directories; thread-safe across runs, one worker per run
+    at a time (the coalescing queue guarantees that)."""
+
+    def __init__(
+        self,
+        book: StatusBook,
+        decisions: DecisionLog,
+        thresholds: Callable[[], Any],
+    ) -> None:
+        self._book = book
+        self._decisions = decisions
+        self._thresholds = thresholds
+        self._names: dict[Path, str] = {}
+        self._seen: dict[Path, _Seen] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ set-up
+    def set_runs(self, names: dict[Path, str], previous: dict[str, Any] | None = None) -> None:
+        """Watch these directories under these names; `previous` (status.json's runs from
+        the last daemon) seeds the last decisions so a restart does not repeat them."""
+        with self._lock:
+            for d in [d for d in self._names if d not in names]:
+                self._book.remove_run(self._names.pop(d))
+                self._seen.pop(d, None)
+            for d, name in names.items():
+                self._names[d] = name
+                seen = self._seen.setdefault(d, _Seen())
+                old = (previous or {}).get(name, {}).get("decision") or {}
+                if seen.decision is None and old.get("action"):
+                    seen.decision = (old["action"], old.get("reasoning", ""))
+                self._book.update_run(name, kind="watched", path=str(d))
+
+    def dirs(self) -> list[Path]:
+        with self._lock:
+            return list(self._names)
+
+    def run_for(self, path: Path) -> Path | None:
+        """The watched run a changed file belongs to (only its two input files count)."""
+        if path.name not in (CONFIG_NAME, SURVIVORS_NAME):
+            return None
+        with self._lock:
+            return path.parent if path.parent in self._names else None
+
+    def needs_work(self, run_dir: Path) -> bool:
+        """For the reconcile scan: the snapshot or survivors changed since last processed,
+        or the NPZ is stale."""
+        seen = self._seen.get(run_dir)
+        if seen is None or seen.sig != self._sigs(run_dir):
+            return True
+        survivors = run_dir / SURVIVORS_NAME
+        if not survivors.exists():
+            return False
+        from winopt.handlers.convert import is_stale
+
+        return is_stale(survivors)
+
+    # ------------------------------------------------------------ work
+    def process(self, run_dir: Path, reasons: frozenset[str]) -> None:
+        """Bring one run up to date: convert if needed, decide, record."""
+        with self._lock:
+            name = self._names.get(run_dir)
+            seen = self._seen.get(run_dir)
+        if name is None or seen is None:
+            return  # no longer watched (config reloaded)
+        if not run_dir.is_dir():
+            self._book.update_run(name, state="missing", error=f"{run_dir}: directory not found")
+            return
+        sigs = self._sigs(run_dir)
+        snapshot, snapshot_error = self._read_snapshot(run_dir)
+        if sigs != seen.sig or reasons != {"timer"}:
+            seen.error = self._convert(name, run_dir, snapshot)
+        seen.sig = sigs
+        decision = self._decide(run_dir, seen.error)
+        self._record(name, run_dir, snapshot, snapshot_error, decision, seen)
+
+    @staticmethod
+    def _sigs(run_dir: Path) -> tuple[FileSig, FileSig]:
+        return file_sig(run_dir / CONFIG_NAME), file_sig(run_dir / SURVIVORS_NAME)
+
+    @staticmethod
+    def _read_snapshot(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
+        try:
+            return read_snapshot(run_dir / CONFIG_NAME), None
+        except FileNotFoundError:
+            return None, None
+        except UserError as exc:
+            return None, str(exc)
+
+    def _convert(self, name: str, run_dir: Path, snapshot: dict[str, Any] | None) -> str | None:
+        """Convert the survivors if stale; return the error text for a corrupt file."""
+        survivors = run_dir / SURVIVORS_NAME
+        if not survivors.exists():
+            return None
+        from winopt.handlers.convert import SurvivorsInFlux, convert
+
+        expected = (snapshot or {}).get("survivors_sha256") or None
+        fields = {"RUN": name, "PATH": str(survivors)}
+        try:
+            result = convert(survivors, if_stale=True, expected_sha256=expected)
+        except SurvivorsInFlux as exc:
+            log.info("run %s: survivors still being written, waiting for the next write (%s)",
+                     name, exc, extra={**fields, "EVENT": "in_flux"})
+            self._book.update_run(name, npz_note="survivors differ from the snapshot's survivors_sha256; waiting for the next write")
+            return None
+        except UserError as exc:
+            log.error("run %s: survivors not converted, previous NPZ kept: %s",
+                      name, exc, extra={**fields, "EVENT": "convert_failed"})
+            self._book.count("conversion_errors")
+            return str(exc)
+        self._book.update_run(name, npz_note=None)
+        if result.converted:
+            self._book.count("conversions")
+            log.info("run %s: converted %d survivors to %s", name, result.count, result.npz_path.name,
+                     extra={**fields, "EVENT": "converted", "SHA256": npz_sha256(result.meta) or ""})
+        return None
+
+    def _decide(self, run_dir: Path, conversion_error: str | None) -> dict[str, Any]:
+        from winopt.handlers.evaluate import evaluate
+
+        decision = dict(evaluate(run_dir, self._thresholds()))
+        if conversion_error:
+            decision.update(
+                action="escalate",
+                confidence=0.9,
+                reasoning=f"The survivors file cannot be converted ({conversion_error}); the previous NPZ is kept.",
+            )
+            decision["warnings"] = [*decision.get("warnings", []), "survivors file unreadable"]
+        return decision
+
+    def _record(
+        self,
+        name: str,
+        run_dir: Path,
+        snapshot: dict[str, Any] | None,
+        snapshot_error: str | None,
+        decision: dict[str, Any],
+        seen: _Seen,
+    ) -> None:
+        error = seen.error or snapshot_error
+        self._book.update_run(
+            name,
+            kind="watched",
+            path=str(run_dir),
+            state=run_state(snapshot, error),
+            snapshot=snapshot_summary(snapshot),
+            decision=decision,
+            npz=npz_summary(run_dir / NPZ_NAME),
+            error=error,
+            processed_at=now_iso(),
+        )
+        key = (str(decision.get("action")), str(decision.get("reasoning")))
+        if key == seen.decision:
+            return
+        seen.decision = key
+        self._decisions.append({"run": name, "path": str(run_dir), "time": now_iso(), **decision})
+        self._book.count("decisions")
+        level = logging.WARNING if key[0] == "escalate" else logging.INFO
+        log.log(level, "run %s: decision %s (%s)", name, key[0], key[1],
+                extra={"RUN": name, "EVENT": "decision", "ACTION": key[0]})
+
+
+def run_state(snapshot: dict[str, Any] | None, error: str | None) -> str:
+    """One word for the run's lifecycle, as `winopt status` shows it."""
+    if error:
+        return "error"
+    if snapshot is None:
+        return "waiting"
+    status = snapshot.get("status") or "complete"  # old files have no status: complete
+    return {"in_progress": "running"}.get(status, status)
+
+
+def snapshot_summary(snapshot: dict[str, Any] | None) -> dict[str, Any] | None:
+    if snapshot is None:
+        return None
+    best = snapshot.get("best_bidirectional_count", snapshot.get("best_value"))
+    return {
+        "status": snapshot.get("status"),
+        "completed_trials": snapshot.get("completed_trials"),
+        "total_trials": snapshot.get("total_trials"),
+        "best": best,
+        "last_updated": snapshot.get("last_updated"),
+    }
+
+
+def npz_sha256(meta: dict[str, Any] | None) -> str | None:
+    meta = meta or {}
+    return meta.get("npz_sha256") or meta.get("sha256")
+
+
+def npz_summary(npz: Path) -> dict[str, Any] | None:
+    """sha256, count and converted_at of the published NPZ, from its meta."""
+    meta = read_npz_meta(npz_meta_path(npz))
+    if meta is None or not npz.exists():
+        return None
+    return {
+        "sha256": npz_sha256(meta),
+        "count": meta.get("count", meta.get("survivor_count")),
+        "converted_at": meta.get("converted_at"),
+    }

@@ -1,0 +1,173 @@
+"""What the daemon knows, for people and scripts: STATE/status.json and STATE/decisions.jsonl.
+
+`StatusBook` holds the status in memory under one lock; any thread updates it cheaply and
+a writer thread publishes it atomically (contracts.publish_json), coalesced to at most one
+write per `min_interval` however busy the daemon is — a burst of 200 events costs a few
+writes, not 200. Idle, the writer blocks with no timeout. `DecisionLog` appends one JSON
+line per changed decision with a single write(2) on an O_APPEND descriptor plus fsync, so
+concurrent appenders never interleave and a crash loses at most the line in hand.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from winopt.contracts.publish import publish_json
+
+log = logging.getLogger(__name__)
+
+STATUS_NAME = "status.json"
+DECISIONS_NAME = "decisions.jsonl"
+STATUS_SCHEMA_VERSION = 1
+COUNTERS = ("events", "conversions", "conversion_errors", "decisions", "handler_errors", "reconciles")
+
+
+def now_iso() -> str:
+    """Local time with its offset, to the second (what people read in status files)."""
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+class StatusBook:
+    """The status document, updated from any thread, published by its own thread."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        min_interval: float = 0.25,
+        on_written: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.path = state_dir / STATUS_NAME
+        self.min_interval = min_interval
+        self._on_written = on_written
+        self._cond = threading.Condition()
+        self._doc: dict[str, Any] = {
+            "schema_version": STATUS_SCHEMA_VERSION,
+            "updated_at": None,
+            "daemon": {"counters": dict.fromkeys(COUNTERS, 0)},
+            "runs": {},
+            "jobs": {},  # spool jobs (issue 5)
+            "rigs": {},  # distribution targets (issue 6)
+        }
+        self._dirty = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.writes = 0
+
+    # ------------------------------------------------------------ updates
+    def update_daemon(self, **fields: Any) -> None:
+        with self._cond:
+            self._doc["daemon"].update(fields)
+            self._touch()
+
+    def count(self, counter: str, n: int = 1) -> None:
+        with self._cond:
+            counters = self._doc["daemon"]["counters"]
+            counters[counter] = counters.get(counter, 0) + n
+            self._touch()
+
+    def update_run(self, name: str, **fields: Any) -> None:
+        with self._cond:
+            self._doc["runs"].setdefault(name, {}).update(fields)
+            self._touch()
+
+    def remove_run(self, name: str) -> None:
+        with self._cond:
+            if self._doc["runs"].pop(name, None) is not None:
+                self._touch()
+
+    def run(self, name: str) -> dict[str, Any]:
+        """A copy of one run's entry ({} when unknown)."""
+        with self._cond:
+            return copy.deepcopy(self._doc["runs"].get(name, {}))
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._cond:
+            return copy.deepcopy(self._doc)
+
+    def _touch(self) -> None:
+        self._dirty = True
+        self._cond.notify()
+
+    # ------------------------------------------------------------ writer
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._writer, name="status-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the writer and write the final state now."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join()
+        self.flush()
+
+    def flush(self) -> None:
+        """Write now if anything changed since the last write."""
+        with self._cond:
+            if not self._dirty:
+                return
+            self._dirty = False
+            self._doc["updated_at"] = now_iso()
+            doc = copy.deepcopy(self._doc)
+        try:
+            publish_json(self.path, doc, mode=0o664)
+        except OSError as exc:
+            log.error("cannot write %s: %s", self.path, exc, extra={"EVENT": "status_failed"})
+            with self._cond:
+                self._dirty = True
+            return
+        self.writes += 1
+        if self._on_written is not None:
+            self._on_written(doc)
+
+    def _writer(self) -> None:
+        while True:
+            with self._cond:
+                while not self._dirty and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+            started = time.monotonic()
+            self.flush()
+            self._pause(started + self.min_interval)
+
+    def _pause(self, until: float) -> None:
+        """Rate limit: no next write before `until` (a stop cuts the pause short)."""
+        with self._cond:
+            while not self._stopping and (left := until - time.monotonic()) > 0:
+                self._cond.wait(left)
+
+
+class DecisionLog:
+    """STATE/decisions.jsonl: one JSON object per line, appended atomically and durably."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / DECISIONS_NAME
+
+    def append(self, record: dict[str, Any]) -> None:
+        line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o664)
+        try:
+            written = os.write(fd, line)
+            if written != len(line):  # a full disk mid-line: say so rather than pretend
+                raise OSError(f"short write to {self.path} ({written} of {len(line)} bytes)")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def read_status(state_dir: Path) -> dict[str, Any]:
+    """The status document as last published (raises OSError / ValueError as they come)."""
+    return orjson.loads((state_dir / STATUS_NAME).read_bytes())

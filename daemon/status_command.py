@@ -1,0 +1,127 @@
+"""`winopt status`: the daemon's status file as a table a person reads at a glance.
+
+Reads STATE/status.json only (no NumPy, no Optuna: quick on a busy head node). `--json`
+prints the file as it is, for scripts. The state dir comes from `--state-dir`, else the
+config file's `state_dir`, else /var/lib/winopt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from winopt.daemon.config import DEFAULT_CONFIG_PATH, DEFAULT_STATE_DIR, load_config
+from winopt.daemon.status import STATUS_NAME
+from winopt.errors import UserError
+
+COLUMNS = ("RUN", "STATE", "TRIALS", "BEST", "DECISION", "NPZ AGE")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", metavar="DIR", help="the daemon's state dir")
+    parser.add_argument("--config", metavar="FILE", help="read state_dir from this daemon config")
+    parser.add_argument("--json", action="store_true", help="print status.json as it is")
+
+
+def run(args: argparse.Namespace) -> int:
+    path = _state_dir(args) / STATUS_NAME
+    try:
+        data = path.read_bytes()
+        doc = orjson.loads(data)
+        if not isinstance(doc, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        problem = getattr(exc, "strerror", None) or str(exc)
+        raise UserError(f"daemon not running or state dir wrong: {path}: {problem}") from None
+    if args.json:
+        sys.stdout.write(data.decode("utf-8"))
+        return 0
+    print(render(doc, now=datetime.now(timezone.utc)))
+    return 0
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    if args.state_dir:
+        return Path(args.state_dir)
+    config = Path(args.config) if args.config else DEFAULT_CONFIG_PATH
+    if args.config or config.exists():
+        return load_config(config).state_dir
+    return DEFAULT_STATE_DIR
+
+
+def render(doc: dict[str, Any], *, now: datetime) -> str:
+    """Header line about the daemon, then one row per run."""
+    lines = [_header(doc.get("daemon") or {}, now)]
+    rows = [_row(name, run, now) for name, run in sorted((doc.get("runs") or {}).items())]
+    if not rows:
+        lines.append("no runs watched")
+        return "\n".join(lines)
+    widths = [max(len(r[i]) for r in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
+    for row in [COLUMNS, *rows]:
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    for name, run in sorted((doc.get("runs") or {}).items()):
+        if run.get("error"):
+            lines.append(f"{name}: {run['error']}")
+    return "\n".join(lines)
+
+
+def _header(daemon: dict[str, Any], now: datetime) -> str:
+    pid = daemon.get("pid")
+    state = daemon.get("state", "unknown")
+    if state not in ("stopped",) and isinstance(pid, int) and not _pid_alive(pid):
+        state = f"not running (last state {state})"
+    text = f"daemon pid {pid} {state}"
+    if daemon.get("started_at"):
+        text += f", up {_age(daemon['started_at'], now)}"
+    counters = daemon.get("counters") or {}
+    text += f", {counters.get('conversions', 0)} conversions"
+    if daemon.get("observer_alive") is False and state == "running":
+        text += ", WATCHER DOWN"
+    missing = daemon.get("missing") or []
+    if missing:
+        text += f", {len(missing)} directories missing"
+    return text
+
+
+def _row(name: str, run: dict[str, Any], now: datetime) -> tuple[str, ...]:
+    snap = run.get("snapshot") or {}
+    done, total = snap.get("completed_trials"), snap.get("total_trials")
+    trials = f"{done if done is not None else '-'}/{total if total is not None else '-'}" if snap else "-"
+    best = snap.get("best")
+    decision = run.get("decision") or {}
+    action = decision.get("action")
+    decided = f"{action} {decision.get('confidence', 0):.2f}" if action else "-"
+    npz = run.get("npz") or {}
+    npz_age = _age(npz["converted_at"], now) if npz.get("converted_at") else "-"
+    return (name, str(run.get("state", "-")), trials, "-" if best is None else str(best), decided, npz_age)
+
+
+def _age(iso: str, now: datetime) -> str:
+    """'42s', '7m', '3h', '2d' since `iso`."""
+    try:
+        then = datetime.fromisoformat(iso)
+    except (TypeError, ValueError):
+        return "?"
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=timezone.utc)
+    seconds = max(0, int((now - then).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,125 @@
+"""status.json (coalesced atomic writes), decisions.jsonl (atomic appends) and `winopt status`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from winopt.daemon.status import DecisionLog, StatusBook, read_status
+from winopt.daemon.status_command import render
+
+
+def test_a_busy_book_is_written_a_few_times_and_ends_current(tmp_path: Path) -> None:
+    book = StatusBook(tmp_path, min_interval=0.2)
+    book.start()
+    for i in range(5000):
+        book.update_run("r1", completed=i)
+        book.count("events")
+    book.stop()
+    doc = read_status(tmp_path)
+    assert doc["runs"]["r1"]["completed"] == 4999
+    assert doc["daemon"]["counters"]["events"] == 5000
+    assert 1 <= book.writes <= 10, book.writes
+    assert doc["jobs"] == {} and doc["rigs"] == {}
+
+
+def test_readers_never_see_a_partial_status_file(tmp_path: Path) -> None:
+    book = StatusBook(tmp_path, min_interval=0)
+    book.start()
+    book.update_run("r", n=0)
+    book.flush()
+    stop = threading.Event()
+    bad: list[str] = []
+    reads = 0
+
+    def reader() -> None:
+        nonlocal reads
+        while not stop.is_set():
+            try:
+                json.loads((tmp_path / "status.json").read_bytes())
+                reads += 1
+            except ValueError as exc:
+                bad.append(str(exc))
+
+    t = threading.Thread(target=reader)
+    t.start()
+    for i in range(300):
+        book.update_run("r", n=i, padding="x" * (i * 37 % 5000))
+        book.flush()
+    stop.set()
+    t.join()
+    book.stop()
+    assert bad == [] and reads > 0
+
+
+def test_decision_lines_from_many_threads_never_interleave(tmp_path: Path) -> None:
+    log = DecisionLog(tmp_path)
+
+    def append(n: int) -> None:
+        for i in range(50):
+            log.append({"run": f"r{n}", "i": i, "reasoning": "y" * 3000})
+
+    threads = [threading.Thread(target=append, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lines = (tmp_path / "decisions.jsonl").read_text().splitlines()
+    assert len(lines) == 200
+    records = [json.loads(line) for line in lines]
+    assert sorted((r["run"], r["i"]) for r in records) == sorted((f"r{n}", i) for n in range(4) for i in range(50))
+
+
+SAMPLE = {
+    "daemon": {"pid": 999999999, "state": "running", "started_at": "2026-01-01T10:00:00+00:00",
+               "counters": {"conversions": 7}},
+    "runs": {
+        "r1": {"state": "running", "snapshot": {"completed_trials": 12, "total_trials": 50, "best": 1800},
+               "decision": {"action": "wait", "confidence": 0.7},
+               "npz": {"converted_at": "2026-01-01T11:55:00+00:00"}},
+        "old": {"state": "error", "snapshot": None, "decision": {"action": "escalate", "confidence": 0.9},
+                "npz": None, "error": "survivors.json: not valid JSON"},
+    },
+}
+
+
+def test_the_table_reads_at_a_glance() -> None:
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+    text = render(SAMPLE, now=now)
+    lines = text.splitlines()
+    assert "not running" in lines[0] and "7 conversions" in lines[0]
+    assert lines[1].split() == ["RUN", "STATE", "TRIALS", "BEST", "DECISION", "NPZ", "AGE"]
+    assert lines[2].split() == ["old", "error", "-", "-", "escalate", "0.90", "-"]
+    assert lines[3].split() == ["r1", "running", "12/50", "1800", "wait", "0.70", "5m"]
+    assert lines[4] == "old: survivors.json: not valid JSON"
+    assert render({"daemon": {}, "runs": {}}, now=now).endswith("no runs watched")
+    assert "up 2h" in lines[0]
+
+
+def winopt(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "winopt", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_status_command_json_and_table(tmp_path: Path) -> None:
+    (tmp_path / "status.json").write_text(json.dumps(SAMPLE))
+    out = winopt("status", "--state-dir", str(tmp_path), "--json")
+    assert out.returncode == 0 and json.loads(out.stdout) == SAMPLE
+    out = winopt("status", "--state-dir", str(tmp_path))
+    assert out.returncode == 0 and "r1" in out.stdout and "12/50" in out.stdout
+
+
+@pytest.mark.parametrize("content", [None, "{not json", "[1, 2]"])
+def test_status_without_a_readable_file_is_one_clear_line(tmp_path: Path, content: str | None) -> None:
+    if content is not None:
+        (tmp_path / "status.json").write_text(content)
+    out = winopt("status", "--state-dir", str(tmp_path))
+    assert out.returncode == 2
+    assert out.stderr.startswith("winopt: error: daemon not running or state dir wrong: ")
+    assert str(tmp_path / "status.json") in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
