@@ -85,6 +85,7 @@ class Entry:
     state: str = "pending"
     sha256: str | None = None  # what the rig has, as far as we know
     attempts: int = 0  # consecutive failures
+    transfers: int = 0  # transfers started, ever
     due: float = 0.0  # monotonic time of the next try
     generation: int = 0  # bumped by every submit, to spot one during a transfer
     in_flight: bool = False
@@ -246,6 +247,11 @@ class Distributor:
                     out.setdefault(run, {})[name] = self._describe(queue, entry, now)
             return out
 
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float) -> bool:
+        """Wait until `predicate(snapshot())` holds (re-checked on every state change)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: predicate(self.snapshot()), timeout)
+
     def wait_settled(self, timeout: float, run: str | None = None) -> bool:
         """Wait until every entry (of `run`) is synced or failed, nothing in flight."""
 
@@ -324,6 +330,7 @@ class Distributor:
             "wanted_sha256": entry.wanted.sha256,
             "in_flight": entry.in_flight,
             "attempts": entry.attempts,
+            "transfers": entry.transfers,
             "next_try": _now_iso(max(0.0, entry.due - now)) if backing_off else None,
             "last_error": entry.last_error,
             "last_exit": entry.last_exit,
@@ -361,7 +368,7 @@ class Distributor:
         while not (self._stopping or queue.removed):
             entry, wait = queue.next_due(time.monotonic())
             if entry is not None:
-                entry.in_flight = True
+                entry.in_flight, entry.transfers = True, entry.transfers + 1
                 return entry, entry.generation, entry.wanted, queue.rig
             self._cond.wait(wait)
         return None

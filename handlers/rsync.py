@@ -69,6 +69,7 @@ CONFIG_MESSAGES = (
     "Read-only file system",
     "Not a directory",
     "Host key verification failed",
+    "you have requested strict checking",
     "REMOTE HOST IDENTIFICATION HAS CHANGED",
 )
 
