@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock
 
@@ -21,8 +22,10 @@ def lock_path(target: str | os.PathLike[str]) -> Path:
     return target.with_name(target.name + ".lock")
 
 
-def lock_for(target: str | os.PathLike[str], timeout: float = -1) -> FileLock:
+def lock_for(target: str | os.PathLike[str], timeout: float = -1, **options: Any) -> FileLock:
     """The inter-process lock guarding `target`; use as a context manager.
 
-    `timeout=-1` waits for ever; a positive timeout raises `filelock.Timeout`."""
-    return FileLock(lock_path(target), timeout=timeout, mode=LOCK_MODE)
+    `timeout=-1` waits for ever; a positive timeout raises `filelock.Timeout`. `options`
+    go to `FileLock` as they are (the job runner passes `on_acquired` to hand the locked
+    descriptor to the child it starts, and `thread_local=False`)."""
+    return FileLock(lock_path(target), timeout=timeout, mode=LOCK_MODE, **options)

@@ -1,0 +1,50 @@
+"""`winopt cancel ID`: ask the daemon to cancel a job, by a request file in the spool.
+
+The request is `spool/ID.cancel`, written under a temp name and renamed into place like
+a job file. The daemon cancels a queued job at once and sends a running one SIGTERM (its
+snapshot ends `interrupted`, the job `cancelled`). A request for a job that does not
+exist or has finished is refused here, so the person typing learns it now.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+
+from winopt.contracts import publish_json
+from winopt.errors import UserError
+from winopt.handlers.spool import CANCEL_SUFFIX, JOB_SUFFIXES, JobStore, JOBS_DIR, is_job_id, now_iso
+from winopt.handlers.submit import SUBMIT_MODE, add_daemon_arguments, daemon_settings, spool_dir
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("job_id", metavar="ID", help="the job id `winopt submit` printed")
+    add_daemon_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    job_id = args.job_id
+    if not is_job_id(job_id):
+        raise UserError(f"{job_id!r} is not a job id (like 20250131T235959Z-name-1a2b3c)")
+    state_dir, _, _ = daemon_settings(args)
+    spool = spool_dir(state_dir)
+    store = JobStore(state_dir / JOBS_DIR)
+    pending = any((spool / f"{job_id}{s}").exists() for s in JOB_SUFFIXES)
+    if not pending:
+        try:
+            record = store.load(job_id)
+        except KeyError:
+            raise UserError(f"no job {job_id} in {state_dir}") from None
+        if record.terminal:
+            raise UserError(f"job {job_id} is already {record.state}")
+    request = {"job_id": job_id, "requested_at": now_iso(), "requested_by": _user()}
+    publish_json(spool / f"{job_id}{CANCEL_SUFFIX}", request, mode=SUBMIT_MODE)
+    print(f"cancel requested for {job_id}")
+    return 0
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
