@@ -29,6 +29,7 @@ from winopt.contracts.publish import dump_json
 from winopt.contracts.schemas import NPZ_ARRAYS, PRNG_CODES, SKIP_MODES, SURVIVORS_NAME
 from winopt.handlers.convert import convert
 
+
 def make_survivors(path: Path, rows: int, seed: int = 2024) -> None:
     """One trial's survivors, as `winopt optimize` writes them (SPEC §3, every field,
     2-space indent): varied 64-bit seeds (sorted), skips and rates (k/W fractions at full
@@ -138,7 +139,9 @@ def main() -> int:
         print(f"winopt convert (library call, incl. sha256 + meta):        {t_lib * 1000:8.0f} ms")
         print(f"winopt convert (CLI subprocess, incl. start-up):            {t_cli * 1000:8.0f} ms")
         print(f"ratio reference / library: {ratio:.1f}x (target >= 3x)")
-        print(f"NPZ size: reference {ref_npz.stat().st_size:,} B, winopt {lib_npz.stat().st_size:,} B")
+        print(
+            f"NPZ size: reference {ref_npz.stat().st_size:,} B, winopt {lib_npz.stat().st_size:,} B"
+        )
         if problems:
             print("ARRAYS DIFFER: " + "; ".join(problems))
             return 1

@@ -378,7 +378,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = convert(args.survivors, args.output, if_stale=args.if_stale)
     except OSError as exc:  # output side: permissions, full disk, ...
-        raise in_file(exc.filename or args.output or args.survivors, exc.strerror or str(exc)) from exc
+        raise in_file(
+            exc.filename or args.output or args.survivors, exc.strerror or str(exc)
+        ) from exc
     sha = str(result.meta.get("npz_sha256", ""))[:12]
     if not result.converted:
         print(f"up to date: {result.npz_path} ({result.count} survivors, sha256 {sha})")
