@@ -6,11 +6,15 @@ first entry decides which. Every malformed input is reported as one line,
 `FILE: entry K: problem`, for the *first* bad entry, because a person fixes a file from
 the top.
 
-Validation has two paths so that large histories load fast: whole-column checks (one
-C-level pass per rule, NumPy for ranges and order) accept a good file in well under a
-second per million draws; only when a column check fails does a plain per-entry scan run
-to find and describe the first offender. The scan is the definition; the column checks
-are a fast way to know it would find nothing.
+Two paths, so that large histories load fast and errors still read well:
+- fast: msgspec decodes straight into typed entries (draws must be JSON integers, never
+  booleans; sessions one of the two names; dates strings), then NumPy checks whole
+  columns (ranges, calendar dates, order). A million draws load in a fraction of a
+  second.
+- scan: when anything in the fast path objects, the file is parsed again with orjson and
+  walked entry by entry; the first entry with a problem is described. The scan is the
+  definition of a valid history; if it finds nothing wrong it returns the draws itself,
+  so the fast path can only ever be faster, never stricter.
 
 Rules beyond the field types: dates are real calendar dates written `YYYY-MM-DD`, and
 entries are strictly chronological — dates never go back, and within one date the midday
@@ -24,9 +28,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal
 
+import msgspec
 import numpy as np
 import orjson
 
@@ -37,13 +41,30 @@ from winopt.errors import UserError, in_file
 SESSIONS = ("midday", "evening")
 ENTRY_KEYS = ("date", "session", "draw")
 _SESSION_CODE = {name: code for code, name in enumerate(SESSIONS)}
-T = TypeVar("T")
 #: 0001-01-01 in days since 1970 (NumPy accepts year 0, the calendar does not)
 _YEAR_ONE = int(np.datetime64("0001-01-01", "D").astype(np.int64))
+#: (draws, session code per draw, or None for a plain list of ints)
+Columns = tuple[np.ndarray, "np.ndarray | None"]
+
+
+class _Entry(msgspec.Struct, gc=False):
+    """One object entry as the fast path decodes it."""
+
+    date: str
+    session: Literal["midday", "evening"]
+    draw: int
+
+
+_DECODE_OBJECTS = msgspec.json.Decoder(list[_Entry])
+_DECODE_PLAIN = msgspec.json.Decoder(list[int])
 
 
 class _Invalid(Exception):
-    """A column check failed; the per-entry scan says where and why."""
+    """A fast-path check failed; the scan says where and why."""
+
+
+class _Problem(Exception):
+    """The scan found what is wrong with the file (message without the file name)."""
 
 
 def load_history(
@@ -55,25 +76,15 @@ def load_history(
     and for a selection that leaves no draws.
     """
     check_selection(mod, time_of_day)
-    entries = _read_list(path)
-    if not entries:
-        raise in_file(path, "the history is empty (expected a JSON list of draws)")
-    if type(entries[0]) is int:
-        draws = _validated(path, entries, mod, _plain_columns, _first_plain_problem)
-        if time_of_day != "all":
-            raise in_file(
-                path,
-                f"time_of_day {time_of_day!r} selects nothing: the history is a plain list "
-                "of draws (session 'all'); use time_of_day 'all' or date/session/draw entries",
-            )
-        return draws
-    draws, sessions = _validated(path, entries, mod, _object_columns, _first_object_problem)
-    if time_of_day == "all":
-        return draws
-    selected = draws[sessions == _SESSION_CODE[time_of_day]]
-    if selected.size == 0:
-        raise in_file(path, f"no {time_of_day} draws: time_of_day={time_of_day!r} selects nothing")
-    return selected
+    data = _read_bytes(path)
+    try:
+        draws, sessions = _fast_columns(data, mod)
+    except _Invalid:
+        try:
+            draws, sessions = _scanned_columns(data, mod)
+        except _Problem as exc:
+            raise in_file(path, str(exc)) from None
+    return _select(path, draws, sessions, time_of_day)
 
 
 def check_selection(mod: int, time_of_day: str) -> None:
@@ -84,70 +95,60 @@ def check_selection(mod: int, time_of_day: str) -> None:
         raise UserError(f"time_of_day must be one of {', '.join(TIME_OF_DAY)}, got {time_of_day!r}")
 
 
-def _read_list(path: str | os.PathLike[str]) -> list[Any]:
-    """The parsed top-level list of `path`, or a one-line error."""
+def _read_bytes(path: str | os.PathLike[str]) -> bytes:
     try:
-        data = orjson.loads(Path(path).read_bytes())
+        return Path(path).read_bytes()
     except FileNotFoundError:
         raise in_file(path, "no such file") from None
     except IsADirectoryError:
         raise in_file(path, "is a directory, expected a JSON draw history") from None
     except OSError as exc:
         raise in_file(path, f"cannot read: {exc.strerror or exc}") from None
-    except orjson.JSONDecodeError as exc:
-        raise in_file(path, f"not valid JSON: {exc}") from None
-    if not isinstance(data, list):
-        raise in_file(path, f"expected a JSON list of draws, got a JSON {_json_kind(data)}")
-    return data
 
 
-def _validated(
-    path: str | os.PathLike[str],
-    entries: list[Any],
-    mod: int,
-    columns: Callable[[list[Any], int], T],
-    first_problem: Callable[[list[Any], int], tuple[int, str]],
-) -> T:
-    """`columns(entries, mod)`, or the first problem as a `UserError` naming the file."""
+def _select(path: str | os.PathLike[str], draws: np.ndarray, sessions: np.ndarray | None, time_of_day: str) -> np.ndarray:
+    """The draws of one session, or all of them."""
+    if time_of_day == "all":
+        return draws
+    if sessions is None:
+        raise in_file(
+            path,
+            f"time_of_day {time_of_day!r} selects nothing: the history is a plain list of draws "
+            "(session 'all'); use time_of_day 'all' or date/session/draw entries",
+        )
+    selected = draws[sessions == _SESSION_CODE[time_of_day]]
+    if selected.size == 0:
+        raise in_file(path, f"no {time_of_day} draws: time_of_day={time_of_day!r} selects nothing")
+    return selected
+
+
+# --- fast path: typed decoding, then whole-column checks -------------------------------
+
+
+def _fast_columns(data: bytes, mod: int) -> Columns:
+    """Objects or plain ints, decoded and checked column-wise; `_Invalid` on any doubt."""
     try:
-        return columns(entries, mod)
-    except _Invalid:
-        index, problem = first_problem(entries, mod)
-        raise in_file(path, f"entry {index}: {problem}") from None
-
-
-# --- fast path: whole-column checks --------------------------------------------------
-
-
-def _plain_columns(entries: list[Any], mod: int) -> np.ndarray:
-    """A plain list: all ints (no bools), each in `[0, mod)`."""
-    return _draw_array(entries, mod)
-
-
-def _object_columns(entries: list[Any], mod: int) -> tuple[np.ndarray, np.ndarray]:
-    """Objects: the draws, and each entry's session code, after every column check."""
-    if set(map(type, entries)) != {dict}:
-        raise _Invalid
+        entries = _DECODE_OBJECTS.decode(data)
+    except msgspec.MsgspecError:
+        entries = None
+    if entries:
+        draws = _draw_array([e.draw for e in entries], mod)
+        codes = np.fromiter((e.session == "evening" for e in entries), np.int64, len(entries))
+        days = _day_numbers([e.date for e in entries])
+        if (np.diff(days * len(SESSIONS) + codes) <= 0).any():
+            raise _Invalid
+        return draws, codes
     try:
-        draws = [e["draw"] for e in entries]
-        sessions = [e["session"] for e in entries]
-        dates = [e["date"] for e in entries]
-    except KeyError:
+        plain = _DECODE_PLAIN.decode(data)
+    except msgspec.MsgspecError:
         raise _Invalid from None
-    values = _draw_array(draws, mod)
-    if set(map(type, sessions)) != {str} or not set(sessions) <= _SESSION_CODE.keys():
+    if not plain:
         raise _Invalid
-    codes = (np.array(sessions) == SESSIONS[1]).astype(np.int64)
-    days = _day_numbers(dates)
-    if (np.diff(days * len(SESSIONS) + codes) <= 0).any():
-        raise _Invalid
-    return values, codes
+    return _draw_array(plain, mod), None
 
 
-def _draw_array(values: list[Any], mod: int) -> np.ndarray:
-    """`values` as int64 when every one is an int (not a bool) in `[0, mod)`."""
-    if set(map(type, values)) != {int}:
-        raise _Invalid
+def _draw_array(values: list[int], mod: int) -> np.ndarray:
+    """`values` (ints, as decoded) as int64, each in `[0, mod)`."""
     try:
         draws = np.array(values, dtype=np.int64)
     except OverflowError:
@@ -157,9 +158,9 @@ def _draw_array(values: list[Any], mod: int) -> np.ndarray:
     return draws
 
 
-def _day_numbers(dates: list[Any]) -> np.ndarray:
+def _day_numbers(dates: list[str]) -> np.ndarray:
     """Days since 1970 of strict `YYYY-MM-DD` strings, checked byte-wise, then by calendar."""
-    if set(map(type, dates)) != {str} or set(map(len, dates)) != {10}:
+    if set(map(len, dates)) != {10}:
         raise _Invalid
     try:
         text = np.array(dates, dtype="S10")
@@ -177,34 +178,44 @@ def _day_numbers(dates: list[Any]) -> np.ndarray:
     return days
 
 
-# --- slow path: the first bad entry, described ---------------------------------------
+# --- the scan: the definition, and the first bad entry described ------------------------
 
 
-def _first_plain_problem(entries: list[Any], mod: int) -> tuple[int, str]:
-    for index, value in enumerate(entries):
-        problem = _draw_problem(value, mod, "expected a draw (an integer) like entry 0, got")
-        if problem:
-            return index, problem
-    raise AssertionError("column check failed but no entry is bad")
-
-
-def _first_object_problem(entries: list[Any], mod: int) -> tuple[int, str]:
+def _scanned_columns(data: bytes, mod: int) -> Columns:
+    """Parse with orjson and check entry by entry; `_Problem` names the first bad one."""
+    try:
+        entries = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise _Problem(f"not valid JSON: {exc}") from None
+    if not isinstance(entries, list):
+        raise _Problem(f"expected a JSON list of draws, got a JSON {_json_kind(entries)}")
+    if not entries:
+        raise _Problem("the history is empty (expected a JSON list of draws)")
+    if type(entries[0]) is int:
+        for index, value in enumerate(entries):
+            _raise_at(index, _draw_problem(value, mod, "expected a draw (an integer) like entry 0, got"))
+        return np.array(entries, dtype=np.int64), None
     previous: tuple[int, int] | None = None
     for index, entry in enumerate(entries):
-        problem = _entry_problem(entry, mod)
-        if problem:
-            return index, problem
-        when = (_date_ordinal(entry["date"]), _SESSION_CODE[entry["session"]])
+        _raise_at(index, _entry_problem(entry, mod))
+        when = (_date_ordinal(entry["date"]) or 0, _SESSION_CODE[entry["session"]])
         if previous is not None and when <= previous:
             before = entries[index - 1]
             verb = "repeats" if when == previous else "comes before"
-            return index, (
+            _raise_at(
+                index,
                 f"{entry['date']} {entry['session']} {verb} entry {index - 1} "
                 f"({before['date']} {before['session']}): a history is oldest first, "
-                "one draw per session and date"
+                "one draw per session and date",
             )
         previous = when
-    raise AssertionError("column check failed but no entry is bad")
+    draws = np.array([e["draw"] for e in entries], dtype=np.int64)
+    return draws, np.array([_SESSION_CODE[e["session"]] for e in entries], dtype=np.int64)
+
+
+def _raise_at(index: int, problem: str | None) -> None:
+    if problem:
+        raise _Problem(f"entry {index}: {problem}")
 
 
 def _entry_problem(entry: Any, mod: int) -> str | None:
@@ -237,6 +248,8 @@ def _draw_problem(value: Any, mod: int, not_int: str) -> str | None:
 def _date_ordinal(value: Any) -> int | None:
     """The ordinal of a strict `YYYY-MM-DD` string, else None."""
     if not isinstance(value, str) or len(value) != 10 or value[4] != "-" or value[7] != "-":
+        return None
+    if not (value[:4] + value[5:7] + value[8:]).isdigit() or not value.isascii():
         return None
     try:
         return dt.date.fromisoformat(value).toordinal()

@@ -4,6 +4,7 @@ exit 2."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -12,10 +13,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from winopt.errors import UserError
+from winopt.optimizer import draws as draws_module
 from winopt.optimizer.draws import load_history
 
 
@@ -231,3 +233,40 @@ def test_cli_reports_bad_history_in_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr == f"winopt: error: {path}: entry 17: draw 1000 is out of range [0, 1000)\n"
     assert proc.stdout == ""
+
+
+# --- the fast path never disagrees with the scan that defines a valid history ----------
+
+ENTRY_VALUES = st.one_of(
+    st.integers(-2, 1001), st.sampled_from([True, None, 2.0, "5", 2**63, 2**64 - 1]),
+)
+DATES = st.one_of(
+    st.dates(min_value=dt.date(1999, 12, 30), max_value=dt.date(2000, 1, 3)).map(str),
+    st.sampled_from(["2000-02-30", "2000-1-01", "0000-01-01", "２０００-01-01", "2000-01-01T0", 7]),
+)
+ENTRIES = st.fixed_dictionaries(
+    {"date": DATES, "session": st.sampled_from(["midday", "evening", "night", 0]), "draw": ENTRY_VALUES}
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.lists(ENTRIES, max_size=6), st.lists(ENTRY_VALUES, max_size=6), st.lists(st.integers(0, 999))))
+def test_fast_path_agrees_with_the_scan(entries: list[Any]) -> None:
+    """Whatever the fast path accepts, the entry-by-entry scan accepts with equal columns;
+    whatever it rejects, load_history still answers (the scan's verdict, never a crash)."""
+    data = json.dumps(entries, ensure_ascii=False).encode()
+    try:
+        fast = draws_module._fast_columns(data, 1000)
+    except draws_module._Invalid:
+        fast = None
+    try:
+        scanned = draws_module._scanned_columns(data, 1000)
+    except draws_module._Problem:
+        assert fast is None
+        event("rejected")
+        return
+    event("accepted by the fast path" if fast is not None else "accepted by the scan only")
+    if fast is not None:
+        assert np.array_equal(fast[0], scanned[0])
+        assert (fast[1] is None) == (scanned[1] is None)
+        assert fast[1] is None or np.array_equal(fast[1], scanned[1])
