@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import optuna
 from filelock import Timeout
+from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from winopt.contracts import lock_for, sha256_file
@@ -39,6 +40,7 @@ from winopt.errors import UserError, in_file
 from winopt.optimizer.draws import load_history
 from winopt.optimizer.snapshot import SnapshotWriter
 from winopt.optimizer.study import (
+    COUNTED_STATES,
     DEFAULT_BOUNDS,
     STARTED_ATTR,
     RunSettings,
@@ -209,6 +211,7 @@ class OptimizeRun:
         self.space = space
         self.stop = stop
         self.out: Path = args.out
+        self.shared = False
 
     def execute(self) -> int:
         args = self.args
@@ -217,7 +220,8 @@ class OptimizeRun:
                                seed_count=args.seed_count, mod=args.mod,
                                draws_sha256=sha256_file(args.draws))
         settings.validate()
-        shared = args.storage is not None and args.storage != default_storage_url(self.out)
+        shared = self.shared = (args.storage is not None
+                                and args.storage != default_storage_url(self.out))
         url = args.storage or default_storage_url(self.out)
         name = args.study or default_study_name(self.out)
         optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -249,9 +253,13 @@ class OptimizeRun:
             reconcile_survivors(self.out, writer, objective, best)
             writer.write()
             remaining = self.args.trials - writer.counted
+            callbacks: list[Any] = [writer, reporter, self.stop]
+            if self.shared:  # other processes add trials too: stop at N in the study
+                callbacks.append(MaxTrialsCallback(self.args.trials, states=COUNTED_STATES))
             if remaining > 0 and not self.stop.requested:
-                study.optimize(objective, n_trials=remaining,
-                               callbacks=[writer, reporter, self.stop])
+                study.optimize(objective, n_trials=remaining, callbacks=callbacks)
+            if self.shared:  # the writer counts what this process saw; the study knows all
+                writer.counted = len(study.get_trials(deepcopy=False, states=COUNTED_STATES))
         except StopRequested:
             pass
         except Exception as exc:
@@ -271,7 +279,10 @@ class OptimizeRun:
                      f"{int(writer.best['value'])} (trial {writer.best['number']})"
                      if writer.best else "none")
             return 0
-        signum = self.stop.signum or signal.SIGTERM
+        signum = self.stop.signum
+        if signum is None:  # no signal, no error, yet short of N: say so, never "complete"
+            return self.fail(writer, RuntimeError(
+                f"the study stopped after {writer.counted} of {self.args.trials} trials"))
         reason = f"interrupted by {signal.Signals(signum).name}"
         writer.finish("interrupted", reason)
         log.info("%s after %d of %d trials; run the same command to resume", reason,

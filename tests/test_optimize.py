@@ -167,3 +167,22 @@ def test_uncaught_error_ends_failed_then_resume_completes(
     assert config["status"] == "complete" and config["error"] is None
     assert config["completed_trials"] == 5
     assert (out / SURVIVORS_NAME).read_bytes() == reference_survivors(config, draws)
+
+
+def test_two_directories_share_one_study_through_a_storage_url(tmp_path: Path,
+                                                               draws: Path) -> None:
+    """`--storage URL --study NAME` from two output directories (two rigs): the second run
+    continues the same study to N in total, and a RUNNING trial of another live process
+    (no stale heartbeat) is left alone."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    shared = ["--storage", url, "--study", "shared"]
+    assert main(optimize_argv(draws, tmp_path / "rig1", 3, *shared)) == 0
+    live = optuna.load_study(study_name="shared", storage=url).ask()
+    assert main(optimize_argv(draws, tmp_path / "rig2", 5, *shared)) == 0
+    config = read_config(tmp_path / "rig2")
+    assert config["status"] == "complete" and config["completed_trials"] == 5
+    trials = optuna.load_study(study_name="shared", storage=url).trials
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 5
+    assert trials[live.number].state == TrialState.RUNNING
+    assert config["best_trial_number"] is not None
+    assert (tmp_path / "rig2" / SURVIVORS_NAME).read_bytes() == reference_survivors(config, draws)
