@@ -305,7 +305,8 @@ def _cross_check_bounds(bounds: Mapping[str, tuple[Any, Any]], source: str) -> N
     skip_min_hi = bounds.get("skip_min", (0, 10))[1]
     skip_max_hi = bounds.get("skip_max", (10, 250))[1]
     if skip_max_hi < skip_min_hi:
-        raise JobError(source, "skip_max", f"highest skip_max {skip_max_hi} is below the highest "
+        key = "skip_max" if "skip_max" in bounds else "skip_min"
+        raise JobError(source, key, f"highest skip_max {skip_max_hi} is below the highest "
                        f"skip_min {skip_min_hi}: that range cannot hold")
 
 
