@@ -369,6 +369,7 @@ class Distributor:
             entry, wait = queue.next_due(time.monotonic())
             if entry is not None:
                 entry.in_flight, entry.transfers = True, entry.transfers + 1
+                self._cond.notify_all()  # wakes wait_for() callers watching in_flight
                 return entry, entry.generation, entry.wanted, queue.rig
             self._cond.wait(wait)
         return None

@@ -1,0 +1,565 @@
+"""Distribution to rigs with the real rsync binary, real sshd rigs (rigs.sh network
+namespaces) and real processes: every publish arrives whole, one rig down never holds up
+another, a broken rig escalates, and a kill -9 mid-transfer heals on the next start."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from winopt.cli import main
+from winopt.contracts import publish_atomic, publish_json, sha256_file
+from winopt.contracts.schemas import NPZ_META_NAME, NPZ_NAME
+from winopt.errors import UserError
+from winopt.handlers.distribute import Distributor, RetryPolicy
+from winopt.handlers.rigs import Rig, rig_from_dict
+from winopt.handlers.rsync import EXIT_CODES, Outcome, classify, rsync_binary, run_rsync
+
+REPO = Path(__file__).resolve().parents[1]
+RIGS_SH = Path(os.environ.get("WINOPT_RIGS_SH", REPO.parent / "shared" / "tools" / "rigs.sh"))
+FAST = RetryPolicy(base=0.2, cap=2.0, config_tries=3)
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def publish(run_dir: Path, version: int, *, megabytes: float = 0.0) -> str:
+    """Publish NPZ then meta the way the converter does; return the NPZ's sha256.
+
+    `megabytes` adds incompressible padding so a transfer takes measurable time."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seeds = np.arange(1000, dtype=np.uint64) * np.uint64(version)
+    pad = np.random.default_rng(version).integers(0, 2**63, int(megabytes * 2**17), dtype=np.int64)
+    npz = run_dir / NPZ_NAME
+    publish_atomic(npz, lambda fh: np.savez_compressed(fh, seeds=seeds, version=np.int64(version), pad=pad))
+    sha = sha256_file(npz)
+    publish_json(run_dir / NPZ_META_NAME, {"version": version, "npz_sha256": sha})
+    return sha
+
+
+def submit(dist: Distributor, run: str, run_dir: Path, sha: str | None = None, **kw: Any) -> None:
+    dist.submit(run, run_dir / NPZ_NAME, run_dir / NPZ_META_NAME, sha, **kw)
+
+
+def read_rig_copy(directory: Path) -> tuple[int, int]:
+    """(meta version, NPZ version) of a rig copy, read the way Step 2.5 would: meta first."""
+    meta_version = json.loads((directory / NPZ_META_NAME).read_text())["version"]
+    with np.load(directory / NPZ_NAME, allow_pickle=False) as npz:
+        version = int(npz["version"])
+        assert np.array_equal(npz["seeds"], np.arange(1000, dtype=np.uint64) * np.uint64(version))
+    return meta_version, version
+
+
+def all_synced(run: str, sha: str, rigs: list[str]) -> Callable[[dict], bool]:
+    def check(snap: dict) -> bool:
+        states = snap.get(run, {})
+        return all(states.get(r, {}).get("state") == "synced" and states[r]["sha256"] == sha for r in rigs)
+
+    return check
+
+
+def local_rig(name: str, directory: Path, **extra: Any) -> Rig:
+    return rig_from_dict(name, {"target": str(directory), **extra})
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def poll(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.02)
+
+
+def temp_file_in(directory: Path) -> bool:
+    """rsync's own temp file for the NPZ (`.NAME.XXXXXX`) exists and has data."""
+    try:
+        return any(p.name.startswith(f".{NPZ_NAME}.") and p.stat().st_size > 0 for p in directory.iterdir())
+    except FileNotFoundError:
+        return False
+
+
+# -- the exit-code table and the wall clock ----------------------------------------------
+
+
+def test_one_table_classifies_exit_codes() -> None:
+    assert classify(0)[0] is Outcome.OK
+    for code in (23, 24, 10, 12, 30, 35, 255):
+        assert classify(code)[0] is Outcome.RETRY, code
+    for code in (1, 2, 4):
+        assert classify(code)[0] is Outcome.CONFIG, code
+    assert classify(99) == (Outcome.RETRY, "unexpected exit status")
+    assert classify(None)[0] is Outcome.RETRY  # our own wall-clock kill
+    # a retry-class code whose message says a person must act becomes a config problem
+    assert classify(23, 'mkstemp "/r/.x" failed: Permission denied (13)')[0] is Outcome.CONFIG
+    assert classify(255, "Host key verification failed.")[0] is Outcome.CONFIG
+    assert classify(255, "ssh: connect to host 10.0.0.1 port 22: Connection refused")[0] is Outcome.RETRY
+    assert all(meaning for _, meaning in EXIT_CODES.values())
+
+
+def test_backoff_grows_with_jitter_and_never_passes_the_cap() -> None:
+    policy, rng = RetryPolicy(base=1.0, cap=30.0, jitter=0.5), random.Random(1)
+    delays = [policy.delay(n, rng) for n in range(1, 12)]
+    assert all(d <= 30.0 for d in delays)
+    assert all(d >= 0.5 * min(30.0, 2 ** (n - 1)) for n, d in enumerate(delays, 1))
+    assert delays[-1] >= 15.0 and delays[0] <= 1.0
+    assert len({round(policy.delay(3, rng), 6) for _ in range(20)}) > 1  # jitter
+
+
+def test_wall_clock_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
+    source = tmp_path / "f"
+    source.write_bytes(b"x")
+    procs: list[subprocess.Popen] = []
+    # the "remote shell" never answers: only the wall clock can end this transfer
+    argv = [rsync_binary(), "-e", "sh -c \"sleep 60\"", "--", str(source), "nohost:/x/"]
+    result = run_rsync(argv, timeout=0.5, started=procs.append)
+    assert result.returncode is None and result.outcome is Outcome.RETRY
+    assert "wall-clock timeout" in result.error and result.duration < 5
+
+    def group_gone() -> bool:
+        try:
+            os.killpg(procs[0].pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    poll(group_gone, 5, "rsync and its `sleep` to be gone")
+
+
+# -- local-directory rigs ------------------------------------------------------------------
+
+
+def test_local_rigs_get_every_publish_and_readers_never_see_a_torn_copy(tmp_path: Path) -> None:
+    run_dir, rigs_dir = tmp_path / "run", tmp_path / "rigs"
+    rigs = [local_rig("a", rigs_dir / "a"), local_rig("b", rigs_dir / "b")]
+    copies = [rigs_dir / "a" / "r1", rigs_dir / "b" / "r1"]
+    reads, errors, stop = [0], [], threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            for copy in copies:
+                try:
+                    meta_version, npz_version = read_rig_copy(copy)
+                except FileNotFoundError:
+                    continue  # before the first sync
+                except Exception as exc:  # noqa: BLE001 - any failure is a torn read
+                    errors.append(f"{copy}: {exc!r}")
+                    continue
+                if npz_version < meta_version:
+                    errors.append(f"{copy}: meta {meta_version} arrived before NPZ {npz_version}")
+                reads[0] += 1
+
+    dist = Distributor(rigs, policy=FAST)
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for version in range(1, 101):
+            sha = publish(run_dir, version)  # same size every time: mtime must tell them apart
+            submit(dist, "r1", run_dir, sha)
+            assert dist.wait_for(all_synced("r1", sha, ["a", "b"]), 20), dist.snapshot()
+            for copy in copies:
+                assert sha256_file(copy / NPZ_NAME) == sha, f"version {version} missing on {copy}"
+    finally:
+        stop.set()
+        thread.join()
+        assert dist.stop(5)
+    assert errors == []
+    assert reads[0] > 0
+    assert (copies[0] / NPZ_META_NAME).read_bytes() == (run_dir / NPZ_META_NAME).read_bytes()
+
+
+def test_start_check_is_cheap_when_rigs_are_up_to_date(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    rigs = [local_rig("a", tmp_path / "a"), local_rig("b", tmp_path / "b")]
+    sha = publish(run_dir, 1)
+    first = Distributor(rigs)
+    submit(first, "r1", run_dir, sha)
+    assert first.wait_settled(20) and first.stop(5)
+    inode = (tmp_path / "a" / "r1" / NPZ_NAME).stat().st_ino
+
+    fresh = Distributor(rigs)  # a daemon restart: check every rig against the newest NPZ
+    submit(fresh, "r1", run_dir)  # sha256 computed when not given
+    assert fresh.wait_for(all_synced("r1", sha, ["a", "b"]), 20)
+    snap = fresh.snapshot()["r1"]
+    assert fresh.stop(5)
+    assert snap["a"]["last_sent"] == [] and snap["b"]["last_sent"] == []
+    assert (tmp_path / "a" / "r1" / NPZ_NAME).stat().st_ino == inode  # not rewritten
+
+
+def test_only_the_newest_version_is_pending(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    slow = local_rig("slow", tmp_path / "slow", bwlimit=1000)  # ~1.5 s per version
+    dist = Distributor([slow], policy=FAST)
+    try:
+        submit(dist, "r1", run_dir, publish(run_dir, 1, megabytes=1.5))
+        assert dist.wait_for(lambda s: s["r1"]["slow"]["in_flight"], 10)
+        for version in range(2, 7):
+            newest = publish(run_dir, version, megabytes=1.5)
+            submit(dist, "r1", run_dir, newest)
+        assert dist.wait_for(all_synced("r1", newest, ["slow"]), 30), dist.snapshot()
+        transfers = dist.snapshot()["r1"]["slow"]["transfers"]
+    finally:
+        assert dist.stop(5)
+    assert transfers <= 3, f"{transfers} transfers for 6 versions: old versions were queued"
+    assert read_rig_copy(tmp_path / "slow" / "r1") == (6, 6)
+
+
+@pytest.mark.parametrize("how", ["under_a_regular_file", "immutable_directory"])
+def test_unwritable_rig_escalates_and_others_are_unaffected(tmp_path: Path, how: str) -> None:
+    run_dir = tmp_path / "run"
+    if how == "under_a_regular_file":
+        (tmp_path / "plain").write_text("a file, not a directory\n")
+        bad, code = local_rig("bad", tmp_path / "plain" / "rigs"), 11  # mkdir: Not a directory
+    else:
+        (tmp_path / "frozen").mkdir()
+        if subprocess.run(["chattr", "+i", str(tmp_path / "frozen")], capture_output=True).returncode:
+            pytest.skip("chattr +i is not supported on this filesystem")
+        bad, code = local_rig("bad", tmp_path / "frozen", layout="flat", run="r1"), 23  # mkstemp: EPERM
+    good = [local_rig("a", tmp_path / "a"), local_rig("b", tmp_path / "b")]
+    dist = Distributor([*good, bad], policy=FAST)
+    try:
+        sha = publish(run_dir, 1)
+        submit(dist, "r1", run_dir, sha)
+        assert dist.wait_for(lambda s: s["r1"]["bad"]["state"] == "failed", 20), dist.snapshot()
+        snap = dist.snapshot()["r1"]
+    finally:
+        assert dist.stop(5)
+        subprocess.run(["chattr", "-i", str(tmp_path / "frozen")], capture_output=True)
+    assert all_synced("r1", sha, ["a", "b"])({"r1": snap})
+    assert snap["bad"]["attempts"] == FAST.config_tries and snap["bad"]["last_exit"] == code
+    assert any(m in snap["bad"]["last_error"] for m in ("Not a directory", "Operation not permitted"))
+    assert snap["bad"]["next_try"] is not None  # failed rigs are still re-tried, once per cap
+
+
+def test_stop_kills_a_transfer_in_flight_and_leaves_the_rig_copy_whole(tmp_path: Path) -> None:
+    run_dir, rig_dir = tmp_path / "run", tmp_path / "slow" / "r1"
+    dist = Distributor([local_rig("slow", tmp_path / "slow", bwlimit=300)])
+    submit(dist, "r1", run_dir, publish(run_dir, 1, megabytes=3))  # ~10 s at 300 KiB/s
+    poll(lambda: temp_file_in(rig_dir), 10, "the transfer to start")
+    begin = time.monotonic()
+    assert dist.stop(timeout=0.3)
+    assert time.monotonic() - begin < 5
+    assert not (rig_dir / NPZ_NAME).exists()  # no partial file under the real name
+    assert not any(alive(pid) for pid in descendants(os.getpid()))
+
+
+def test_subsets_flat_rigs_and_reloaded_rigs(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    flat = local_rig("legacy", tmp_path / "legacy", layout="flat", run="old")
+    dist = Distributor([local_rig("a", tmp_path / "a"), flat], policy=FAST)
+    try:
+        sha = publish(run_dir, 1)
+        with pytest.raises(UserError, match=r"unknown rig\(s\) nope"):
+            submit(dist, "new", run_dir, sha, rigs=["a", "nope"])
+        with pytest.raises(UserError, match="flat and receives only run old"):
+            submit(dist, "new", run_dir, sha, rigs=["legacy"])
+        submit(dist, "new", run_dir, sha)  # default rigs: the flat one is not among them
+        submit(dist, "old", run_dir, sha)
+        assert dist.wait_settled(20)
+        assert sorted(dist.snapshot()["new"]) == ["a"]
+        assert sha256_file(tmp_path / "legacy" / NPZ_NAME) == sha  # flat: straight into TARGET
+        dist.update_rigs([local_rig("a", tmp_path / "a"), flat, local_rig("c", tmp_path / "c")])
+        assert dist.wait_for(all_synced("new", sha, ["a", "c"]), 20)  # a new rig gets every run
+        dist.update_rigs([local_rig("c", tmp_path / "c")])
+        assert set(dist.snapshot()["new"]) == {"c"}
+    finally:
+        assert dist.stop(5)
+
+
+def test_on_change_reports_states_and_survives_a_failing_callback(tmp_path: Path) -> None:
+    seen: list[tuple[str, str, str]] = []
+
+    def callback(run: str, rig: str, state: dict) -> None:
+        seen.append((run, rig, state["state"]))
+        raise RuntimeError("a buggy status writer")
+
+    run_dir = tmp_path / "run"
+    dist = Distributor([local_rig("a", tmp_path / "a")], on_change=callback)
+    try:
+        sha = publish(run_dir, 1)
+        submit(dist, "r1", run_dir, sha)
+        assert dist.wait_for(all_synced("r1", sha, ["a"]), 20)
+        sha = publish(run_dir, 2)
+        submit(dist, "r1", run_dir, sha)  # the worker survived the callback's exceptions
+        assert dist.wait_for(all_synced("r1", sha, ["a"]), 20)
+    finally:
+        assert dist.stop(5)
+    assert ("r1", "a", "pending") in seen and seen.count(("r1", "a", "synced")) >= 2
+
+
+def test_sync_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "job-1"
+    sha = publish(run_dir, 3)
+    rigs_file = tmp_path / "rigs.toml"
+    rigs_file.write_text(f'[rigs.b]\ntarget = "{tmp_path / "b"}"\n')
+    assert main(["sync", str(run_dir), "--rig", f"a={tmp_path / 'a'}", "--rigs", str(rigs_file), "--json"]) == 0
+    states = json.loads(capsys.readouterr().out)
+    assert {r: s["sha256"] for r, s in states.items()} == {"a": sha, "b": sha}
+    assert read_rig_copy(tmp_path / "a" / "job-1") == (3, 3)
+
+    (tmp_path / "plain").write_text("")
+    assert main(["sync", str(run_dir), "--rig", f"x={tmp_path / 'plain' / 'd'}", "--timeout", "3"]) == 1
+    assert "failed" in capsys.readouterr().out
+    assert main(["sync", str(run_dir), "--rig", "a=relative/dir"]) == 2
+    assert capsys.readouterr().err.strip() == "winopt: error: rigs[a].target: path 'relative/dir' must be absolute"
+    assert main(["sync", str(tmp_path / "empty"), "--rig", f"a={tmp_path}"]) == 2
+    assert f"{tmp_path / 'empty' / NPZ_NAME}: no such file" in capsys.readouterr().err
+
+
+# -- ssh rigs (rigs.sh) --------------------------------------------------------------------
+
+
+@dataclass
+class SshRigs:
+    """Two sshd "remote hosts" from rigs.sh, each in its own network namespace."""
+
+    dir: Path
+    addrs: list[str]
+    namespaces: list[str]
+    sshd_pids: list[int]
+    restarted: list[subprocess.Popen] = field(default_factory=list)
+
+    def data(self, i: int, sub: str) -> Path:
+        return self.dir / f"rig{i}" / "data" / sub
+
+    def rig(self, i: int, sub: str, name: str | None = None, **extra: Any) -> Rig:
+        table = {
+            "target": f"root@{self.addrs[i - 1]}:{self.data(i, sub)}/",
+            "known_hosts": str(self.dir / "known_hosts"),
+            "identity_file": str(self.dir / "client_key"),
+            "connect_timeout": 5,
+            **extra,
+        }
+        return rig_from_dict(name or f"ssh{i}", table)
+
+    def listening(self, i: int) -> bool:
+        try:
+            with socket.create_connection((self.addrs[i - 1], 22), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def stop_sshd(self, i: int) -> None:
+        os.kill(self.sshd_pids[i - 1], signal.SIGTERM)
+        poll(lambda: not self.listening(i), 10, f"rig{i}'s sshd to stop")
+
+    def start_sshd(self, i: int) -> None:
+        """Start rig i's sshd again exactly as rigs.sh does (same config, same namespace)."""
+        config = self.dir / f"rig{i}" / "sshd_config"
+        ns = self.namespaces[i - 1]
+        with open(self.dir / f"rig{i}" / "sshd.log", "ab") as log:
+            proc = subprocess.Popen(
+                ["ip", "netns", "exec", ns, "/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        self.restarted.append(proc)
+        self.sshd_pids[i - 1] = proc.pid
+        with open(self.dir / "pids", "a") as pids:  # so `rigs.sh down` kills it too
+            pids.write(f"{proc.pid} sshd {ns}\n")
+        poll(lambda: self.listening(i), 10, f"rig{i}'s sshd to listen")
+
+
+def _netns_usable() -> str | None:
+    """Why network namespaces cannot be made here, or None."""
+    if os.geteuid() != 0:
+        return "rigs.sh needs root (network namespaces)"
+    if not shutil.which("ip") or not Path("/usr/sbin/sshd").exists():
+        return "needs iproute2 and openssh-server (make deps)"
+    probe = f"winopt-probe-{os.getpid()}"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+    if made.returncode:
+        return f"no network namespaces here: {made.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    return None
+
+
+@pytest.fixture(scope="session")
+def ssh_rigs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshRigs]:
+    reason = _netns_usable()
+    if reason:
+        pytest.skip(reason)
+    assert RIGS_SH.is_file(), f"{RIGS_SH} is missing (set WINOPT_RIGS_SH)"
+    base = tmp_path_factory.mktemp("sshrigs")
+    for attempt in range(5):  # other test sessions may hold a subnet: pick another
+        directory = base / f"try{attempt}"
+        net = f"10.{random.randint(150, 250)}"
+        up = subprocess.run(
+            [str(RIGS_SH), "up", str(directory), "--count", "2", "--net", net],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        if up.returncode == 0:
+            break
+        assert "already" in up.stderr, f"rigs.sh up failed: {up.stderr}"
+    else:
+        pytest.fail(f"rigs.sh up: no free subnet after 5 tries: {up.stderr}")
+    rigs = SshRigs(directory, [], [], [])
+    try:
+        for line in (directory / "rigs").read_text().splitlines():
+            ns, _veth, addr = line.split()
+            rigs.namespaces.append(ns)
+            rigs.addrs.append(addr)
+        for line in (directory / "pids").read_text().splitlines():
+            rigs.sshd_pids.append(int(line.split()[0]))
+        yield rigs
+    finally:
+        subprocess.run([str(RIGS_SH), "down", str(directory)], capture_output=True, timeout=120)
+        for proc in rigs.restarted:
+            proc.wait(timeout=10)
+
+
+def test_ssh_rigs_one_down_the_other_stays_synced_then_it_converges(ssh_rigs: SshRigs, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    rigs = [ssh_rigs.rig(1, "down-up"), ssh_rigs.rig(2, "down-up")]
+    dist = Distributor(rigs, policy=FAST)
+    try:
+        sha1 = publish(run_dir, 1)
+        submit(dist, "r1", run_dir, sha1)
+        assert dist.wait_for(all_synced("r1", sha1, ["ssh1", "ssh2"]), 30), dist.snapshot()
+        for i in (1, 2):
+            assert read_rig_copy(ssh_rigs.data(i, "down-up") / "r1") == (1, 1)
+
+        ssh_rigs.stop_sshd(1)
+        sha2 = publish(run_dir, 2)
+        submit(dist, "r1", run_dir, sha2)
+
+        def rig1_retrying(snap: dict) -> bool:
+            return snap["r1"]["ssh1"]["state"] == "retrying" and snap["r1"]["ssh1"]["attempts"] >= 2
+
+        assert dist.wait_for(lambda s: all_synced("r1", sha2, ["ssh2"])(s) and rig1_retrying(s), 30)
+        down = dist.snapshot()["r1"]["ssh1"]
+        assert "Connection refused" in down["last_error"] and down["last_exit"] == 255
+        assert down["sha256"] == sha1 and down["next_try"] is not None
+        assert read_rig_copy(ssh_rigs.data(1, "down-up") / "r1") == (1, 1)  # old copy intact
+
+        ssh_rigs.start_sshd(1)
+        back = time.monotonic()
+        assert dist.wait_for(all_synced("r1", sha2, ["ssh1", "ssh2"]), FAST.cap + 20), dist.snapshot()
+        took = time.monotonic() - back
+    finally:
+        assert dist.stop(5)
+        if not ssh_rigs.listening(1):
+            ssh_rigs.start_sshd(1)
+    # the next try comes at most one cap after the rig is back, plus one transfer
+    assert took <= FAST.cap + 5, f"converged {took:.1f} s after the rig came back"
+    assert read_rig_copy(ssh_rigs.data(1, "down-up") / "r1") == (2, 2)
+
+
+def test_misconfigured_ssh_rigs_escalate_and_others_are_unaffected(ssh_rigs: SshRigs, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    ssh_rigs.data(2, "bad").mkdir(parents=True)
+    (ssh_rigs.data(2, "bad") / "plain").write_text("a file\n")
+    empty_known_hosts = tmp_path / "known_hosts"
+    empty_known_hosts.write_text("")
+    rigs = [
+        ssh_rigs.rig(1, "ok"),
+        ssh_rigs.rig(2, "bad/plain/under", name="unwritable"),
+        ssh_rigs.rig(2, "ok", name="unknown-key", known_hosts=str(empty_known_hosts)),
+    ]
+    dist = Distributor(rigs, policy=FAST)
+    try:
+        sha = publish(run_dir, 1)
+        submit(dist, "r1", run_dir, sha)
+        assert dist.wait_for(
+            lambda s: all(s["r1"][r]["state"] == "failed" for r in ("unwritable", "unknown-key")), 60
+        ), dist.snapshot()
+        snap = dist.snapshot()["r1"]
+    finally:
+        assert dist.stop(5)
+    assert snap["ssh1"]["state"] == "synced" and snap["ssh1"]["sha256"] == sha
+    assert "Not a directory" in snap["unwritable"]["last_error"]
+    assert "strict checking" in snap["unknown-key"]["last_error"] or "Host key" in snap["unknown-key"]["last_error"]
+    assert not (ssh_rigs.data(2, "ok") / "r1").exists()  # an unverified host got nothing
+
+
+def _kill_9_rigs(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[dict[str, dict], dict[str, Path]]:
+    """Rig tables (slow) and where each rig's copy of run r1 lands: 2 local, 2 ssh if possible."""
+    tables = {n: {"target": str(tmp_path / n), "bwlimit": 2000} for n in ("local1", "local2")}
+    copies = {n: tmp_path / n / "r1" for n in tables}
+    try:
+        ssh: SshRigs = request.getfixturevalue("ssh_rigs")
+    except pytest.skip.Exception:
+        return tables, copies
+    for i in (1, 2):
+        rig = ssh.rig(i, "kill9")
+        tables[rig.name] = {
+            "target": rig.target, "known_hosts": str(rig.known_hosts),
+            "identity_file": str(rig.identity_file), "bwlimit": 2000,
+        }  # fmt: skip
+        copies[rig.name] = ssh.data(i, "kill9") / "r1"
+    return tables, copies
+
+
+def test_kill_9_mid_transfer_then_a_fresh_distributor_converges(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    run_dir = tmp_path / "run"
+    tables, copies = _kill_9_rigs(tmp_path, request)
+    rigs_file = tmp_path / "rigs.toml"
+    rigs_file.write_text("".join(f"[rigs.{n}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in t.items()) for n, t in tables.items()))
+    publish(run_dir, 1, megabytes=8)  # ~4 s per rig at 2000 KiB/s
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "winopt", "sync", str(run_dir), "--run", "r1", "--rigs", str(rigs_file)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        poll(lambda: all(temp_file_in(c) for c in copies.values()), 30, "every transfer to start")
+        children = descendants(proc.pid)
+        assert children, "no rsync running under winopt sync"
+    finally:
+        proc.kill()
+        proc.wait()
+    poll(lambda: not any(alive(pid) for pid in children), 10, "orphaned rsyncs to die (PDEATHSIG)")
+    for copy in copies.values():
+        assert not (copy / NPZ_NAME).exists()  # killed mid-transfer: nothing under the real name
+
+    newest = publish(run_dir, 2, megabytes=8)
+    fast = {n: rig_from_dict(n, {k: v for k, v in t.items() if k != "bwlimit"}) for n, t in tables.items()}
+    fresh = Distributor(fast, policy=FAST)
+    try:
+        submit(fresh, "r1", run_dir)
+        assert fresh.wait_for(all_synced("r1", newest, list(fast)), 60), fresh.snapshot()
+    finally:
+        assert fresh.stop(5)
+    for copy in copies.values():
+        assert hashlib.sha256((copy / NPZ_NAME).read_bytes()).hexdigest() == newest
+        assert read_rig_copy(copy) == (2, 2)
