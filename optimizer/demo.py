@@ -1,0 +1,168 @@
+"""`winopt demo` (run by `make demo`): the bundled planted sample, sieved, seed found.
+
+The sample in `samples/` was written by `winopt synth` (see samples/README.md), so its
+truth file says which state was planted, where, and with which skip. The demo runs the
+sieve with a window whose pivot is the planted draw, a skip range and seed range that
+hold the truth, and exits non-zero unless the planted seed comes back with both rates
+1.0 and the planted skip.
+
+The demo is a list of small steps sharing one `Demo` record; each step prints what it
+does and what it found. A later step (a short optimization, convert, evaluate) is one
+more function appended to `STEPS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from winopt.contracts.publish import publish_json
+from winopt.contracts.schemas import SURVIVORS_NAME
+from winopt.errors import UserError
+from winopt.optimizer.draws import load_history
+from winopt.optimizer.sieve import SieveParams, SieveResult
+from winopt.optimizer.sieve_command import sieve_file
+from winopt.optimizer.survivors import survivor_records
+from winopt.optimizer.synth import load_truth, truth_path
+
+SAMPLE_NAME = "planted_java_lcg.json"
+#: the demo's sieve: a window of 8 draws each side of the pivot, thresholds at 1/2, and a
+#: seed range of this many seeds around the planted one
+WINDOW_SIZE = 8
+THRESHOLD = 0.5
+SEED_COUNT = 1_000_000
+SKIP_SPAN = 10
+
+
+class DemoFailed(Exception):
+    """The demo ran but did not show what it should (the planted seed was not found)."""
+
+
+@dataclass
+class Demo:
+    """What the steps share: where things are and what earlier steps found."""
+
+    out: Path
+    sample: Path
+    truth: dict[str, Any] = field(default_factory=dict)
+    params: SieveParams | None = None
+    result: SieveResult | None = None
+    survivors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def default_sample() -> Path:
+    """The bundled sample: `samples/` at the source root (beside the `optimizer` folder)."""
+    return Path(__file__).resolve().parent.parent / "samples" / SAMPLE_NAME
+
+
+def step_read_truth(demo: Demo) -> None:
+    """Read what `winopt synth` planted in the bundled sample."""
+    if not demo.sample.is_file():
+        raise UserError(f"{demo.sample}: the demo sample is missing (pass --sample FILE)")
+    demo.truth = load_truth(truth_path(demo.sample))
+    t = demo.truth
+    say(
+        f"sample {demo.sample.name}: {t['entries']} draws, {t['prng']} seed {t['state']} planted "
+        f"at draw {t['at']} (time_of_day={t['time_of_day']}), skip {t['skip']}"
+    )
+
+
+def step_sieve(demo: Demo) -> None:
+    """Sieve the sample with the window pivoted on the planted draw."""
+    t = demo.truth
+    demo.params = params_for(t)
+    p = demo.params
+    say(
+        f"sieving seeds {p.seed_start}..{p.seed_start + p.seed_count - 1} x skips "
+        f"{p.skip_min}..{p.skip_max}, window {p.window_size} at offset {p.offset}, "
+        f"thresholds {p.forward_threshold}/{p.reverse_threshold}"
+    )
+    draws = load_history(demo.sample, mod=t["mod"], time_of_day=t["time_of_day"])
+    started = time.perf_counter()
+    demo.result = sieve_file(str(demo.sample), draws, p)
+    r = demo.result
+    say(
+        f"{p.seed_count * (p.skip_max - p.skip_min + 1):,} hypotheses in "
+        f"{time.perf_counter() - started:.2f} s: forward {r.forward_count}, reverse "
+        f"{r.reverse_count}, bidirectional {r.bidirectional_count} "
+        f"(chance expectation {r.expected_chance_bidirectional:.2g})"
+    )
+
+
+def step_publish_survivors(demo: Demo) -> None:
+    """Publish the survivors as the optimizer does (SPEC §3)."""
+    assert demo.result is not None
+    demo.survivors = survivor_records(demo.result, time_of_day=demo.truth["time_of_day"], trial_number=0)
+    target = publish_json(demo.out / SURVIVORS_NAME, demo.survivors)
+    say(f"wrote {target} ({plural(len(demo.survivors), 'survivor')})")
+
+
+def step_check_planted(demo: Demo) -> None:
+    """Check that the planted seed survived, at both rates 1.0 with the planted skip."""
+    t = demo.truth
+    found = [r for r in demo.survivors if r["seed"] == t["state"]]
+    if not found:
+        raise DemoFailed(f"planted seed {t['state']} NOT found among {len(demo.survivors)} survivors")
+    hit = found[0]
+    if (hit["skip"], hit["forward_match_rate"], hit["reverse_match_rate"]) != (t["skip"], 1.0, 1.0):
+        raise DemoFailed(f"planted seed {t['state']} found with the wrong skip or rates: {hit}")
+    others = len(demo.survivors) - 1
+    say(
+        f"FOUND the planted seed {hit['seed']}: skip {hit['skip']}, forward 1.0, reverse 1.0"
+        + (f" ({plural(others, 'other survivor')}: chance hits)" if others else " (and nothing else)")
+    )
+
+
+STEPS: list[Callable[[Demo], None]] = [step_read_truth, step_sieve, step_publish_survivors, step_check_planted]
+
+
+def params_for(truth: dict[str, Any]) -> SieveParams:
+    """Sieve parameters whose window is pivoted on the planted draw and whose ranges hold it."""
+    window = min(WINDOW_SIZE, truth["at"], truth["draws"] - truth["at"])
+    if window < 1:
+        raise UserError("the sample's planted pivot leaves no room for a window")
+    skip_min = max(0, truth["skip"] - SKIP_SPAN // 2)
+    seed_start = max(0, truth["state"] - SEED_COUNT // 3)
+    return SieveParams(
+        prng=truth["prng"],
+        window_size=window,
+        offset=truth["at"] - window,
+        skip_min=skip_min,
+        skip_max=skip_min + SKIP_SPAN,
+        forward_threshold=THRESHOLD,
+        reverse_threshold=THRESHOLD,
+        seed_start=seed_start,
+        seed_count=SEED_COUNT,
+        mod=truth["mod"],
+    )
+
+
+def say(text: str) -> None:
+    print(f"  {text}", flush=True)
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="demo-out", help="folder for what the demo writes (default %(default)s)")
+    parser.add_argument("--sample", type=Path, default=None, help="planted history (default: the bundled sample)")
+
+
+def run(args: argparse.Namespace) -> int:
+    demo = Demo(out=Path(args.out), sample=args.sample or default_sample())
+    demo.out.mkdir(parents=True, exist_ok=True)
+    for number, step in enumerate(STEPS, 1):
+        print(f"[{number}/{len(STEPS)}] {(step.__doc__ or step.__name__).splitlines()[0]}", flush=True)
+        try:
+            step(demo)
+        except DemoFailed as exc:
+            print(f"demo FAILED: {exc}", flush=True)
+            return 1
+    print("demo OK", flush=True)
+    return 0
