@@ -57,10 +57,11 @@ class DaemonConfig:
     source: Path | None = None
 
     def make_thresholds(self) -> Any:
-        """The `handlers.evaluate.Thresholds` these `[decisions]` values describe."""
+        """The `handlers.evaluate.Thresholds` these `[decisions]` values describe (that
+        handler owns their names, types and limits; `stall_after` may be "2h")."""
         from winopt.handlers.evaluate import Thresholds
 
-        return Thresholds(**self.thresholds)
+        return Thresholds.from_mapping(self.thresholds)
 
 
 # ---------------------------------------------------------------- checks
@@ -166,15 +167,20 @@ def _check_table(table: Mapping[str, Any], keys: Mapping[str, Check], where: str
             raise ConfigError(f"{source}: {name}: {problem}")
 
 
-def _threshold_checks() -> dict[str, Check]:
-    """One check per field of `handlers.evaluate.Thresholds`: a number >= 0 of its type."""
+def _check_thresholds(table: Mapping[str, Any], source: str) -> None:
+    """`[decisions]` keys are `handlers.evaluate.Thresholds` fields, checked one by one by
+    that class (it owns their types and limits) so the error names the key."""
     from winopt.handlers.evaluate import Thresholds
 
-    checks: dict[str, Check] = {}
-    for f in dataclasses.fields(Thresholds):
-        default = f.default
-        checks[f.name] = _integer(0, 1 << 62) if type(default) is int else _number(0)
-    return checks
+    known = [f.name for f in dataclasses.fields(Thresholds)]
+    for key, value in table.items():
+        where = f"{source}: decisions.{key}"
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key (known: {', '.join(known)})")
+        try:
+            Thresholds.from_mapping({key: value})
+        except UserError as exc:
+            raise ConfigError(f"{where}: {str(exc).removeprefix(f'threshold {key}: ')}") from None
 
 
 def _section(raw: Mapping[str, Any], name: str, source: str) -> Any:
@@ -201,8 +207,7 @@ def parse_config(raw: Mapping[str, Any], source: str) -> DaemonConfig:
     top = {k: v for k, v in raw.items() if k not in SECTIONS}
     _check_table(top, TOP_KEYS, "", source)
     decisions = _section(raw, "decisions", source) or {}
-    if decisions:
-        _check_table(decisions, _threshold_checks(), "decisions.", source)
+    _check_thresholds(decisions, source)
     jobs = _section(raw, "jobs", source) or {}
     _check_table(jobs, JOBS_KEYS, "jobs.", source)
     values: dict[str, Any] = dict(top)
@@ -229,11 +234,9 @@ def _cross_checks(config: DaemonConfig, source: str) -> None:
         )
     if len(set(config.watch)) != len(config.watch):
         raise ConfigError(f"{source}: watch: lists a directory twice")
-    if not config.thresholds:
-        return
     try:
         config.make_thresholds()
-    except (TypeError, ValueError) as exc:
+    except UserError as exc:
         raise ConfigError(f"{source}: decisions: {exc}") from None
 
 

@@ -6,8 +6,7 @@ survivors are converted through `handlers.convert.convert` (the same code as `wi
 convert`: only when stale, under the NPZ's lock, published atomically), checked against
 the snapshot's `survivors_sha256` so a survivors file whose snapshot has not caught up yet
 (a write in progress) is left for the next event. The decision comes from
-`handlers.evaluate.evaluate` (the same as `winopt evaluate`); a corrupt survivors file
-overrides it with escalate. Each changed decision is appended to decisions.jsonl.
+`handlers.evaluate` (the same as `winopt evaluate`); a corrupt survivors file escalates. Each changed decision is appended to decisions.jsonl.
 """
 
 from __future__ import annotations
@@ -98,19 +97,6 @@ class WatchedRuns:
         with self._lock:
             return path.parent if path.parent in self._names else None
 
-    def needs_work(self, run_dir: Path) -> bool:
-        """For the reconcile scan: the snapshot or survivors changed since last processed,
-        or the NPZ is stale."""
-        seen = self._seen.get(run_dir)
-        if seen is None or seen.sig != self._sigs(run_dir):
-            return True
-        survivors = run_dir / SURVIVORS_NAME
-        if not survivors.exists():
-            return False
-        from winopt.handlers.convert import is_stale
-
-        return is_stale(survivors)
-
     # ------------------------------------------------------------ work
     def process(self, run_dir: Path, reasons: frozenset[str]) -> None:
         """Bring one run up to date: convert if needed, decide, record."""
@@ -172,17 +158,12 @@ class WatchedRuns:
         return None
 
     def _decide(self, run_dir: Path, conversion_error: str | None) -> dict[str, Any]:
-        from winopt.handlers.evaluate import evaluate
+        """`winopt evaluate`'s decision; a survivors file that does not convert escalates."""
+        from winopt.handlers.evaluate import decision_for_bad_survivors, evaluate
 
-        decision = dict(evaluate(run_dir, self._thresholds()))
         if conversion_error:
-            decision.update(
-                action="escalate",
-                confidence=0.9,
-                reasoning=f"The survivors file cannot be converted ({conversion_error}); the previous NPZ is kept.",
-            )
-            decision["warnings"] = [*decision.get("warnings", []), "survivors file unreadable"]
-        return decision
+            return decision_for_bad_survivors(run_dir / SURVIVORS_NAME, conversion_error)
+        return evaluate(run_dir, self._thresholds())
 
     def _record(
         self,
