@@ -17,28 +17,66 @@ Every stepper is checked against the plain definitions in `generators` by the te
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from winopt.optimizer.generators import M32, M48, P31, Family, affine_power, family
+from winopt.optimizer.generators import (
+    M48,
+    P31,
+    XS64_MUL,
+    XS64_MULINV,
+    Family,
+    affine_power,
+    family,
+)
 
 Array = Any  # numpy.ndarray or cupy.ndarray
+
+
+@dataclass
+class Buffers:
+    """Scratch arrays for one chunk: a state-typed temporary and the output residues."""
+
+    tmp: Array  # state dtype
+    out: Array  # output dtype: g(x) mod mod
+    out_tmp: Array  # output dtype
+    index: Array  # intp: byte-table lookups
 
 
 class Stepper:
     """Array operations for one family on one array module (base class: step by step)."""
 
     dtype: Any = np.uint64
+    #: outputs are 32 bits for every family but xorshift64; uint32 arithmetic is faster
+    out_dtype: Any = np.uint32
     #: relative cost of one forward step, one backward step, one jump of any length
     step_cost, unstep_cost, jump_cost = 1.0, 1.0, float("inf")
 
     def __init__(self, fam: Family, xp: ModuleType) -> None:
         self.fam = fam
         self.xp = xp
-        self.U = lambda v: self.dtype(v)  # typed scalar: no promotion surprises on either xp
+
+    def U(self, value: int) -> Any:
+        """`value` as a state-typed scalar: no promotion surprises on NumPy or CuPy."""
+        return self.dtype(value)
+
+    def V(self, value: int) -> Any:
+        """`value` as an output-typed scalar."""
+        return self.out_dtype(value)
+
+    def buffers(self, n: int) -> Buffers:
+        """Scratch space for `n` states."""
+        xp = self.xp
+        return Buffers(
+            tmp=xp.empty(n, dtype=self.dtype),
+            out=xp.empty(n, dtype=self.out_dtype),
+            out_tmp=xp.empty(n, dtype=self.out_dtype),
+            index=xp.empty(n, dtype=xp.intp),
+        )
 
     # -- seeds --------------------------------------------------------------------------
     def states(self, seeds: Array) -> Array:
@@ -51,16 +89,16 @@ class Stepper:
         per = self.step_cost if n >= 0 else self.unstep_cost
         return min(abs(n) * per, self.jump_cost if n else 0.0)
 
-    def advance(self, x: Array, n: int, tmp: Array) -> Array:
+    def advance(self, x: Array, n: int, buf: Buffers) -> Array:
         """Move states `x` by `n` steps (backwards when negative), in place; returns `x`."""
         if n == 0:
             return x
         if abs(n) * (self.step_cost if n > 0 else self.unstep_cost) <= self.jump_cost:
             move = self.step_inplace if n > 0 else self.unstep_inplace
             for _ in range(abs(n)):
-                move(x, tmp)
+                move(x, buf.tmp)
             return x
-        return self.jump_inplace(x, n, tmp)
+        return self.jump_inplace(x, n, buf)
 
     def step_inplace(self, x: Array, tmp: Array) -> None:
         raise NotImplementedError
@@ -68,25 +106,26 @@ class Stepper:
     def unstep_inplace(self, x: Array, tmp: Array) -> None:
         raise NotImplementedError
 
-    def jump_inplace(self, x: Array, n: int, tmp: Array) -> Array:
+    def jump_inplace(self, x: Array, n: int, buf: Buffers) -> Array:
         raise NotImplementedError
 
     # -- reading ------------------------------------------------------------------------
-    def outputs(self, x: Array, out: Array, tmp: Array) -> Array:
-        """Raw outputs g(x) into `out` (same dtype as the states)."""
-        self.xp.copyto(out, x)
-        return out
+    def outputs(self, x: Array, buf: Buffers) -> Array:
+        """Raw outputs g(x) into `buf.out`."""
+        self.xp.copyto(buf.out, x, casting="unsafe")  # values fit the output type
+        return buf.out
 
-    def residues(self, x: Array, mod: int, out: Array, tmp: Array) -> Array:
-        """`g(x) mod mod` into `out`. Division by a scalar is much faster than `%` in NumPy
-        (it uses a multiply-shift), so the remainder is taken as y - (y // m) * m."""
-        xp, m = self.xp, self.U(mod)
-        y = self.outputs(x, out, tmp)
+    def residues(self, x: Array, mod: int, buf: Buffers) -> Array:
+        """`g(x) mod mod` into `buf.out`. Division by a scalar is much faster than `%` in
+        NumPy (a multiply-shift), so the remainder is taken as y - (y // m) * m."""
+        xp = self.xp
+        y = self.outputs(x, buf)  # may be `x` itself: never written to below
         if mod & (mod - 1) == 0:
-            return xp.bitwise_and(y, self.U(mod - 1), out=y)
-        xp.floor_divide(y, m, out=tmp)
-        xp.multiply(tmp, m, out=tmp)
-        return xp.subtract(y, tmp, out=y)
+            return xp.bitwise_and(y, self.V(mod - 1), out=buf.out)
+        m = self.V(mod)
+        xp.floor_divide(y, m, out=buf.out_tmp)
+        xp.multiply(buf.out_tmp, m, out=buf.out_tmp)
+        return xp.subtract(y, buf.out_tmp, out=buf.out)
 
 
 class AffineStepper(Stepper):
@@ -102,14 +141,14 @@ class AffineStepper(Stepper):
     def cost(self, n: int) -> float:
         return 1.0 if n else 0.0
 
-    def advance(self, x: Array, n: int, tmp: Array) -> Array:
+    def advance(self, x: Array, n: int, buf: Buffers) -> Array:
         if n == 0:
             return x
         an, cn = affine_power(self.a, self.c, self.m, n)
         xp = self.xp
         xp.multiply(x, self.U(an), out=x)
         xp.add(x, self.U(cn), out=x)
-        return self.reduce(x, tmp)
+        return self.reduce(x, buf.tmp)
 
     def reduce(self, x: Array, tmp: Array) -> Array:
         """Bring `A x + C` (computed with wrapping uint64 arithmetic) into [0, m)."""
@@ -122,8 +161,8 @@ class Java48Stepper(AffineStepper):
     def reduce(self, x: Array, tmp: Array) -> Array:
         return self.xp.bitwise_and(x, self.U(M48), out=x)
 
-    def outputs(self, x: Array, out: Array, tmp: Array) -> Array:
-        return self.xp.right_shift(x, self.U(16), out=out)
+    def outputs(self, x: Array, buf: Buffers) -> Array:
+        return self.xp.right_shift(x, self.U(16), out=buf.out, casting="unsafe")  # 32 bits
 
 
 class Prime31Stepper(AffineStepper):
@@ -137,20 +176,20 @@ class Prime31Stepper(AffineStepper):
 
 
 class Pcg32Stepper(AffineStepper):
-    """pcg32: affine mod 2^64; the output permutes the *old* state (lag 0)."""
+    """pcg32: affine mod 2^64; the output is XSH-RR of the *old* state (lag 0)."""
 
-    def outputs(self, x: Array, out: Array, tmp: Array) -> Array:
-        xp, U = self.xp, self.U
-        xp.right_shift(x, U(18), out=out)
-        xp.bitwise_xor(out, x, out=out)
-        xp.right_shift(out, U(27), out=out)
-        xp.bitwise_and(out, U(M32), out=out)  # xorshifted, 32 bits
-        xp.right_shift(x, U(59), out=tmp)  # rot
-        rotated_right = xp.right_shift(out, tmp)
-        xp.subtract(U(32), tmp, out=tmp)
-        xp.bitwise_and(tmp, U(31), out=tmp)
-        xp.left_shift(out, tmp, out=out)
-        xp.bitwise_and(out, U(M32), out=out)
+    def outputs(self, x: Array, buf: Buffers) -> Array:
+        xp, U, V = self.xp, self.U, self.V
+        out, rot = buf.out, buf.out_tmp
+        xp.right_shift(x, U(18), out=buf.tmp)
+        xp.bitwise_xor(buf.tmp, x, out=buf.tmp)
+        xp.right_shift(buf.tmp, U(27), out=buf.tmp)
+        xp.copyto(out, buf.tmp, casting="unsafe")  # xorshifted: the low 32 bits
+        xp.right_shift(x, U(59), out=rot, casting="unsafe")
+        rotated_right = xp.right_shift(out, rot)
+        xp.subtract(V(32), rot, out=rot)
+        xp.bitwise_and(rot, V(31), out=rot)
+        xp.left_shift(out, rot, out=out)
         return xp.bitwise_or(out, rotated_right, out=out)
 
 
@@ -158,7 +197,10 @@ class Xorshift32Stepper(Stepper):
     """xorshift32 on uint32 arrays; long moves through byte tables of the jump matrix."""
 
     dtype = np.uint32
-    step_cost, unstep_cost, jump_cost = 6.0, 12.0, 24.0
+    step_cost, unstep_cost, jump_cost = 6.0, 12.0, 15.0
+
+    def outputs(self, x: Array, buf: Buffers) -> Array:
+        return x
 
     def step_inplace(self, x: Array, tmp: Array) -> None:
         xp, U = self.xp, self.U
@@ -172,15 +214,18 @@ class Xorshift32Stepper(Stepper):
             (xp.left_shift if left else xp.right_shift)(x, U(shift), out=tmp)
             xp.bitwise_xor(x, tmp, out=x)
 
-    def jump_inplace(self, x: Array, n: int, tmp: Array) -> Array:
+    def jump_inplace(self, x: Array, n: int, buf: Buffers) -> Array:
+        """x <- M x for the bit matrix M = step^n: xor of four byte-table lookups."""
         xp, U = self.xp, self.U
         tables = self._tables(n)
-        acc = xp.take(tables[0], xp.bitwise_and(x, U(255)).astype(xp.intp))
+        index, acc = buf.index, buf.out
+        xp.bitwise_and(x, U(255), out=index)
+        xp.take(tables[0], index, out=acc)
         for byte in (1, 2, 3):
-            xp.right_shift(x, U(8 * byte), out=tmp)
-            if byte < 3:
-                xp.bitwise_and(tmp, U(255), out=tmp)
-            xp.bitwise_xor(acc, xp.take(tables[byte], tmp.astype(xp.intp)), out=acc)
+            xp.right_shift(x, U(8 * byte), out=buf.tmp)
+            xp.bitwise_and(buf.tmp, U(255), out=index)
+            xp.take(tables[byte], index, out=buf.tmp)
+            xp.bitwise_xor(acc, buf.tmp, out=acc)
         xp.copyto(x, acc)
         return x
 
@@ -197,19 +242,21 @@ _TABLES: dict[tuple[int, int], Any] = {}
 class Xorshift64Stepper(Stepper):
     """xorshift64 as SPEC §1 defines it (multiply inside the state): stepped."""
 
+    out_dtype = np.uint64
     step_cost, unstep_cost = 1.0, 2.0
+
+    def outputs(self, x: Array, buf: Buffers) -> Array:
+        return x
 
     def step_inplace(self, x: Array, tmp: Array) -> None:
         xp, U = self.xp, self.U
         for shift, left in ((12, False), (25, True), (27, False)):
             (xp.left_shift if left else xp.right_shift)(x, U(shift), out=tmp)
             xp.bitwise_xor(x, tmp, out=x)
-        xp.multiply(x, U(0x2545F4914F6CDD1D), out=x)
+        xp.multiply(x, U(XS64_MUL), out=x)
 
     def unstep_inplace(self, x: Array, tmp: Array) -> None:
         xp, U = self.xp, self.U
-        from winopt.optimizer.generators import XS64_MULINV
-
         xp.multiply(x, U(XS64_MULINV), out=x)
         undo = ((27, False), (54, False), (25, True), (50, True), (12, False), (24, False), (48, False))
         for shift, left in undo:

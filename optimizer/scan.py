@@ -41,14 +41,14 @@ def scan(stepper: Stepper, schedule: Schedule, x0: Array, mod: int) -> Scanned:
     positions = xp.arange(n, dtype=xp.int64)
     matches = xp.zeros((schedule.n_skips, n), dtype=count_dtype(schedule.window))
     pivot, x, u = x0, x0.copy(), 0
-    out, tmp, eq = xp.empty_like(x0), xp.empty_like(x0), xp.empty(n, dtype=bool)
+    buf, eq = stepper.buffers(n), xp.empty(n, dtype=xp.uint8)
     for step in schedule.steps:
         if isinstance(step, Checkpoint):
             keep = _survivors(xp, matches, step)
             if keep is None:
                 continue
             positions, pivot, x, matches = positions[keep], pivot[keep], x[keep], matches[:, keep]
-            out, tmp, eq = xp.empty_like(x), xp.empty_like(x), xp.empty(x.shape[0], dtype=bool)
+            buf, eq = stepper.buffers(x.shape[0]), xp.empty(x.shape[0], dtype=xp.uint8)
             if x.shape[0] == 0:
                 break
             continue
@@ -56,16 +56,24 @@ def scan(stepper: Stepper, schedule: Schedule, x0: Array, mod: int) -> Scanned:
         if stepper.cost(step.u) + 1.0 < stepper.cost(gap):  # cheaper from the pivot again
             xp.copyto(x, pivot)
             gap = step.u
-        stepper.advance(x, gap, tmp)
+        stepper.advance(x, gap, buf)
         u = step.u
-        stepper.residues(x, mod, out, tmp)
+        residues = stepper.residues(x, mod, buf)
         for value, rows in step.compare:
-            xp.equal(out, stepper.U(value), out=eq)
-            if len(rows) == 1:
-                matches[rows[0]] += eq
-            else:
-                matches[list(rows)] += eq
+            xp.equal(residues, stepper.V(value), out=eq, casting="unsafe")  # 0/1 as uint8
+            _add_rows(xp, matches, rows, eq)
     return Scanned(positions=positions, matches=matches)
+
+
+def _add_rows(xp: Any, matches: Array, rows: tuple[int, ...], eq: Array) -> None:
+    """matches[row] += eq for each row: one broadcast add for a run of rows."""
+    first, last = rows[0], rows[-1]
+    if last - first + 1 == len(rows):
+        block = matches[first : last + 1]
+        xp.add(block, eq, out=block)
+        return
+    for row in rows:
+        xp.add(matches[row], eq, out=matches[row])
 
 
 def _survivors(xp: Any, matches: Array, checkpoint: Checkpoint) -> Array | None:

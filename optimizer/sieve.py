@@ -127,7 +127,7 @@ def _check_params(p: SieveParams) -> None:
         (p.offset >= 0, f"offset must be >= 0, got {p.offset}"),
         (p.skip_min >= 0, f"skip_min must be >= 0, got {p.skip_min}"),
         (p.skip_max >= p.skip_min, f"skip_max {p.skip_max} is below skip_min {p.skip_min}"),
-        (2 <= p.mod <= 1 << 32, f"mod must be in [2, 2^32], got {p.mod}"),
+        (1 <= p.mod <= 1 << 32, f"mod must be in [1, 2^32], got {p.mod}"),
         (p.seed_start >= 0, f"seed_start must be >= 0, got {p.seed_start}"),
         (p.seed_count >= 0, f"seed_count must be >= 0, got {p.seed_count}"),
         (

@@ -1,0 +1,246 @@
+"""The bidirectional sieve (SPEC §1): planted states are found exactly, the fast sieve
+equals the deliberately simple reference on random problems, parameters are checked, and
+memory does not grow with the seed count."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from winopt.errors import UserError
+from winopt.optimizer.generators import FAMILIES, raw_outputs, seed_state
+from winopt.optimizer.reference import run_reference
+from winopt.optimizer.sieve import SieveParams, SieveResult, run_sieve
+
+
+def planted_history(prng: str, seed: int, pivot: int, skip: int, n: int, mod: int = 1000) -> np.ndarray:
+    """Draws 0..n-1 of the hypothesis (seed, skip) whose pivot is draw `pivot`:
+    draw j is y_{skip + (j - pivot)(skip + 1)} mod `mod`."""
+    x = seed_state(prng, seed)
+    return np.array([raw_outputs(prng, x, skip + (j - pivot) * (skip + 1), 1)[0] % mod for j in range(n)])
+
+
+def assert_same(fast: SieveResult, ref: SieveResult) -> None:
+    assert fast.params == ref.params
+    assert fast.seeds.dtype == np.uint64 and fast.skips.dtype == np.int64
+    assert fast.seeds.tolist() == ref.seeds.tolist()
+    assert fast.skips.tolist() == ref.skips.tolist()
+    assert fast.forward_rate.tolist() == ref.forward_rate.tolist()
+    assert fast.reverse_rate.tolist() == ref.reverse_rate.tolist()
+    assert (fast.forward_count, fast.reverse_count, fast.bidirectional_count) == (
+        ref.forward_count, ref.reverse_count, ref.bidirectional_count)  # fmt: skip
+    assert fast.bidirectional_count == len(fast.seeds)
+    assert fast.expected_chance_bidirectional == ref.expected_chance_bidirectional
+    assert fast.notes == ref.notes
+
+
+# --- planted recovery -------------------------------------------------------------------
+
+PLANTS = [  # (state, skip, window, pivot, thresholds)
+    (123457, 3, 6, 20, (1.0, 1.0)),
+    (98765, 0, 10, 12, (0.7, 0.6)),
+    (5_000_017, 7, 4, 40, (1.0, 1.0)),
+]
+
+
+@pytest.mark.parametrize("prng", FAMILIES)
+@pytest.mark.parametrize(("state", "skip", "window", "pivot", "thresholds"), PLANTS)
+def test_planted_state_is_found_alone(
+    prng: str, state: int, skip: int, window: int, pivot: int, thresholds: tuple[float, float]
+) -> None:
+    draws = planted_history(prng, state, pivot, skip, pivot + window + 9)
+    params = SieveParams(prng, window, pivot - window, 0, 9, *thresholds,
+                         seed_start=state - 2000, seed_count=4000)  # fmt: skip
+    result = run_sieve(draws, params)
+    assert result.seeds.tolist() == [state]
+    assert result.skips.tolist() == [skip]
+    assert result.forward_rate.tolist() == [1.0] and result.reverse_rate.tolist() == [1.0]
+    assert result.forward_count == result.reverse_count == result.bidirectional_count == 1
+    assert result.notes == []
+
+
+@pytest.mark.parametrize("prng", ["java_lcg", "xorshift64", "pcg32"])
+def test_planted_state_with_a_large_skip_and_window(prng: str) -> None:
+    """Skips in the hundreds and W = 30 (the optimizer's range), lenient thresholds."""
+    state, skip, window, pivot = 2**40 + 11, 180, 30, 35
+    draws = planted_history(prng, state, pivot, skip, 70)
+    params = SieveParams(prng, window, pivot - window, 170, 190, 0.3, 0.3,
+                         seed_start=state - 300, seed_count=600)  # fmt: skip
+    result = run_sieve(draws, params)
+    assert (result.seeds.tolist(), result.skips.tolist()) == ([state], [skip])
+    assert (result.forward_rate[0], result.reverse_rate[0]) == (1.0, 1.0)
+
+
+def test_best_skip_is_the_highest_score_then_the_smaller_skip() -> None:
+    """skip 0 and skip 1 of one seed: a constant history (mod 1) makes every skip pass
+    at 1.0 both ways, so the tie goes to skip_min; with a planted skip 2 in a larger mod
+    the planted skip wins over partial matches."""
+    draws = np.zeros(20, dtype=np.int64)
+    tie = run_sieve(draws, SieveParams("minstd", 5, 0, 3, 6, 0.0, 0.0, 10, 3, mod=1))
+    assert tie.seeds.tolist() == [10, 11, 12] and tie.skips.tolist() == [3, 3, 3]
+    planted = planted_history("lcg32", 777, 10, 2, 20, mod=2)
+    result = run_sieve(planted, SieveParams("lcg32", 8, 2, 0, 4, 0.0, 0.0, 777, 1, mod=2))
+    assert result.skips.tolist() == [2]
+    assert run_reference(planted, result.params).skips.tolist() == [2]
+
+
+def test_offset_is_clamped_and_said() -> None:
+    draws = planted_history("java_lcg", 4242, 90, 1, 100)
+    result = run_sieve(draws, SieveParams("java_lcg", 10, 95, 0, 3, 1.0, 1.0, 4000, 500))
+    assert result.params.offset == 80
+    assert result.notes == ["offset 95 clamped to 80 (history has 100 draws)"]
+    assert result.seeds.tolist() == [4242] and result.skips.tolist() == [1]
+
+
+# --- fast == reference ------------------------------------------------------------------
+
+
+@st.composite
+def problems(draw: st.DrawFn) -> tuple[np.ndarray, SieveParams, int]:
+    prng = draw(st.sampled_from(FAMILIES))
+    window = draw(st.integers(1, 7))
+    mod = draw(st.integers(1, 12))
+    n = 2 * window + draw(st.integers(0, 6))
+    skip_min = draw(st.integers(0, 4))
+    skip_max = skip_min + draw(st.integers(0, 5))
+    threshold = st.one_of(st.sampled_from([0.0, 0.3, 0.5, 1 / 3, 2 / 3, 1.0]), st.floats(0, 1))
+    seed_start = draw(st.one_of(st.integers(0, 2**33), st.just(2**64 - 300)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32)))
+    if draw(st.booleans()):  # chance hits only
+        draws = rng.integers(0, mod, n)
+    else:  # a planted seed in range, with a few draws overwritten
+        pivot = draw(st.integers(window, n - window))
+        plant_skip = draw(st.integers(skip_min, skip_max))
+        draws = planted_history(prng, seed_start + 17, pivot, plant_skip, n, mod)
+        noisy = rng.random(n) < 0.2
+        draws[noisy] = rng.integers(0, mod, int(noisy.sum()))
+    params = SieveParams(prng, window, draw(st.integers(0, n)), skip_min, skip_max,
+                         draw(threshold), draw(threshold), seed_start, draw(st.integers(1, 300)), mod)  # fmt: skip
+    return draws, params, draw(st.integers(1, 400))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problem=problems())
+def test_fast_sieve_equals_reference(problem: tuple[np.ndarray, SieveParams, int]) -> None:
+    draws, params, chunk = problem
+    assert_same(run_sieve(draws, params, chunk_size=chunk), run_reference(draws, params))
+
+
+@pytest.mark.parametrize("prng", FAMILIES)
+def test_fast_equals_reference_on_many_chance_survivors(prng: str) -> None:
+    """Small mod and W: thousands of chance survivors with varied skips and rates, across
+    chunk boundaries and through early rejection (k between 1 and W)."""
+    rng = np.random.default_rng(3)
+    draws = rng.integers(0, 5, 30)
+    params = SieveParams(prng, 6, 5, 1, 9, 0.5, 0.5, 2**31 - 1000, 3000, mod=5)
+    fast = run_sieve(draws, params, chunk_size=1024)
+    ref = run_reference(draws, params)
+    assert_same(fast, ref)
+    assert fast.bidirectional_count > 100 and len(set(fast.skips.tolist())) > 5
+
+
+@pytest.mark.stress
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problem=problems())
+def test_fast_sieve_equals_reference_stress(problem: tuple[np.ndarray, SieveParams, int]) -> None:
+    draws, params, chunk = problem
+    assert_same(run_sieve(draws, params, chunk_size=chunk), run_reference(draws, params))
+
+
+# --- chunks, progress, memory -------------------------------------------------------------
+
+
+def test_chunking_changes_nothing_and_progress_counts_every_seed() -> None:
+    rng = np.random.default_rng(5)
+    draws = rng.integers(0, 5, 40)
+    params = SieveParams("xorshift32", 5, 10, 0, 6, 0.6, 0.6, 1, 5000, mod=5)
+    calls: list[int] = []
+    small = run_sieve(draws, params, chunk_size=999, progress=calls.append)
+    assert calls == [999] * 5 + [5]
+    whole = run_sieve(draws, params, chunk_size=10_000)
+    assert_same(small, whole)
+    assert small.bidirectional_count > 0
+
+
+def test_memory_does_not_grow_with_seed_count() -> None:
+    """Peak traced memory for 64 chunks is that of 4 chunks (plus the survivor list)."""
+    draws = np.random.default_rng(9).integers(0, 1000, 60)
+
+    def peak(count: int) -> int:
+        tracemalloc.start()
+        try:
+            run_sieve(draws, SieveParams("java_lcg", 8, 10, 0, 20, 0.5, 0.5, 0, count), chunk_size=2048)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    small, large = peak(4 * 2048), peak(64 * 2048)
+    assert large < 1.2 * small, (small, large)
+
+
+# --- parameters -----------------------------------------------------------------------------
+
+GOOD = SieveParams("java_lcg", 5, 0, 0, 3, 0.5, 0.5, 0, 10)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"prng": "mt19937"}, "unknown prng 'mt19937'"),
+        ({"window_size": 0}, "window_size must be >= 1"),
+        ({"window_size": 11}, "history has 20 draws; window_size 11 needs at least 22"),
+        ({"skip_min": 4, "skip_max": 3}, "skip_max 3 is below skip_min 4"),
+        ({"forward_threshold": 1.5}, "forward_threshold must be in [0, 1]"),
+        ({"reverse_threshold": float("nan")}, "reverse_threshold must be in [0, 1]"),
+        ({"offset": -1}, "offset must be >= 0"),
+        ({"seed_start": 2**64 - 5}, "exceeds 2^64"),
+        ({"mod": 0}, "mod must be in [1, 2^32]"),
+    ],
+)
+def test_impossible_parameters_are_user_errors(change: dict, message: str) -> None:
+    params = SieveParams(**{**GOOD.__dict__, **change})
+    with pytest.raises(UserError) as err:
+        run_sieve(np.zeros(20, dtype=np.int64), params)
+    assert message in str(err.value)
+
+
+def test_a_draw_outside_the_mod_is_a_user_error() -> None:
+    draws = np.array([1] * 10 + [1000] + [2] * 9)
+    with pytest.raises(UserError, match=r"draw 1000 at index 10 is outside \[0, 1000\)"):
+        run_sieve(draws, GOOD)
+
+
+def test_zero_seeds_give_an_empty_result() -> None:
+    result = run_sieve(np.zeros(20, dtype=np.int64), SieveParams(**{**GOOD.__dict__, "seed_count": 0}))
+    assert result.seeds.size == 0 and result.bidirectional_count == result.forward_count == 0
+    assert result.expected_chance_bidirectional == 0.0
+
+
+# --- device switch ----------------------------------------------------------------------------
+
+
+def test_device_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cpu always works; gpu without CuPy and a device is a clear error, not a silent
+    CPU run; nonsense is refused; auto falls back to NumPy here."""
+    pytest.importorskip("numpy")
+    draws = planted_history("pcg32", 99, 10, 1, 20)
+    params = SieveParams("pcg32", 5, 5, 0, 2, 1.0, 1.0, 90, 20)
+    monkeypatch.setenv("WINOPT_DEVICE", "cpu")
+    assert run_sieve(draws, params).seeds.tolist() == [99]
+    monkeypatch.setenv("WINOPT_DEVICE", "quantum")
+    with pytest.raises(UserError, match="WINOPT_DEVICE='quantum'"):
+        run_sieve(draws, params)
+    assert run_sieve(draws, params, device="auto").seeds.tolist() == [99]
+    try:
+        import cupy  # noqa: F401
+
+        has_cupy = True
+    except ImportError:
+        has_cupy = False
+    if not has_cupy:
+        with pytest.raises(UserError, match="GPU requested"):
+            run_sieve(draws, params, device="gpu")
