@@ -83,7 +83,7 @@ def step_sieve(demo: Demo) -> None:
     )
     draws = load_history(demo.sample, mod=t["mod"], time_of_day=t["time_of_day"])
     started = time.perf_counter()
-    demo.result = sieve_file(str(demo.sample), draws, p)
+    demo.result = sieve_file(str(demo.sample), draws, p, time_of_day=t["time_of_day"])
     r = demo.result
     say(
         f"{p.seed_count * (p.skip_max - p.skip_min + 1):,} hypotheses in "

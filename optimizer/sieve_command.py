@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     params = params_from_args(args)
     draws = load_history(args.draws, mod=args.mod, time_of_day=args.time_of_day)
-    result = sieve_file(args.draws, draws, params, device=args.device)
+    result = sieve_file(args.draws, draws, params, time_of_day=args.time_of_day, device=args.device)
     summary = sys.stderr if args.json else sys.stdout
     print_summary(result, args, summary)
     records = survivor_records(result, time_of_day=args.time_of_day, trial_number=TRIAL_NUMBER)
@@ -104,15 +104,19 @@ def params_from_args(args: argparse.Namespace) -> SieveParams:
     )
 
 
-def sieve_file(path: str, draws: Any, params: SieveParams, *, device: str | None = None) -> SieveResult:
-    """`run_sieve` on the draws of `path`; its complaints (too short...) name the file."""
+def sieve_file(
+    path: str, draws: Any, params: SieveParams, *, time_of_day: str = "all", device: str | None = None
+) -> SieveResult:
+    """`run_sieve` on the draws of `path`; its complaints (too short...) name the file and
+    the time_of_day selection the draws came from."""
     try:
         with progress_bar(params.seed_count) as progress:
             return run_sieve(draws, params, device=device, progress=progress)
     except UserError as exc:
         if str(exc).startswith(f"{path}:"):
             raise
-        raise in_file(path, str(exc)) from None
+        selection = "" if time_of_day == "all" else f" (time_of_day {time_of_day})"
+        raise in_file(path, f"{exc}{selection}") from None
 
 
 @contextmanager

@@ -19,10 +19,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from winopt.cli import main
 from winopt.contracts.schemas import SURVIVOR_FIELDS
-from winopt.optimizer.generators import FAMILIES
+from winopt.optimizer.generators import FAMILIES, seed_state
 from winopt.optimizer.sieve import SieveParams, SieveResult
 from winopt.optimizer.survivors import survivor_records
 from winopt.optimizer.synth import truth_path
@@ -119,7 +121,10 @@ def test_history_too_short_names_the_file(tmp_path: Path, capsys: pytest.Capture
     path = synth(tmp_path, "pcg32", 1, 5, 0, 10)
     code, out, err = run_cli(capsys, *sieve_args(path, "pcg32", 6, 0, (0, 1), (0.5, 0.5), (0, 10)))
     assert code == 2 and out == ""
-    assert err.startswith(f"winopt: error: {path}: ") and err.count("\n") == 1, err
+    assert err.startswith(f"winopt: error: {path}: history has 10 draws") and err.count("\n") == 1, err
+    code, out, err = run_cli(capsys, *sieve_args(path, "pcg32", 3, 0, (0, 1), (0.5, 0.5), (0, 10)), "--time-of-day", "evening")
+    assert code == 2 and out == ""
+    assert err.startswith(f"winopt: error: {path}: history has 5 draws") and err.endswith("(time_of_day evening)\n"), err
 
 
 @pytest.mark.parametrize(
@@ -260,3 +265,37 @@ def test_demo_without_its_sample_is_one_line(tmp_path: Path, capsys: pytest.Capt
     missing = tmp_path / "gone.json"
     code, _, err = run_cli(capsys, "demo", "--out", str(tmp_path / "demo"), "--sample", str(missing))
     assert code == 2 and err == f"winopt: error: {missing}: the demo sample is missing (pass --sample FILE)\n"
+
+
+# --- stress: random plantings ---------------------------------------------------------
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("prng", FAMILIES)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_plantings_are_recovered(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], prng: str, data: st.DataObject
+) -> None:
+    """Any state, pivot, skip and window that fits: the planted state (and only seeds that seed
+    the very same state), at rate 1.0 with the planted skip."""
+    state = data.draw(st.integers(1, 2**64 - 1), label="state")
+    window = data.draw(st.integers(6, 16), label="window")
+    draws = data.draw(st.integers(2 * window, 80), label="draws")
+    at = data.draw(st.integers(window, draws - window), label="at")
+    skip = data.draw(st.integers(0, 12), label="skip")
+    threshold = data.draw(st.sampled_from([0.5, 0.75, 1.0]), label="threshold")
+    sessions = data.draw(st.sampled_from(["none", "midday,evening", "midday"]), label="sessions")
+    path = synth(tmp_path, prng, state, at, skip, draws, "--sessions", sessions)
+    start = max(0, min(state - 100, 2**64 - 400))
+    argv = sieve_args(path, prng, window, at - window, (max(0, skip - 3), skip + 3), (threshold, threshold),
+                      (start, 400), "--json")  # fmt: skip
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    # seeds that seed the same state (minstd's 0 -> 1, lcg32's mod 2^31-1, 32/48-bit masks) alias
+    planted = seed_state(prng, state)
+    aliases = [s for s in range(start, start + 400) if seed_state(prng, s) == planted]
+    assert state in aliases
+    assert [(r["seed"], r["skip"], r["forward_match_rate"], r["reverse_match_rate"]) for r in json.loads(out)] == [
+        (seed, skip, 1.0, 1.0) for seed in aliases
+    ]
