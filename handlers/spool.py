@@ -308,10 +308,13 @@ class Spool:
 
     def recover(self) -> ScanResult:
         """Finish what a crash interrupted: staged files become jobs (or are refused),
-        half-built job directories go. Idempotent; run before the first scan."""
+        half-built job directories and temp files in rejected/ go (only this process
+        writes there). Idempotent; run before the first scan."""
         with self._scanning:
             self.ensure_layout()
             self.store.remove_temp_dirs()
+            for tmp in self.rejected.glob(".*.tmp"):  # an `.error` publish cut short
+                tmp.unlink(missing_ok=True)
             result = ScanResult()
             for staged in sorted(self.accepting.iterdir()):
                 job_id, _, name = staged.name.partition("@")
