@@ -23,7 +23,7 @@ import optuna
 
 from winopt.optimizer.sieve import SieveParams, SieveResult
 from winopt.optimizer.snapshot import SnapshotWriter
-from winopt.optimizer.study import RunSettings, StudyProgress, result_attrs
+from winopt.optimizer.study import SIEVE_ATTR, RunSettings, StudyProgress, sieve_attr
 
 SETTINGS = RunSettings(prng="java_lcg", seed_start=0, seed_count=100_000, mod=1000,
                        draws_sha256="0" * 64)
@@ -53,8 +53,7 @@ def run(trials: int, directory: Path) -> tuple[dict[int, float], dict[int, float
 
     def objective(trial: optuna.Trial) -> float:
         trial.suggest_int("window_size", 2, 50)
-        for key, value in result_attrs(result, "all").items():
-            trial.set_user_attr(key, value)
+        trial.set_user_attr(SIEVE_ATTR, sieve_attr(result, "all"))
         pending[trial.number] = result
         return float(trial.number if trial.number % 2 == 0 else -1)
 

@@ -47,8 +47,9 @@ FLOAT_PARAMS = ("forward_threshold", "reverse_threshold")
 #: study user attribute holding the run's fixed settings
 SETTINGS_ATTR = "winopt_settings"
 STARTED_ATTR = "winopt_started_at"
-#: trial user attributes written by the objective (what the sieve actually used and found)
-USED_PARAMS_ATTR = "used_params"
+#: the trial user attribute the objective writes: what the sieve used and found, one dict
+#: (one storage commit per trial, not one per field)
+SIEVE_ATTR = "sieve"
 #: seconds between heartbeats, and after which a silent RUNNING trial is stale, for storages
 #: that other processes may share (explicit --storage URLs)
 HEARTBEAT_INTERVAL = 60
@@ -323,11 +324,11 @@ def used_params(result: SieveResult, time_of_day: str) -> dict[str, Any]:
     }
 
 
-def result_attrs(result: SieveResult, time_of_day: str) -> dict[str, Any]:
-    """Trial user attributes that let a later run describe the trial without re-sieving."""
+def sieve_attr(result: SieveResult, time_of_day: str) -> dict[str, Any]:
+    """The trial's SIEVE_ATTR: lets a later run describe the trial without re-sieving."""
     chance = float(result.expected_chance_bidirectional)
     return {
-        USED_PARAMS_ATTR: used_params(result, time_of_day),
+        "used_params": used_params(result, time_of_day),
         "forward_count": int(result.forward_count),
         "reverse_count": int(result.reverse_count),
         "expected_chance_bidirectional": chance if math.isfinite(chance) else None,
@@ -359,8 +360,7 @@ class SieveObjective:
             trial.set_user_attr("infeasible", reason)
             raise optuna.TrialPruned(reason)
         result = self.sieve(params)
-        for key, value in result_attrs(result, params["time_of_day"]).items():
-            trial.set_user_attr(key, value)
+        trial.set_user_attr(SIEVE_ATTR, sieve_attr(result, params["time_of_day"]))
         self._results = {trial.number: result}  # only the trial in hand is kept
         return float(result.bidirectional_count)
 
@@ -381,8 +381,8 @@ class SieveObjective:
 
 def trial_summary(trial: FrozenTrial) -> dict[str, Any]:
     """What the snapshot needs of a best trial, from its user attributes."""
-    attrs = trial.user_attrs
-    params = attrs.get(USED_PARAMS_ATTR) or {k: trial.params.get(k) for k in WINDOW_PARAMS}
+    attrs = trial.user_attrs.get(SIEVE_ATTR) or {}
+    params = attrs.get("used_params") or {k: trial.params.get(k) for k in WINDOW_PARAMS}
     return {
         "number": trial.number,
         "value": trial.value,

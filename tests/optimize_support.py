@@ -23,13 +23,13 @@ from winopt.optimizer.survivors import survivor_records
 
 REPO = Path(__file__).resolve().parents[1]
 
-#: draws are taken mod 10 so that chance survivors are plentiful: counts vary from trial to
+#: draws are taken mod 100 so that chance survivors are plentiful: counts vary from trial to
 #: trial, new bests happen, and survivors files are not empty
-MOD = 10
+MOD = 100
 #: a search space small enough that a trial takes a few tens of milliseconds
 FAST_SPACE = [
     "--window-size", "2:6", "--offset", "0:40", "--skip-min", "0:3", "--skip-max", "3:12",
-    "--forward-threshold", "0.2:0.5", "--reverse-threshold", "0.2:0.5",
+    "--forward-threshold", "0.15:0.35", "--reverse-threshold", "0.15:0.35",
 ]
 
 
