@@ -1,0 +1,133 @@
+"""The sd_notify protocol end to end: a daemon process, with a datagram socket of ours
+standing in for systemd as NOTIFY_SOCKET."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from daemon_support import DaemonProcess, npz_source_sha, poll, write_trial
+
+
+class FakeSystemd:
+    """Receives and keeps every notification, with its arrival time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.messages: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._receive, daemon=True)
+        self._thread.start()
+
+    def _receive(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            self.messages.append((time.monotonic(), data.decode()))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+    def texts(self) -> list[str]:
+        return [m for _, m in list(self.messages)]
+
+    def index_of(self, assignment: str, after: int = 0) -> int | None:
+        for i, text in enumerate(self.texts()):
+            if i >= after and assignment in text.split("\n"):
+                return i
+        return None
+
+    def wait_for(self, assignment: str, after: int = 0, timeout: float = 20) -> int:
+        """Index of the first message from `after` on that holds `assignment`."""
+        found = poll(lambda: self.index_of(assignment, after) is not None, timeout)
+        assert found, f"no {assignment} after message {after}: {self.texts()}"
+        return self.index_of(assignment, after)  # type: ignore[return-value]
+
+    def count(self, assignment: str) -> int:
+        return sum(assignment in text.split("\n") for text in self.texts())
+
+
+@pytest.fixture
+def fake_systemd(tmp_path: Path):
+    fake = FakeSystemd(tmp_path / "notify.sock")
+    yield fake
+    fake.close()
+
+
+def test_ready_status_watchdog_reload_and_stop(tmp_path: Path, fake_systemd: FakeSystemd) -> None:
+    run1, run2 = tmp_path / "run1", tmp_path / "run2"
+    run1.mkdir()
+    run2.mkdir()
+    config = tmp_path / "daemon.toml"
+    config.write_text(f'watch = ["{run1}"]\ndebounce = 0.1\n')
+    env = {"NOTIFY_SOCKET": str(fake_systemd.path), "WATCHDOG_USEC": "300000"}
+    d = DaemonProcess(tmp_path / "state", [], args=["--config", str(config)], env=env)
+    try:
+        d.start()
+        # READY once watching and the first reconcile are done, with a STATUS line
+        ready = fake_systemd.wait_for("READY=1")
+        assert any(line.startswith("STATUS=1 runs") for line in fake_systemd.texts()[ready].split("\n"))
+        # WATCHDOG=1 every WATCHDOG_USEC/2 while healthy
+        assert poll(lambda: fake_systemd.count("WATCHDOG=1") >= 4, 10), fake_systemd.texts()
+        pings = [t for t, m in fake_systemd.messages if m == "WATCHDOG=1"]
+        gaps = [b - a for a, b in zip(pings, pings[1:])]
+        assert max(gaps) < 1.0, gaps  # ~0.15 s each; generous for a loaded machine
+
+        # STATUS follows the work
+        digest = write_trial(run1, 70)
+        assert poll(lambda: npz_source_sha(run1) == digest), d.log()
+        assert poll(lambda: any("1 conversions" in m for m in fake_systemd.texts())), fake_systemd.texts()
+
+        # a bad config on reload: RELOADING=1 (+MONOTONIC_USEC), then READY=1, old config kept
+        config.write_text(f'watch = ["{run1}", "{run2}"]\nworkers = 0\n')
+        mark = len(fake_systemd.texts())
+        d.proc.send_signal(signal.SIGHUP)
+        reloading = fake_systemd.wait_for("RELOADING=1", mark)
+        assert fake_systemd.texts()[reloading].split("\n")[1].startswith("MONOTONIC_USEC=")
+        fake_systemd.wait_for("READY=1", reloading + 1)
+        assert poll(lambda: f"reload failed, keeping the current config: {config}: workers: " in d.log())
+        assert d.alive() and d.status()["daemon"]["watching"] == [str(run1)]
+        digest = write_trial(run1, 75, start=3000)
+        assert poll(lambda: npz_source_sha(run1) == digest), d.log()
+
+        # a good config on reload: the new directory is watched
+        config.write_text(f'watch = ["{run1}", "{run2}"]\ndebounce = 0.1\n')
+        mark = len(fake_systemd.texts())
+        d.proc.send_signal(signal.SIGHUP)
+        reloading = fake_systemd.wait_for("RELOADING=1", mark)
+        fake_systemd.wait_for("READY=1", reloading + 1)
+        assert poll(lambda: d.status()["daemon"].get("watching") == [str(run1), str(run2)]), d.status()
+        digest = write_trial(run2, 80)
+        assert poll(lambda: npz_source_sha(run2) == digest), d.log()
+
+        # SIGTERM: STOPPING=1, final status, exit 0
+        assert d.stop() == 0
+        assert fake_systemd.count("STOPPING=1") == 1
+        assert d.status()["daemon"]["state"] == "stopped"
+    finally:
+        d.kill()
+
+
+def test_no_watchdog_pings_for_another_pid(tmp_path: Path, fake_systemd: FakeSystemd) -> None:
+    env = {"NOTIFY_SOCKET": str(fake_systemd.path), "WATCHDOG_USEC": "100000", "WATCHDOG_PID": "1"}
+    d = DaemonProcess(tmp_path / "state", [], env=env)
+    try:
+        d.start()
+        fake_systemd.wait_for("READY=1")
+        assert d.stop() == 0  # the loop ran at least until the stop; pings would be every 50 ms
+        assert fake_systemd.count("WATCHDOG=1") == 0
+        assert fake_systemd.count("STOPPING=1") == 1
+    finally:
+        d.kill()
