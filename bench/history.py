@@ -47,7 +47,11 @@ def make_history(path: Path, draws: int) -> None:
     rng = np.random.default_rng(7)
     values = rng.integers(0, 1000, draws).tolist()
     entries = [
-        {"date": (start + dt.timedelta(days=k // 2)).isoformat(), "session": ("midday", "evening")[k % 2], "draw": v}
+        {
+            "date": (start + dt.timedelta(days=k // 2)).isoformat(),
+            "session": ("midday", "evening")[k % 2],
+            "draw": v,
+        }
         for k, v in enumerate(values)
     ]
     path.write_bytes(orjson.dumps(entries, option=orjson.OPT_INDENT_2))
@@ -73,20 +77,34 @@ def reference_load(path: Path, mod: int = 1000) -> np.ndarray:
 
 def make_result(count: int) -> SieveResult:
     rng = np.random.default_rng(11)
-    params = SieveParams(prng="java_lcg", window_size=20, offset=5, skip_min=0, skip_max=250,
-                         forward_threshold=0.3, reverse_threshold=0.3, seed_start=0, seed_count=2**40)  # fmt: skip
+    params = SieveParams(
+        prng="java_lcg",
+        window_size=20,
+        offset=5,
+        skip_min=0,
+        skip_max=250,
+        forward_threshold=0.3,
+        reverse_threshold=0.3,
+        seed_start=0,
+        seed_count=2**40,
+    )
     return SieveResult(
         params=params,
         seeds=np.sort(rng.choice(2**40, count, replace=False)).astype(np.uint64),
         skips=rng.integers(0, 251, count),
         forward_rate=rng.integers(6, 21, count) / 20,
         reverse_rate=rng.integers(6, 21, count) / 20,
-        forward_count=count * 3, reverse_count=count * 2, bidirectional_count=count,
-        expected_chance_bidirectional=1.0, notes=[],
-    )  # fmt: skip
+        forward_count=count * 3,
+        reverse_count=count * 2,
+        bidirectional_count=count,
+        expected_chance_bidirectional=1.0,
+        notes=[],
+    )
 
 
-def reference_records(result: SieveResult, time_of_day: str, trial_number: int) -> list[dict[str, Any]]:
+def reference_records(
+    result: SieveResult, time_of_day: str, trial_number: int
+) -> list[dict[str, Any]]:
     """One dict per survivor, each field read from the arrays by index."""
     p = result.params
     return [
@@ -137,7 +155,9 @@ def main() -> int:
         fast, _ = best_of(args.repeat, lambda: load_history(plain))
         print(f"load_history (plain ints): {fast:.3f} s")
     result = make_result(args.survivors)
-    fast, ours = best_of(args.repeat, lambda: survivor_records(result, time_of_day="all", trial_number=3))
+    fast, ours = best_of(
+        args.repeat, lambda: survivor_records(result, time_of_day="all", trial_number=3)
+    )
     slow, theirs = best_of(args.repeat, lambda: reference_records(result, "all", 3))
     report(f"survivor_records ({args.survivors:,})", fast, slow)
     ok &= ours == theirs

@@ -96,7 +96,9 @@ def step_sieve(demo: Demo) -> None:
 def step_publish_survivors(demo: Demo) -> None:
     """Publish the survivors as the optimizer does (SPEC §3)."""
     assert demo.result is not None
-    demo.survivors = survivor_records(demo.result, time_of_day=demo.truth["time_of_day"], trial_number=0)
+    demo.survivors = survivor_records(
+        demo.result, time_of_day=demo.truth["time_of_day"], trial_number=0
+    )
     target = publish_json(demo.out / SURVIVORS_NAME, demo.survivors)
     say(f"wrote {target} ({plural(len(demo.survivors), 'survivor')})")
 
@@ -106,18 +108,29 @@ def step_check_planted(demo: Demo) -> None:
     t = demo.truth
     found = [r for r in demo.survivors if r["seed"] == t["state"]]
     if not found:
-        raise DemoFailed(f"planted seed {t['state']} NOT found among {len(demo.survivors)} survivors")
+        raise DemoFailed(
+            f"planted seed {t['state']} NOT found among {len(demo.survivors)} survivors"
+        )
     hit = found[0]
     if (hit["skip"], hit["forward_match_rate"], hit["reverse_match_rate"]) != (t["skip"], 1.0, 1.0):
         raise DemoFailed(f"planted seed {t['state']} found with the wrong skip or rates: {hit}")
     others = len(demo.survivors) - 1
     say(
         f"FOUND the planted seed {hit['seed']}: skip {hit['skip']}, forward 1.0, reverse 1.0"
-        + (f" ({plural(others, 'other survivor')}: chance hits)" if others else " (and nothing else)")
+        + (
+            f" ({plural(others, 'other survivor')}: chance hits)"
+            if others
+            else " (and nothing else)"
+        )
     )
 
 
-STEPS: list[Callable[[Demo], None]] = [step_read_truth, step_sieve, step_publish_survivors, step_check_planted]
+STEPS: list[Callable[[Demo], None]] = [
+    step_read_truth,
+    step_sieve,
+    step_publish_survivors,
+    step_check_planted,
+]
 
 
 def params_for(truth: dict[str, Any]) -> SieveParams:
@@ -150,15 +163,21 @@ def plural(count: int, noun: str) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="demo-out", help="folder for what the demo writes (default %(default)s)")
-    parser.add_argument("--sample", type=Path, default=None, help="planted history (default: the bundled sample)")
+    parser.add_argument(
+        "--out", default="demo-out", help="folder for what the demo writes (default %(default)s)"
+    )
+    parser.add_argument(
+        "--sample", type=Path, default=None, help="planted history (default: the bundled sample)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     demo = Demo(out=Path(args.out), sample=args.sample or default_sample())
     demo.out.mkdir(parents=True, exist_ok=True)
     for number, step in enumerate(STEPS, 1):
-        print(f"[{number}/{len(STEPS)}] {(step.__doc__ or step.__name__).splitlines()[0]}", flush=True)
+        print(
+            f"[{number}/{len(STEPS)}] {(step.__doc__ or step.__name__).splitlines()[0]}", flush=True
+        )
         try:
             step(demo)
         except DemoFailed as exc:

@@ -106,7 +106,9 @@ def _read_bytes(path: str | os.PathLike[str]) -> bytes:
         raise in_file(path, f"cannot read: {exc.strerror or exc}") from None
 
 
-def _select(path: str | os.PathLike[str], draws: np.ndarray, sessions: np.ndarray | None, time_of_day: str) -> np.ndarray:
+def _select(
+    path: str | os.PathLike[str], draws: np.ndarray, sessions: np.ndarray | None, time_of_day: str
+) -> np.ndarray:
     """The draws of one session, or all of them."""
     if time_of_day == "all":
         return draws
@@ -193,7 +195,9 @@ def _scanned_columns(data: bytes, mod: int) -> Columns:
         raise _Problem("the history is empty (expected a JSON list of draws)")
     if type(entries[0]) is int:
         for index, value in enumerate(entries):
-            _raise_at(index, _draw_problem(value, mod, "expected a draw (an integer) like entry 0, got"))
+            _raise_at(
+                index, _draw_problem(value, mod, "expected a draw (an integer) like entry 0, got")
+            )
         return np.array(entries, dtype=np.int64), None
     previous: tuple[int, int] | None = None
     for index, entry in enumerate(entries):

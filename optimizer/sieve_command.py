@@ -37,17 +37,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--draws", required=True, metavar="FILE", help="draw history (JSON)")
     parser.add_argument("--prng", required=True, choices=FAMILIES, help="generator family")
     parser.add_argument("--window-size", required=True, type=int, metavar="W")
-    parser.add_argument("--offset", required=True, type=int, metavar="O", help="first draw of the window; pivot = O+W")
+    parser.add_argument(
+        "--offset",
+        required=True,
+        type=int,
+        metavar="O",
+        help="first draw of the window; pivot = O+W",
+    )
     parser.add_argument("--skip-min", required=True, type=int, metavar="A")
     parser.add_argument("--skip-max", required=True, type=int, metavar="B")
     parser.add_argument("--forward-threshold", required=True, type=float, metavar="T")
     parser.add_argument("--reverse-threshold", required=True, type=float, metavar="U")
     parser.add_argument("--seed-start", required=True, type=int, metavar="S")
     parser.add_argument("--seed-count", required=True, type=int, metavar="C")
-    parser.add_argument("--time-of-day", default="all", choices=TIME_OF_DAY, help="default %(default)s")
-    parser.add_argument("--mod", type=int, default=1000, help="draws lie in [0, mod) (default %(default)s)")
-    parser.add_argument("--device", choices=("cpu", "gpu", "auto"), help="default: $WINOPT_DEVICE, else auto")
-    parser.add_argument("--json", action="store_true", help="print the SPEC §3 survivors list on stdout")
+    parser.add_argument(
+        "--time-of-day", default="all", choices=TIME_OF_DAY, help="default %(default)s"
+    )
+    parser.add_argument(
+        "--mod", type=int, default=1000, help="draws lie in [0, mod) (default %(default)s)"
+    )
+    parser.add_argument(
+        "--device", choices=("cpu", "gpu", "auto"), help="default: $WINOPT_DEVICE, else auto"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the SPEC §3 survivors list on stdout"
+    )
     parser.add_argument(
         "--limit",
         type=int,
@@ -81,13 +95,18 @@ def params_from_args(args: argparse.Namespace) -> SieveParams:
     if args.offset < 0:
         raise UserError(f"--offset must be >= 0, got {args.offset}")
     if not 0 <= args.skip_min <= args.skip_max:
-        raise UserError(f"need 0 <= --skip-min <= --skip-max, got {args.skip_min} and {args.skip_max}")
+        raise UserError(
+            f"need 0 <= --skip-min <= --skip-max, got {args.skip_min} and {args.skip_max}"
+        )
     for name in ("forward_threshold", "reverse_threshold"):
         value = getattr(args, name)
         if not 0.0 <= value <= 1.0:
             raise UserError(f"--{name.replace('_', '-')} must lie in [0, 1], got {value}")
     if args.seed_start < 0 or args.seed_count < 1:
-        raise UserError(f"need --seed-start >= 0 and --seed-count >= 1, got {args.seed_start} and {args.seed_count}")
+        raise UserError(
+            "need --seed-start >= 0 and --seed-count >= 1, "
+            f"got {args.seed_start} and {args.seed_count}"
+        )
     if args.seed_start + args.seed_count > 2**64:
         raise UserError("the seed range must end at or below 2**64")
     return SieveParams(
@@ -105,7 +124,12 @@ def params_from_args(args: argparse.Namespace) -> SieveParams:
 
 
 def sieve_file(
-    path: str, draws: Any, params: SieveParams, *, time_of_day: str = "all", device: str | None = None
+    path: str,
+    draws: Any,
+    params: SieveParams,
+    *,
+    time_of_day: str = "all",
+    device: str | None = None,
 ) -> SieveResult:
     """`run_sieve` on the draws of `path`; its complaints (too short...) name the file and
     the time_of_day selection the draws came from."""
@@ -120,7 +144,9 @@ def sieve_file(
 
 
 @contextmanager
-def progress_bar(total: int, stream: TextIO | None = None) -> Iterator[Callable[[int], None] | None]:
+def progress_bar(
+    total: int, stream: TextIO | None = None
+) -> Iterator[Callable[[int], None] | None]:
     """A tqdm bar on stderr when it is a terminal (seeds done), else no progress callback."""
     stream = stream or sys.stderr
     if not stream.isatty():
@@ -167,4 +193,7 @@ def print_table(records: list[dict[str, Any]], limit: int, out: TextIO) -> None:
             file=out,
         )
     if len(shown) < len(records):
-        print(f"... {len(records) - len(shown)} more (--limit 0 shows all, --json writes them)", file=out)
+        print(
+            f"... {len(records) - len(shown)} more (--limit 0 shows all, --json writes them)",
+            file=out,
+        )

@@ -27,7 +27,9 @@ SKIP_MODE = "constant"
 _PER_SURVIVOR = SURVIVOR_FIELDS[:5]
 
 
-def survivor_records(result: SieveResult, *, time_of_day: str, trial_number: int) -> list[dict[str, Any]]:
+def survivor_records(
+    result: SieveResult, *, time_of_day: str, trial_number: int
+) -> list[dict[str, Any]]:
     """The SPEC §3 objects of `result`'s bidirectional survivors, sorted by seed."""
     order = np.argsort(result.seeds, kind="stable")
     forward = np.asarray(result.forward_rate, dtype=np.float64)[order]
@@ -41,8 +43,15 @@ def survivor_records(result: SieveResult, *, time_of_day: str, trial_number: int
     )
     shared = shared_fields(result, time_of_day=time_of_day, trial_number=trial_number)
     return [
-        {"seed": seed, "skip": skip, "forward_match_rate": f, "reverse_match_rate": r, "score": score, **shared}
-        for seed, skip, f, r, score in zip(*columns)
+        {
+            "seed": seed,
+            "skip": skip,
+            "forward_match_rate": f,
+            "reverse_match_rate": r,
+            "score": score,
+            **shared,
+        }
+        for seed, skip, f, r, score in zip(*columns, strict=True)
     ]
 
 
@@ -63,5 +72,7 @@ def shared_fields(result: SieveResult, *, time_of_day: str, trial_number: int) -
         "reverse_count": int(result.reverse_count),
         "bidirectional_count": int(result.bidirectional_count),
     }
-    assert tuple(shared) == SURVIVOR_FIELDS[len(_PER_SURVIVOR) :], "schema drifted from SURVIVOR_FIELDS"
+    assert tuple(shared) == SURVIVOR_FIELDS[len(_PER_SURVIVOR) :], (
+        "schema drifted from SURVIVOR_FIELDS"
+    )
     return shared

@@ -65,11 +65,17 @@ class Plan:
             raise UserError(f"--draws must be at least 1, got {self.draws}")
         if not 0 <= self.at <= self.draws:
             raise UserError(f"--at must lie in [0, {self.draws}] (the pivot draw), got {self.at}")
-        for name, value, low in (("--skip", self.skip, 0), ("--state", self.state, 0), ("--mod", self.mod, 1)):
+        for name, value, low in (
+            ("--skip", self.skip, 0),
+            ("--state", self.state, 0),
+            ("--mod", self.mod, 1),
+        ):
             if value < low:
                 raise UserError(f"{name} must be >= {low}, got {value}")
         if self.plant_in not in PLANT_IN:
-            raise UserError(f"--plant-in must be one of {', '.join(PLANT_IN)}, got {self.plant_in!r}")
+            raise UserError(
+                f"--plant-in must be one of {', '.join(PLANT_IN)}, got {self.plant_in!r}"
+            )
         if self.plant_in != "all" and self.plant_in not in self.sessions:
             raise UserError(f"--plant-in {self.plant_in} needs that session in --sessions")
         try:
@@ -97,15 +103,21 @@ def build_history(plan: Plan) -> list[Any]:
         values = stream
         slots = [sessions[k % len(sessions)] for k in range(len(values))]
     else:
-        noise = np.random.default_rng(plan.rng_seed).integers(0, plan.mod, plan.draws * len(sessions))
+        noise = np.random.default_rng(plan.rng_seed).integers(
+            0, plan.mod, plan.draws * len(sessions)
+        )
         values = noise.tolist()
         values[sessions.index(plan.plant_in) :: len(sessions)] = stream
         slots = sessions * plan.draws
     start = dt.date.fromisoformat(plan.start_date)
     per_day = len(sessions)
     return [
-        {"date": (start + dt.timedelta(days=k // per_day)).isoformat(), "session": slot, "draw": value}
-        for k, (slot, value) in enumerate(zip(slots, values))
+        {
+            "date": (start + dt.timedelta(days=k // per_day)).isoformat(),
+            "session": slot,
+            "draw": value,
+        }
+        for k, (slot, value) in enumerate(zip(slots, values, strict=True))
     ]
 
 
@@ -157,13 +169,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--prng", required=True, help="generator family (java_lcg, lcg32, ...)")
     parser.add_argument("--state", required=True, type=int, help="the seed planted at the pivot")
-    parser.add_argument("--at", required=True, type=int, help="pivot: index of the first draw after the state")
-    parser.add_argument("--skip", required=True, type=int, help="outputs discarded before each draw")
+    parser.add_argument(
+        "--at", required=True, type=int, help="pivot: index of the first draw after the state"
+    )
+    parser.add_argument(
+        "--skip", required=True, type=int, help="outputs discarded before each draw"
+    )
     parser.add_argument("--draws", required=True, type=int, help="draws in the planted selection")
     parser.add_argument(
         "--sessions",
         default="midday,evening",
-        help="comma list of sessions per day, or 'none' for a plain list of ints (default %(default)s)",
+        help="comma list of sessions per day, or 'none' for a plain list of ints "
+        "(default %(default)s)",
     )
     parser.add_argument(
         "--plant-in",
@@ -171,9 +188,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=PLANT_IN,
         help="time_of_day selection that holds the planted stream; other sessions get random draws",
     )
-    parser.add_argument("--mod", type=int, default=1000, help="draws lie in [0, mod) (default %(default)s)")
-    parser.add_argument("--rng-seed", type=int, default=0, help="seed of the random draws (default %(default)s)")
-    parser.add_argument("--start-date", default="2020-01-01", help="date of the first draw (default %(default)s)")
+    parser.add_argument(
+        "--mod", type=int, default=1000, help="draws lie in [0, mod) (default %(default)s)"
+    )
+    parser.add_argument(
+        "--rng-seed", type=int, default=0, help="seed of the random draws (default %(default)s)"
+    )
+    parser.add_argument(
+        "--start-date", default="2020-01-01", help="date of the first draw (default %(default)s)"
+    )
     parser.add_argument("--out", required=True, help="history file to write (JSON)")
 
 
@@ -184,7 +207,9 @@ def parse_sessions(text: str) -> tuple[str, ...]:
     names = tuple(name.strip() for name in text.split(",") if name.strip())
     unknown = [name for name in names if name not in SESSIONS]
     if unknown or not names or len(set(names)) != len(names):
-        raise UserError(f"--sessions must list midday and/or evening once each, or be 'none'; got {text!r}")
+        raise UserError(
+            f"--sessions must list midday and/or evening once each, or be 'none'; got {text!r}"
+        )
     return tuple(s for s in SESSIONS if s in names)
 
 

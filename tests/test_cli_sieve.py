@@ -45,20 +45,69 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     return code, out, err
 
 
-def synth(tmp_path: Path, prng: str, state: int, at: int, skip: int, draws: int, *extra: str) -> Path:
+def synth(
+    tmp_path: Path, prng: str, state: int, at: int, skip: int, draws: int, *extra: str
+) -> Path:
     out = tmp_path / f"{prng}-{state}-{skip}.json"
     with contextlib.redirect_stdout(io.StringIO()):
-        assert main(["synth", "--prng", prng, "--state", str(state), "--at", str(at), "--skip", str(skip),
-                     "--draws", str(draws), *extra, "--out", str(out)]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "synth",
+                    "--prng",
+                    prng,
+                    "--state",
+                    str(state),
+                    "--at",
+                    str(at),
+                    "--skip",
+                    str(skip),
+                    "--draws",
+                    str(draws),
+                    *extra,
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
     return out
 
 
-def sieve_args(path: Path, prng: str, window: int, offset: int, skips: tuple[int, int], thresholds: tuple[float, float],
-               seeds: tuple[int, int], *extra: str) -> list[str]:  # fmt: skip
-    return ["sieve", "--draws", str(path), "--prng", prng, "--window-size", str(window), "--offset", str(offset),
-            "--skip-min", str(skips[0]), "--skip-max", str(skips[1]), "--forward-threshold", str(thresholds[0]),
-            "--reverse-threshold", str(thresholds[1]), "--seed-start", str(seeds[0]), "--seed-count", str(seeds[1]),
-            *extra]  # fmt: skip
+def sieve_args(
+    path: Path,
+    prng: str,
+    window: int,
+    offset: int,
+    skips: tuple[int, int],
+    thresholds: tuple[float, float],
+    seeds: tuple[int, int],
+    *extra: str,
+) -> list[str]:
+    return [
+        "sieve",
+        "--draws",
+        str(path),
+        "--prng",
+        prng,
+        "--window-size",
+        str(window),
+        "--offset",
+        str(offset),
+        "--skip-min",
+        str(skips[0]),
+        "--skip-max",
+        str(skips[1]),
+        "--forward-threshold",
+        str(thresholds[0]),
+        "--reverse-threshold",
+        str(thresholds[1]),
+        "--seed-start",
+        str(seeds[0]),
+        "--seed-count",
+        str(seeds[1]),
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"W{c[4]}-skip{c[2]}")
@@ -70,19 +119,33 @@ def test_planted_state_is_the_only_survivor(
     path = synth(tmp_path, prng, state, at, skip, draws, "--sessions", sessions)
     skips = (max(0, skip - 2), skip + 3)
     seeds = (state - SEEDS_BELOW, SEEDS_BELOW + SEEDS_ABOVE)
-    code, out, err = run_cli(capsys, *sieve_args(path, prng, window, at - window, skips, (fwd, rev), seeds, "--json"))
+    code, out, err = run_cli(
+        capsys, *sieve_args(path, prng, window, at - window, skips, (fwd, rev), seeds, "--json")
+    )
     assert code == 0, err
     records = json.loads(out)
     assert [r["seed"] for r in records] == [state], records
     (hit,) = records
     assert list(hit) == list(SURVIVOR_FIELDS)
     assert hit == {
-        "seed": state, "skip": skip, "forward_match_rate": 1.0, "reverse_match_rate": 1.0, "score": 1.0,
-        "window_size": window, "offset": at - window, "skip_min": skips[0], "skip_max": skips[1],
-        "skip_range": skips[1] - skips[0] + 1, "time_of_day": "all", "trial_number": 0, "prng_type": prng,
-        "skip_mode": "constant", "forward_count": hit["forward_count"], "reverse_count": hit["reverse_count"],
+        "seed": state,
+        "skip": skip,
+        "forward_match_rate": 1.0,
+        "reverse_match_rate": 1.0,
+        "score": 1.0,
+        "window_size": window,
+        "offset": at - window,
+        "skip_min": skips[0],
+        "skip_max": skips[1],
+        "skip_range": skips[1] - skips[0] + 1,
+        "time_of_day": "all",
+        "trial_number": 0,
+        "prng_type": prng,
+        "skip_mode": "constant",
+        "forward_count": hit["forward_count"],
+        "reverse_count": hit["reverse_count"],
         "bidirectional_count": 1,
-    }  # fmt: skip
+    }
     assert hit["forward_count"] >= 1 and hit["reverse_count"] >= 1
     assert "bidirectional 1" in err and "chance expectation" in err
 
@@ -101,7 +164,9 @@ def test_time_of_day_selection_matters(tmp_path: Path, capsys: pytest.CaptureFix
 
 def test_table_output_for_people(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = synth(tmp_path, "java_lcg", 424242, 25, 1, 50)
-    code, out, err = run_cli(capsys, *sieve_args(path, "java_lcg", 6, 19, (0, 3), (0.5, 0.5), (424000, 500)))
+    code, out, err = run_cli(
+        capsys, *sieve_args(path, "java_lcg", 6, 19, (0, 3), (0.5, 0.5), (424000, 500))
+    )
     assert code == 0 and err == ""
     lines = out.splitlines()
     assert "bidirectional 1 (chance expectation" in out
@@ -110,21 +175,36 @@ def test_table_output_for_people(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_clamped_offset_is_noted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = synth(tmp_path, "lcg32", 77, 15, 0, 20, "--sessions", "none")  # pivot 15 = clamped 10 + W
-    code, out, err = run_cli(capsys, *sieve_args(path, "lcg32", 5, 90, (0, 0), (1.0, 1.0), (0, 100)))
+    path = synth(
+        tmp_path, "lcg32", 77, 15, 0, 20, "--sessions", "none"
+    )  # pivot 15 = clamped 10 + W
+    code, out, err = run_cli(
+        capsys, *sieve_args(path, "lcg32", 5, 90, (0, 0), (1.0, 1.0), (0, 100))
+    )
     assert code == 0, err
     assert "offset 90 clamped to 10" in out
     assert out.splitlines()[-1].split() == ["77", "0", "1.000", "1.000", "1.000"]
 
 
-def test_history_too_short_names_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_history_too_short_names_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = synth(tmp_path, "pcg32", 1, 5, 0, 10)
     code, out, err = run_cli(capsys, *sieve_args(path, "pcg32", 6, 0, (0, 1), (0.5, 0.5), (0, 10)))
     assert code == 2 and out == ""
-    assert err.startswith(f"winopt: error: {path}: history has 10 draws") and err.count("\n") == 1, err
-    code, out, err = run_cli(capsys, *sieve_args(path, "pcg32", 3, 0, (0, 1), (0.5, 0.5), (0, 10)), "--time-of-day", "evening")
+    assert (
+        err.startswith(f"winopt: error: {path}: history has 10 draws") and err.count("\n") == 1
+    ), err
+    code, out, err = run_cli(
+        capsys,
+        *sieve_args(path, "pcg32", 3, 0, (0, 1), (0.5, 0.5), (0, 10)),
+        "--time-of-day",
+        "evening",
+    )
     assert code == 2 and out == ""
-    assert err.startswith(f"winopt: error: {path}: history has 5 draws") and err.endswith("(time_of_day evening)\n"), err
+    assert err.startswith(f"winopt: error: {path}: history has 5 draws") and err.endswith(
+        "(time_of_day evening)\n"
+    ), err
 
 
 @pytest.mark.parametrize(
@@ -165,7 +245,9 @@ def test_thresholds_are_required(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_json_goes_to_stdout_alone_in_a_real_process(tmp_path: Path) -> None:
     path = synth(tmp_path, "xorshift32", 99, 8, 1, 16)
     argv = sieve_args(path, "xorshift32", 4, 4, (0, 2), (0.75, 0.75), (90, 20), "--json")
-    proc = subprocess.run([sys.executable, "-m", "winopt", *argv], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "winopt", *argv], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert [r["seed"] for r in json.loads(proc.stdout)] == [99]
     assert "bidirectional 1" in proc.stderr and "Traceback" not in proc.stderr
@@ -177,8 +259,12 @@ def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
     path = synth(tmp_path, "java_lcg", 3, 8, 0, 16)
     argv = sieve_args(path, "java_lcg", 4, 4, (0, 2), (0.75, 0.75), (0, 5000), "--json")
     master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 0x0 pty hides the bar
-    with subprocess.Popen([sys.executable, "-m", "winopt", *argv], stdout=subprocess.PIPE, stderr=slave) as proc:
+    fcntl.ioctl(
+        slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0)
+    )  # a 0x0 pty hides the bar
+    with subprocess.Popen(
+        [sys.executable, "-m", "winopt", *argv], stdout=subprocess.PIPE, stderr=slave
+    ) as proc:
         os.close(slave)
         stdout = proc.stdout.read() if proc.stdout else b""
         terminal = read_all(master)
@@ -205,14 +291,32 @@ def read_all(fd: int) -> str:
 # --- survivor_records on its own ------------------------------------------------------
 
 
-def result_of(seeds: list[int], skips: list[int], fwd: list[float], rev: list[float]) -> SieveResult:
-    params = SieveParams(prng="xorshift64", window_size=10, offset=3, skip_min=2, skip_max=9, forward_threshold=0.2,
-                         reverse_threshold=0.3, seed_start=0, seed_count=2**64)  # fmt: skip
+def result_of(
+    seeds: list[int], skips: list[int], fwd: list[float], rev: list[float]
+) -> SieveResult:
+    params = SieveParams(
+        prng="xorshift64",
+        window_size=10,
+        offset=3,
+        skip_min=2,
+        skip_max=9,
+        forward_threshold=0.2,
+        reverse_threshold=0.3,
+        seed_start=0,
+        seed_count=2**64,
+    )
     return SieveResult(
-        params=params, seeds=np.array(seeds, dtype=np.uint64), skips=np.array(skips, dtype=np.int64),
-        forward_rate=np.array(fwd), reverse_rate=np.array(rev), forward_count=40, reverse_count=30,
-        bidirectional_count=len(seeds), expected_chance_bidirectional=0.5, notes=[],
-    )  # fmt: skip
+        params=params,
+        seeds=np.array(seeds, dtype=np.uint64),
+        skips=np.array(skips, dtype=np.int64),
+        forward_rate=np.array(fwd),
+        reverse_rate=np.array(rev),
+        forward_count=40,
+        reverse_count=30,
+        bidirectional_count=len(seeds),
+        expected_chance_bidirectional=0.5,
+        notes=[],
+    )
 
 
 def test_survivor_records_are_plain_sorted_and_complete() -> None:
@@ -222,11 +326,24 @@ def test_survivor_records_are_plain_sorted_and_complete() -> None:
     assert [r["seed"] for r in records] == [7, 2**32, big]
     assert all(list(r) == list(SURVIVOR_FIELDS) for r in records)
     assert records[0] == {
-        "seed": 7, "skip": 2, "forward_match_rate": 1.0, "reverse_match_rate": 0.9, "score": 0.95,
-        "window_size": 10, "offset": 3, "skip_min": 2, "skip_max": 9, "skip_range": 8, "time_of_day": "midday",
-        "trial_number": 12, "prng_type": "xorshift64", "skip_mode": "constant", "forward_count": 40,
-        "reverse_count": 30, "bidirectional_count": 3,
-    }  # fmt: skip
+        "seed": 7,
+        "skip": 2,
+        "forward_match_rate": 1.0,
+        "reverse_match_rate": 0.9,
+        "score": 0.95,
+        "window_size": 10,
+        "offset": 3,
+        "skip_min": 2,
+        "skip_max": 9,
+        "skip_range": 8,
+        "time_of_day": "midday",
+        "trial_number": 12,
+        "prng_type": "xorshift64",
+        "skip_mode": "constant",
+        "forward_count": 40,
+        "reverse_count": 30,
+        "bidirectional_count": 3,
+    }
     assert records[2]["score"] == pytest.approx(0.25)
     plain = (int, float, str)
     assert all(type(v) in plain for r in records for v in r.values())
@@ -240,7 +357,9 @@ def test_survivor_records_of_an_empty_result() -> None:
 # --- winopt demo ----------------------------------------------------------------------
 
 
-def test_demo_finds_the_bundled_planted_seed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_finds_the_bundled_planted_seed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, err = run_cli(capsys, "demo", "--out", str(tmp_path / "demo"))
     assert code == 0, out + err
     assert "FOUND the planted seed 271828: skip 3, forward 1.0, reverse 1.0" in out
@@ -249,7 +368,9 @@ def test_demo_finds_the_bundled_planted_seed(tmp_path: Path, capsys: pytest.Capt
     assert (record["seed"], record["skip"], record["score"]) == (271828, 3, 1.0)
 
 
-def test_demo_fails_loudly_when_the_seed_is_not_there(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_fails_loudly_when_the_seed_is_not_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A truth file that names another seed than the one planted: exit 1, not OK."""
     sample = Path(__file__).resolve().parent.parent / "samples" / "planted_java_lcg.json"
     copy = tmp_path / sample.name
@@ -258,13 +379,22 @@ def test_demo_fails_loudly_when_the_seed_is_not_there(tmp_path: Path, capsys: py
     truth_path(copy).write_text(json.dumps({**truth, "state": truth["state"] + 1}))
     code, out, _ = run_cli(capsys, "demo", "--out", str(tmp_path / "demo"), "--sample", str(copy))
     assert code == 1
-    assert f"demo FAILED: planted seed {truth['state'] + 1} NOT found" in out and "demo OK" not in out
+    assert (
+        f"demo FAILED: planted seed {truth['state'] + 1} NOT found" in out and "demo OK" not in out
+    )
 
 
-def test_demo_without_its_sample_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_without_its_sample_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     missing = tmp_path / "gone.json"
-    code, _, err = run_cli(capsys, "demo", "--out", str(tmp_path / "demo"), "--sample", str(missing))
-    assert code == 2 and err == f"winopt: error: {missing}: the demo sample is missing (pass --sample FILE)\n"
+    code, _, err = run_cli(
+        capsys, "demo", "--out", str(tmp_path / "demo"), "--sample", str(missing)
+    )
+    assert (
+        code == 2
+        and err == f"winopt: error: {missing}: the demo sample is missing (pass --sample FILE)\n"
+    )
 
 
 # --- stress: random plantings ---------------------------------------------------------
@@ -272,7 +402,9 @@ def test_demo_without_its_sample_is_one_line(tmp_path: Path, capsys: pytest.Capt
 
 @pytest.mark.stress
 @pytest.mark.parametrize("prng", FAMILIES)
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data())
 def test_random_plantings_are_recovered(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], prng: str, data: st.DataObject
@@ -288,14 +420,23 @@ def test_random_plantings_are_recovered(
     sessions = data.draw(st.sampled_from(["none", "midday,evening", "midday"]), label="sessions")
     path = synth(tmp_path, prng, state, at, skip, draws, "--sessions", sessions)
     start = max(0, min(state - 100, 2**64 - 400))
-    argv = sieve_args(path, prng, window, at - window, (max(0, skip - 3), skip + 3), (threshold, threshold),
-                      (start, 400), "--json")  # fmt: skip
+    argv = sieve_args(
+        path,
+        prng,
+        window,
+        at - window,
+        (max(0, skip - 3), skip + 3),
+        (threshold, threshold),
+        (start, 400),
+        "--json",
+    )
     code, out, err = run_cli(capsys, *argv)
     assert code == 0, err
     # seeds that seed the same state (minstd's 0 -> 1, lcg32's mod 2^31-1, 32/48-bit masks) alias
     planted = seed_state(prng, state)
     aliases = [s for s in range(start, start + 400) if seed_state(prng, s) == planted]
     assert state in aliases
-    assert [(r["seed"], r["skip"], r["forward_match_rate"], r["reverse_match_rate"]) for r in json.loads(out)] == [
-        (seed, skip, 1.0, 1.0) for seed in aliases
-    ]
+    assert [
+        (r["seed"], r["skip"], r["forward_match_rate"], r["reverse_match_rate"])
+        for r in json.loads(out)
+    ] == [(seed, skip, 1.0, 1.0) for seed in aliases]

@@ -104,12 +104,17 @@ def test_extra_keys_are_ignored(tmp_path: Path) -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 999), st.integers(0, 999)), min_size=1, max_size=30))
-def test_selection_partitions_the_history(tmp_path_factory: pytest.TempPathFactory, pairs: list) -> None:
+def test_selection_partitions_the_history(
+    tmp_path_factory: pytest.TempPathFactory, pairs: list
+) -> None:
     """midday + evening interleaved day by day is exactly `all`."""
     entries = []
     for d, (mid, eve) in enumerate(pairs):
         date = str(np.datetime64("2000-01-01") + d)
-        entries += [{"date": date, "session": "midday", "draw": mid}, {"date": date, "session": "evening", "draw": eve}]
+        entries += [
+            {"date": date, "session": "midday", "draw": mid},
+            {"date": date, "session": "evening", "draw": eve},
+        ]
     path = write(tmp_path_factory.mktemp("h"), entries)
     assert load_history(path, time_of_day="midday").tolist() == [m for m, _ in pairs]
     assert load_history(path, time_of_day="evening").tolist() == [e for _, e in pairs]
@@ -128,7 +133,9 @@ def test_not_json(tmp_path: Path) -> None:
 
 
 def test_not_a_list(tmp_path: Path) -> None:
-    assert "expected a JSON list of draws, got a JSON object" in error_of(write(tmp_path, {"draws": [1, 2]}))
+    assert "expected a JSON list of draws, got a JSON object" in error_of(
+        write(tmp_path, {"draws": [1, 2]})
+    )
 
 
 def test_empty_list(tmp_path: Path) -> None:
@@ -149,7 +156,9 @@ def test_entry_missing_a_key(tmp_path: Path) -> None:
     assert "entry 6: missing 'draw'" in error_of(write(tmp_path, entries))
 
 
-@pytest.mark.parametrize("bad", ["2024-02-30", "20240101", "2024-1-01", "01/02/2024", 20240101, None, "2024-01-01T00"])
+@pytest.mark.parametrize(
+    "bad", ["2024-02-30", "20240101", "2024-1-01", "01/02/2024", 20240101, None, "2024-01-01T00"]
+)
 def test_bad_date(tmp_path: Path, bad: Any) -> None:
     message = error_of(write(tmp_path, with_entry(5, date=bad)))
     assert f"entry 5: date {compact(bad)} is not a valid YYYY-MM-DD date" in message
@@ -170,13 +179,19 @@ def test_plain_draw_not_an_int(tmp_path: Path, bad: Any) -> None:
 
 @pytest.mark.parametrize("bad", [1000, -1, 2**64 - 1])
 def test_draw_out_of_range(tmp_path: Path, bad: int) -> None:
-    assert f"entry 17: draw {bad} is out of range [0, 1000)" in error_of(write(tmp_path, with_entry(17, draw=bad)))
-    assert f"entry 1: draw {bad} is out of range [0, 1000)" in error_of(write(tmp_path, [5, bad, 7], "plain.json"))
+    assert f"entry 17: draw {bad} is out of range [0, 1000)" in error_of(
+        write(tmp_path, with_entry(17, draw=bad))
+    )
+    assert f"entry 1: draw {bad} is out of range [0, 1000)" in error_of(
+        write(tmp_path, [5, bad, 7], "plain.json")
+    )
 
 
 @pytest.mark.parametrize("bad", ["night", "Midday", "all", 1, None])
 def test_unknown_session(tmp_path: Path, bad: Any) -> None:
-    assert f"entry 7: unknown session {compact(bad)}" in error_of(write(tmp_path, with_entry(7, session=bad)))
+    assert f"entry 7: unknown session {compact(bad)}" in error_of(
+        write(tmp_path, with_entry(7, session=bad))
+    )
 
 
 def test_empty_after_selection(tmp_path: Path) -> None:
@@ -191,10 +206,14 @@ def test_plain_list_has_no_sessions_to_select(tmp_path: Path) -> None:
 def test_out_of_order(tmp_path: Path) -> None:
     entries = history()
     entries[8], entries[9] = entries[9], entries[8]  # evening before midday of the same day
-    assert "entry 9: 2024-01-05 midday comes before entry 8 (2024-01-05 evening)" in error_of(write(tmp_path, entries))
+    assert "entry 9: 2024-01-05 midday comes before entry 8 (2024-01-05 evening)" in error_of(
+        write(tmp_path, entries)
+    )
     entries = history()
     entries[12] = {**entries[12], "date": day(1)}
-    assert "entry 12: 2024-01-01 midday comes before entry 11" in error_of(write(tmp_path, entries, "back.json"))
+    assert "entry 12: 2024-01-01 midday comes before entry 11" in error_of(
+        write(tmp_path, entries, "back.json")
+    )
 
 
 def test_duplicate_session(tmp_path: Path) -> None:
@@ -225,11 +244,36 @@ def test_bad_mod_and_selection_need_no_file(tmp_path: Path) -> None:
 def test_cli_reports_bad_history_in_one_line(tmp_path: Path) -> None:
     path = write(tmp_path, with_entry(17, draw=1000))
     proc = subprocess.run(
-        [sys.executable, "-m", "winopt", "sieve", "--draws", str(path), "--prng", "java_lcg",
-         "--window-size", "4", "--offset", "0", "--skip-min", "0", "--skip-max", "1",
-         "--forward-threshold", "0.5", "--reverse-threshold", "0.5", "--seed-start", "0", "--seed-count", "10"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "winopt",
+            "sieve",
+            "--draws",
+            str(path),
+            "--prng",
+            "java_lcg",
+            "--window-size",
+            "4",
+            "--offset",
+            "0",
+            "--skip-min",
+            "0",
+            "--skip-max",
+            "1",
+            "--forward-threshold",
+            "0.5",
+            "--reverse-threshold",
+            "0.5",
+            "--seed-start",
+            "0",
+            "--seed-count",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert proc.stderr == f"winopt: error: {path}: entry 17: draw 1000 is out of range [0, 1000)\n"
     assert proc.stdout == ""
@@ -238,19 +282,30 @@ def test_cli_reports_bad_history_in_one_line(tmp_path: Path) -> None:
 # --- the fast path never disagrees with the scan that defines a valid history ----------
 
 ENTRY_VALUES = st.one_of(
-    st.integers(-2, 1001), st.sampled_from([True, None, 2.0, "5", 2**63, 2**64 - 1]),
+    st.integers(-2, 1001),
+    st.sampled_from([True, None, 2.0, "5", 2**63, 2**64 - 1]),
 )
 DATES = st.one_of(
     st.dates(min_value=dt.date(1999, 12, 30), max_value=dt.date(2000, 1, 3)).map(str),
     st.sampled_from(["2000-02-30", "2000-1-01", "0000-01-01", "２０００-01-01", "2000-01-01T0", 7]),
 )
 ENTRIES = st.fixed_dictionaries(
-    {"date": DATES, "session": st.sampled_from(["midday", "evening", "night", 0]), "draw": ENTRY_VALUES}
+    {
+        "date": DATES,
+        "session": st.sampled_from(["midday", "evening", "night", 0]),
+        "draw": ENTRY_VALUES,
+    }
 )
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(st.lists(ENTRIES, max_size=6), st.lists(ENTRY_VALUES, max_size=6), st.lists(st.integers(0, 999))))
+@given(
+    st.one_of(
+        st.lists(ENTRIES, max_size=6),
+        st.lists(ENTRY_VALUES, max_size=6),
+        st.lists(st.integers(0, 999)),
+    )
+)
 def test_fast_path_agrees_with_the_scan(entries: list[Any]) -> None:
     """Whatever the fast path accepts, the entry-by-entry scan accepts with equal columns;
     whatever it rejects, load_history still answers (the scan's verdict, never a crash)."""

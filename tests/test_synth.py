@@ -51,50 +51,128 @@ def spec_outputs(prng: str, seed: int, ts: list[int]) -> list[int]:
 
 @pytest.mark.parametrize("prng", ["java_lcg", "minstd"])
 @pytest.mark.parametrize(("at", "skip"), [(0, 0), (7, 2), (20, 5), (20, 0)])
-def test_planted_draws_follow_the_spec_formula(tmp_path: Path, prng: str, at: int, skip: int) -> None:
+def test_planted_draws_follow_the_spec_formula(
+    tmp_path: Path, prng: str, at: int, skip: int
+) -> None:
     n = 20
-    path, truth = synth(tmp_path, "--prng", prng, "--state", "4242", "--at", str(at), "--skip", str(skip),
-                        "--draws", str(n), "--sessions", "none")  # fmt: skip
+    path, truth = synth(
+        tmp_path,
+        "--prng",
+        prng,
+        "--state",
+        "4242",
+        "--at",
+        str(at),
+        "--skip",
+        str(skip),
+        "--draws",
+        str(n),
+        "--sessions",
+        "none",
+    )
     ts = [skip + i * (skip + 1) for i in range(-at, n - at)]
     assert load_history(path).tolist() == [y % 1000 for y in spec_outputs(prng, 4242, ts)]
-    assert (truth["prng"], truth["state"], truth["at"], truth["skip"], truth["draws"]) == (prng, 4242, at, skip, n)
+    assert (truth["prng"], truth["state"], truth["at"], truth["skip"], truth["draws"]) == (
+        prng,
+        4242,
+        at,
+        skip,
+        n,
+    )
 
 
 @pytest.mark.parametrize("prng", FAMILIES)
 def test_every_family_plants_the_generator_stream(tmp_path: Path, prng: str) -> None:
     state, at, skip, n, mod = 987654321, 11, 4, 30, 100
-    path, truth = synth(tmp_path, "--prng", prng, "--state", str(state), "--at", str(at), "--skip",
-                        str(skip), "--draws", str(n), "--mod", str(mod))  # fmt: skip
-    outputs = raw_outputs(prng, seed_state(prng, state), skip - at * (skip + 1), (n - 1) * (skip + 1) + 1)
+    path, truth = synth(
+        tmp_path,
+        "--prng",
+        prng,
+        "--state",
+        str(state),
+        "--at",
+        str(at),
+        "--skip",
+        str(skip),
+        "--draws",
+        str(n),
+        "--mod",
+        str(mod),
+    )
+    outputs = raw_outputs(
+        prng, seed_state(prng, state), skip - at * (skip + 1), (n - 1) * (skip + 1) + 1
+    )
     assert load_history(path, mod=mod).tolist() == [y % mod for y in outputs[:: skip + 1]]
     assert truth["mod"] == mod and truth["pivot_state"] == seed_state(prng, state)
     assert truth["time_of_day"] == "all" and truth["entries"] == n
 
 
 def test_dates_advance_one_day_per_cycle_of_sessions(tmp_path: Path) -> None:
-    path, truth = synth(tmp_path, "--prng", "java_lcg", "--state", "1", "--at", "2", "--skip", "0", "--draws", "5",
-                        "--start-date", "2023-12-31")  # fmt: skip
+    path, truth = synth(
+        tmp_path,
+        "--prng",
+        "java_lcg",
+        "--state",
+        "1",
+        "--at",
+        "2",
+        "--skip",
+        "0",
+        "--draws",
+        "5",
+        "--start-date",
+        "2023-12-31",
+    )
     entries = json.loads(path.read_text())
     assert [(e["date"], e["session"]) for e in entries] == [
-        ("2023-12-31", "midday"), ("2023-12-31", "evening"), ("2024-01-01", "midday"),
-        ("2024-01-01", "evening"), ("2024-01-02", "midday"),
-    ]  # fmt: skip
+        ("2023-12-31", "midday"),
+        ("2023-12-31", "evening"),
+        ("2024-01-01", "midday"),
+        ("2024-01-01", "evening"),
+        ("2024-01-02", "midday"),
+    ]
     assert truth["sessions"] == ["midday", "evening"] and truth["start_date"] == "2023-12-31"
 
 
 def test_one_session_per_day(tmp_path: Path) -> None:
-    path, truth = synth(tmp_path, "--prng", "lcg32", "--state", "9", "--at", "1", "--skip", "1", "--draws", "3",
-                        "--sessions", "evening")  # fmt: skip
+    path, truth = synth(
+        tmp_path,
+        "--prng",
+        "lcg32",
+        "--state",
+        "9",
+        "--at",
+        "1",
+        "--skip",
+        "1",
+        "--draws",
+        "3",
+        "--sessions",
+        "evening",
+    )
     entries = json.loads(path.read_text())
     assert [(e["date"], e["session"]) for e in entries] == [
-        ("2020-01-01", "evening"), ("2020-01-02", "evening"), ("2020-01-03", "evening"),
-    ]  # fmt: skip
+        ("2020-01-01", "evening"),
+        ("2020-01-02", "evening"),
+        ("2020-01-03", "evening"),
+    ]
     assert truth["sessions"] == ["evening"]
 
 
 @pytest.mark.parametrize("planted", ["midday", "evening"])
 def test_plant_in_one_session_leaves_the_other_random(tmp_path: Path, planted: str) -> None:
-    common = ["--prng", "xorshift32", "--state", "31337", "--at", "25", "--skip", "2", "--draws", "50"]
+    common = [
+        "--prng",
+        "xorshift32",
+        "--state",
+        "31337",
+        "--at",
+        "25",
+        "--skip",
+        "2",
+        "--draws",
+        "50",
+    ]
     only, truth = synth(tmp_path, *common, "--plant-in", planted)
     everywhere, _ = synth(tmp_path, *common, "--sessions", "none", name="all.json")
     other = "evening" if planted == "midday" else "midday"
@@ -109,7 +187,20 @@ def test_plant_in_one_session_leaves_the_other_random(tmp_path: Path, planted: s
 
 
 def test_output_is_deterministic(tmp_path: Path) -> None:
-    args = ["--prng", "pcg32", "--state", "5", "--at", "3", "--skip", "1", "--draws", "9", "--plant-in", "evening"]
+    args = [
+        "--prng",
+        "pcg32",
+        "--state",
+        "5",
+        "--at",
+        "3",
+        "--skip",
+        "1",
+        "--draws",
+        "9",
+        "--plant-in",
+        "evening",
+    ]
     first, _ = synth(tmp_path, *args, name="a.json")
     second, _ = synth(tmp_path, *args, name="b.json")
     assert first.read_bytes() == second.read_bytes()
@@ -118,11 +209,26 @@ def test_output_is_deterministic(tmp_path: Path) -> None:
 def test_bundled_sample_is_what_its_readme_command_makes(tmp_path: Path) -> None:
     """samples/ is reproducible: rerunning the documented command gives the same bytes."""
     truth = json.loads(truth_path(SAMPLE).read_text())
-    out, _ = synth(tmp_path, "--prng", truth["prng"], "--state", str(truth["state"]), "--at", str(truth["at"]),
-                   "--skip", str(truth["skip"]), "--draws", str(truth["draws"]), name=SAMPLE.name)  # fmt: skip
+    out, _ = synth(
+        tmp_path,
+        "--prng",
+        truth["prng"],
+        "--state",
+        str(truth["state"]),
+        "--at",
+        str(truth["at"]),
+        "--skip",
+        str(truth["skip"]),
+        "--draws",
+        str(truth["draws"]),
+        name=SAMPLE.name,
+    )
     assert out.read_bytes() == SAMPLE.read_bytes()
     assert truth_path(out).read_bytes() == truth_path(SAMPLE).read_bytes()
-    assert f"--state {truth['state']} --at {truth['at']} --skip {truth['skip']}" in (SAMPLE.parent / "README.md").read_text()
+    assert (
+        f"--state {truth['state']} --at {truth['at']} --skip {truth['skip']}"
+        in (SAMPLE.parent / "README.md").read_text()
+    )
 
 
 def test_truth_path_sits_beside_the_history() -> None:
@@ -147,7 +253,7 @@ def test_bad_arguments_exit_2_with_one_line(
 ) -> None:
     base = {"--prng": "java_lcg", "--state": "1", "--at": "5", "--skip": "0", "--draws": "10"}
     argv = ["synth"]
-    overrides = dict(zip(args[::2], args[1::2]))
+    overrides = dict(zip(args[::2], args[1::2], strict=True))
     for key, value in {**base, **overrides}.items():
         argv += [key, value]
     out = tmp_path / "h.json"
