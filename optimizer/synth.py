@@ -36,9 +36,11 @@ import orjson
 from winopt.contracts.publish import publish_json
 from winopt.errors import UserError, in_file
 from winopt.optimizer.draws import SESSIONS
-from winopt.optimizer.generators import FAMILIES, raw_outputs, seed_state
+from winopt.optimizer.generators import FAMILIES, advance, raw_outputs, seed_state
 
 TRUTH_SUFFIX = ".truth.json"
+#: raw outputs generated at a time (bounds memory for long histories with large skips)
+CHUNK_OUTPUTS = 1 << 16
 PLANT_IN = ("all", *SESSIONS)
 
 
@@ -68,7 +70,7 @@ class Plan:
         for name, value, low in (
             ("--skip", self.skip, 0),
             ("--state", self.state, 0),
-            ("--mod", self.mod, 1),
+            ("--mod", self.mod, 2),
         ):
             if value < low:
                 raise UserError(f"{name} must be >= {low}, got {value}")
@@ -85,11 +87,20 @@ class Plan:
 
 
 def planted_draws(prng: str, state: int, at: int, skip: int, draws: int, mod: int) -> list[int]:
-    """The planted stream: `y_{skip + i(skip+1)} mod mod` for `i = -at .. draws-1-at`."""
+    """The planted stream: `y_{skip + i(skip+1)} mod mod` for `i = -at .. draws-1-at`.
+
+    Outputs are generated in chunks (each chunk starts from the state where the previous
+    one ended), so memory stays bounded however large `draws * (skip+1)` gets."""
     stride = skip + 1
-    t0 = skip - at * stride
-    outputs = raw_outputs(prng, seed_state(prng, state), t0, (draws - 1) * stride + 1)
-    return [y % mod for y in outputs[::stride]]
+    x = advance(prng, seed_state(prng, state), skip - at * stride)  # the first draw's state
+    per_chunk = max(1, CHUNK_OUTPUTS // stride)
+    stream: list[int] = []
+    for first in range(0, draws, per_chunk):
+        count = min(per_chunk, draws - first)
+        outputs = raw_outputs(prng, x, 0, (count - 1) * stride + 1)
+        stream += [y % mod for y in outputs[::stride]]
+        x = advance(prng, x, count * stride)
+    return stream
 
 
 def build_history(plan: Plan) -> list[Any]:

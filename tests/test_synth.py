@@ -17,6 +17,7 @@ import pytest
 from winopt.cli import main
 from winopt.optimizer.draws import load_history
 from winopt.optimizer.generators import FAMILIES, raw_outputs, seed_state
+from winopt.optimizer import synth as synth_module
 from winopt.optimizer.synth import truth_path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -261,3 +262,17 @@ def test_bad_arguments_exit_2_with_one_line(
     err = capsys.readouterr().err
     assert err.startswith("winopt: error: ") and message in err and err.count("\n") == 1
     assert not out.exists() and not truth_path(out).exists()
+
+
+@pytest.mark.parametrize("prng", ["xorshift32", "java_lcg", "pcg32"])
+@pytest.mark.parametrize(("at", "skip", "n"), [(0, 0, 50), (13, 2, 40), (40, 9, 40), (5, 20, 11)])
+def test_chunked_generation_equals_one_pass(
+    monkeypatch: pytest.MonkeyPatch, prng: str, at: int, skip: int, n: int
+) -> None:
+    """Chunks of a few outputs (a chunk boundary inside every stride) give the same stream."""
+    monkeypatch.setattr(synth_module, "CHUNK_OUTPUTS", 7)
+    one_pass = raw_outputs(
+        prng, seed_state(prng, 999), skip - at * (skip + 1), (n - 1) * (skip + 1) + 1
+    )
+    expected = [y % 1000 for y in one_pass[:: skip + 1]]
+    assert synth_module.planted_draws(prng, 999, at, skip, n, 1000) == expected
