@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from winopt.cli import main
+from winopt.optimizer import synth as synth_module
 from winopt.optimizer.draws import load_history
 from winopt.optimizer.generators import FAMILIES, raw_outputs, seed_state
-from winopt.optimizer import synth as synth_module
 from winopt.optimizer.synth import truth_path
 
 ROOT = Path(__file__).resolve().parent.parent
