@@ -1,9 +1,10 @@
 """`winopt convert`: bidirectional_survivors.json -> the rigs' NPZ and its meta (SPEC §3).
 
-The survivors file is read once (hashed from the same bytes), decoded by msgspec straight
-into typed structs, so every type and range check happens inside the decoder and its
-error already names the first bad entry; the arrays are then filled column by column in C
-(`np.fromiter`), with no per-field Python loop over the rows.
+The survivors file is read once; its sha256 is computed from those bytes on a second
+thread while msgspec decodes them straight into typed structs, so every type and range
+check happens inside the decoder and its error already names the first bad entry. The
+arrays are then filled column by column in C (`np.fromiter`), with no per-field Python
+loop over the rows.
 
 The NPZ is the format `np.savez_compressed` writes (a ZIP of `.npy` members, DEFLATE),
 written with zlib level 1 and fixed member timestamps: six times faster than level 6 for
@@ -21,6 +22,7 @@ import argparse
 import hashlib
 import io
 import os
+import re
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -138,7 +140,8 @@ def _sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-_Parsed = list["_Survivor"] | UserError | None
+#: what read_hash_parse found: the survivors, the parse error, or None (not parsed)
+_Parsed = list[_Survivor] | UserError | None
 
 
 def read_hash_parse(path: Path, *, parse: bool = True) -> tuple[_Source, _Parsed]:
@@ -169,7 +172,16 @@ def parse_survivors(path: Path, data: bytes) -> list[_Survivor]:
     except msgspec.ValidationError as exc:
         raise in_file(path, _describe_validation(str(exc))) from exc
     except msgspec.DecodeError as exc:
-        raise in_file(path, f"not valid JSON ({exc})") from exc
+        raise in_file(path, f"not valid JSON ({_where_in_text(str(exc), data)})") from exc
+
+
+def _where_in_text(message: str, data: bytes) -> str:
+    """msgspec's "... (byte 1234)" -> "... at line 56", which an editor can go to."""
+    match = re.search(r"\(byte (\d+)\)", message)
+    if not match:
+        return message
+    line = data.count(b"\n", 0, int(match[1])) + 1
+    return f"{message[: match.start()].rstrip()} at line {line}"
 
 
 def _describe_validation(message: str) -> str:

@@ -418,3 +418,14 @@ def test_command_exit_status_and_no_traceback(tmp_path):
 def test_survivor_fields_cover_the_npz(tmp_path):
     """Every NPZ source key is a SPEC §3 survivor field (guards the schema table)."""
     assert {key for _, key in NPZ_ARRAYS.values()} <= set(SURVIVOR_FIELDS)
+
+
+def test_syntax_error_names_the_line(tmp_path, capsys):
+    text = orjson.dumps(GOOD, option=orjson.OPT_INDENT_2).decode()
+    broken = text.replace('"skip": 2,', '"skip": 2,,')
+    line = broken[: broken.index(",,")].count("\n") + 1
+    src = tmp_path / SURVIVORS_NAME
+    src.write_text(broken)
+    assert main(["convert", str(src)]) == 2
+    err = capsys.readouterr().err
+    assert "not valid JSON" in err and err.rstrip().endswith(f"at line {line})"), err
