@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.jobs_support import toml_job, write_plain_history, write_session_history
+from jobs_support import toml_job, write_plain_history, write_session_history
 from winopt.handlers.jobfile import (
     BOUNDS,
     KEYS,

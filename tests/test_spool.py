@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.jobs_support import toml_job, wait_for, write_plain_history
+from jobs_support import toml_job, wait_for, write_plain_history
 from winopt.handlers.spool import (
     JOB_ID_RE,
     STATE_FILE,
