@@ -79,20 +79,12 @@ class Thresholds:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            value = getattr(self, f.name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-            ):
-                raise UserError(f"threshold {f.name}: expected a number, got {value!r}")
-            if value < 0 or (f.name.startswith("confidence_") and value > 1):
-                bound = "between 0 and 1" if f.name.startswith("confidence_") else ">= 0"
-                raise UserError(f"threshold {f.name}: {value!r} must be {bound}")
+            _check_value(f.name, getattr(self, f.name))
         if not self.proceed_min <= self.proceed_mid <= self.proceed_high:
-            raise UserError("thresholds: need proceed_min <= proceed_mid <= proceed_high")
-        if not 0 < self.halfway <= 1 or self.stall_after <= 0:
-            raise UserError("thresholds: need 0 < halfway <= 1 and stall_after > 0")
+            raise UserError(
+                "thresholds: need proceed_min <= proceed_mid <= proceed_high, got "
+                f"{self.proceed_min}, {self.proceed_mid}, {self.proceed_high}"
+            )
 
     @classmethod
     def from_mapping(
@@ -100,17 +92,48 @@ class Thresholds:
     ) -> Thresholds:
         """Thresholds from a config table (the daemon's `[decisions]`, say): unknown keys
         and bad values are errors naming `source`; `stall_after` may be "2h"."""
-        known = {f.name: f for f in fields(cls)}
         try:
-            unknown = sorted(set(values) - known.keys())
-            if unknown:
-                raise UserError(f"unknown threshold {unknown[0]!r} (known: {', '.join(known)})")
-            return cls(**{k: _coerce(known[k], v) for k, v in values.items()})
+            return cls(**{k: cls.check_field(k, v) for k, v in values.items()})
         except UserError as exc:
             raise (in_file(source, str(exc)) if source is not None else exc) from None
 
+    @classmethod
+    def check_field(cls, name: str, value: Any) -> Any:
+        """One config value checked on its own (name, type, range) and returned as the
+        field holds it. The order of the proceed tiers needs the whole table, so only
+        `from_mapping` (or the constructor) checks that."""
+        known = {f.name: f for f in fields(cls)}
+        if name not in known:
+            raise UserError(f"unknown threshold {name!r} (known: {', '.join(known)})")
+        value = _coerce(known[name], value)
+        _check_value(name, value)
+        return value
+
     def to_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)
+
+
+def _check_value(name: str, value: Any) -> None:
+    """UserError("threshold NAME: ...") unless `value` is a valid value for `name`."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise UserError(f"threshold {name}: expected a number, got {value!r}")
+    low_allowed, high = _bounds(name)
+    if value < 0 or value > high or (value == 0 and not low_allowed):
+        limits = (
+            f"in {'[' if low_allowed else '('}0, {high:g}]"
+            if high < math.inf
+            else (">= 0" if low_allowed else "> 0")
+        )
+        raise UserError(f"threshold {name}: {value!r} must be {limits}")
+
+
+def _bounds(name: str) -> tuple[bool, float]:
+    """(whether 0 is allowed, the highest value) of a threshold; all are >= 0."""
+    if name.startswith("confidence_"):
+        return True, 1.0
+    if name == "halfway":
+        return False, 1.0
+    return name != "stall_after", math.inf
 
 
 #: what each Thresholds field does (the CLI's --help and the daemon config's docs)
@@ -139,7 +162,10 @@ THRESHOLD_HELP: dict[str, str] = {
 def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
     """A config value for field `f`: durations may be strings, counts must be whole."""
     if f.name == "stall_after" and isinstance(value, str):
-        return parse_duration(value)
+        try:
+            return parse_duration(value)
+        except UserError as exc:
+            raise UserError(f"threshold stall_after: {exc}") from None
     if f.type in ("int", int) and isinstance(value, float) and value.is_integer():
         return int(value)
     if f.type in ("int", int) and not isinstance(value, int):

@@ -370,6 +370,21 @@ def test_thresholds_from_mapping(tmp_path):
             Thresholds.from_mapping(bad, cfg)
 
 
+def test_thresholds_check_field_alone_and_tiers_together():
+    """A consistent table that moves every tier above the defaults is valid as a whole,
+    though proceed_min=2000 alone would break the default order."""
+    table = {"proceed_min": 2000, "proceed_mid": 5000.0, "proceed_high": 20000}
+    assert [Thresholds.check_field(k, v) for k, v in table.items()] == [2000, 5000, 20000]
+    assert Thresholds.from_mapping(table).proceed_mid == 5000
+    assert Thresholds.check_field("stall_after", "3h") == 10800.0
+    with pytest.raises(UserError, match=r"^threshold confidence_high: 1.5 must be in \[0, 1\]$"):
+        Thresholds.check_field("confidence_high", 1.5)
+    with pytest.raises(UserError, match="unknown threshold 'stall'"):
+        Thresholds.check_field("stall", 1)
+    with pytest.raises(UserError, match="proceed_min <= proceed_mid"):
+        Thresholds.from_mapping({"proceed_min": 2000})
+
+
 def test_parse_duration():
     assert [parse_duration(s) for s in ("7200", "90m", "2h", "1.5d", "30s")] == [
         7200,
