@@ -180,6 +180,8 @@ class Distributor:
         `rigs=None` selects every per-run rig plus flat rigs bound to `run`. `sha256` is
         the NPZ's (from the converter's meta); None computes it."""
         check_run_name(run)
+        if self._stopping:
+            raise RuntimeError("Distributor.submit after stop()")
         npz, meta = Path(npz_path), Path(meta_path)
         try:
             ident = file_identity(os.stat(npz))
@@ -391,8 +393,8 @@ class Distributor:
                 result = send_file(rig, version.npz, run, started=started)
                 if not result.ok:
                     return Attempt(result)
-                if self._identity(version.npz) != ident:
-                    return Attempt(result, raced=True)
+                raced = self._identity(version.npz) != ident
+                # Even after a race the meta snapshot is not newer than the NPZ just sent.
                 result_meta = send_file(rig, meta_copy, run, started=started)
             finally:
                 queue.proc = None
@@ -400,6 +402,8 @@ class Distributor:
             result_meta.duration += result.duration
             if not result_meta.ok:
                 return Attempt(result_meta)
+            if raced:  # which NPZ rsync read is unknown: send again, at once
+                return Attempt(result_meta, raced=True)
             return Attempt(result_meta, sha256=sha, version=Version(version.npz, version.meta, sha, ident))
 
     @staticmethod
@@ -422,8 +426,8 @@ class Distributor:
             return []  # forgotten or deselected meanwhile
         now, rig = time.monotonic(), queue.rig
         result = attempt.result
-        if attempt.raced:
-            entry.due = now
+        if attempt.raced:  # the rig works; the NPZ changed under rsync: again, at once
+            entry.state, entry.attempts, entry.due = "pending", 0, now
             return [(entry.run, rig.name)]
         if result is not None and result.ok and attempt.version is not None:
             self._succeeded(entry, generation, attempt, now)

@@ -121,7 +121,11 @@ def rsync_argv(rig: Rig, source: str | os.PathLike[str], destination: str) -> li
     """rsync's argv to send one file into the rig directory `destination` (trailing '/')."""
     argv = [
         rsync_binary(),
-        "--times",  # mtime travels, so the next quick check (size+mtime) says "up to date"
+        # Compare content, not size+mtime: two publishes within one timestamp tick (or one
+        # second, rsync's default window) can share size and mtime. Cheap: rsync hashes
+        # both sides only when sizes match, and then sends nothing if they agree.
+        "--checksum",
+        "--times",
         "--mkpath",
         f"--partial-dir={PARTIAL_DIR}",
         f"--timeout={rig.io_timeout}",

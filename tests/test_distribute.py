@@ -226,6 +226,26 @@ def test_start_check_is_cheap_when_rigs_are_up_to_date(tmp_path: Path) -> None:
     assert (tmp_path / "a" / "r1" / NPZ_NAME).stat().st_ino == inode  # not rewritten
 
 
+def test_same_size_and_mtime_but_new_content_still_arrives(tmp_path: Path) -> None:
+    run_dir, rig_dir = tmp_path / "run", tmp_path / "a" / "r1"
+    run_dir.mkdir()
+    npz, meta = run_dir / NPZ_NAME, run_dir / NPZ_META_NAME
+    dist = Distributor([local_rig("a", tmp_path / "a")], policy=FAST)
+    try:
+        for version in (1, 2):
+            publish_atomic(npz, lambda fh: fh.write(random.Random(version).randbytes(4096)))
+            publish_json(meta, {"version": version})
+            os.utime(npz, ns=(10**18, 10**18))  # same size, same mtime: only content differs
+            os.utime(meta, ns=(10**18, 10**18))
+            sha = sha256_file(npz)
+            dist.submit("r1", npz, meta, sha)
+            assert dist.wait_for(all_synced("r1", sha, ["a"]), 20)
+            assert sha256_file(rig_dir / NPZ_NAME) == sha
+            assert json.loads((rig_dir / NPZ_META_NAME).read_text())["version"] == version
+    finally:
+        assert dist.stop(5)
+
+
 def test_only_the_newest_version_is_pending(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     slow = local_rig("slow", tmp_path / "slow", bwlimit=1000)  # ~1.5 s per version

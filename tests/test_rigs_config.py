@@ -172,6 +172,7 @@ def test_rsync_command_line_keeps_the_rig_copy_atomic(key_files: tuple[Path, Pat
     argv = rsync_argv(rig, "/runs/r1/x.npz", rig.destination("r1"))
     assert "--inplace" not in argv and not any(a.startswith("--append") for a in argv)
     assert f"--partial-dir={PARTIAL_DIR}" in argv and "--timeout=45" in argv
+    assert "--checksum" in argv  # never trust size+mtime: republishes can share both
     assert "--times" in argv and "--mkpath" in argv and "--bwlimit=20M" in argv
     assert argv[-3:] == ["--", "/runs/r1/x.npz", "ops@g:/srv/r1/"]
     ssh = argv[argv.index("-e") + 1]
