@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from winopt.optimizer.generators import (
-    M48,
     P31,
     XS64_MUL,
     XS64_MULINV,
@@ -54,7 +53,10 @@ class Stepper:
     #: outputs are 32 bits for every family but xorshift64; uint32 arithmetic is faster
     out_dtype: Any = np.uint32
     #: relative cost of one forward step, one backward step, one jump of any length
+    #: (measured with NumPy on 32k-element chunks)
     step_cost, unstep_cost, jump_cost = 1.0, 1.0, float("inf")
+    #: how `schedule.build_schedule` should pick and order visits for this family
+    select, order = "first", "outward"
 
     def __init__(self, fam: Family, xp: ModuleType) -> None:
         self.fam = fam
@@ -79,9 +81,11 @@ class Stepper:
         )
 
     # -- seeds --------------------------------------------------------------------------
-    def states(self, seeds: Array) -> Array:
-        """Pivot states for uint64 `seeds` (the seeding rule of SPEC §1)."""
-        return self.fam.seed(seeds).astype(self.dtype)
+    def states(self, seeds: np.ndarray) -> Array:
+        """Pivot states, on this stepper's device, for host uint64 `seeds`. Seeding runs
+        the generic definition on NumPy (never on CuPy, whose promotion of large Python
+        int constants differs); the copy to the device is small next to the scan."""
+        return self.xp.asarray(self.fam.seed(seeds).astype(self.dtype))
 
     # -- moving ----------------------------------------------------------------------------
     def cost(self, n: int) -> float:
@@ -132,6 +136,7 @@ class AffineStepper(Stepper):
     """x -> A x + C (mod m): any jump is one multiply-add."""
 
     step_cost = unstep_cost = jump_cost = 1.0
+    select, order = "cover", "ascending"
 
     def __init__(self, fam: Family, xp: ModuleType) -> None:
         super().__init__(fam, xp)
@@ -156,13 +161,14 @@ class AffineStepper(Stepper):
 
 
 class Java48Stepper(AffineStepper):
-    """java_lcg: 2^48 divides 2^64, so the wrapped product masked to 48 bits is exact."""
-
-    def reduce(self, x: Array, tmp: Array) -> Array:
-        return self.xp.bitwise_and(x, self.U(M48), out=x)
+    """java_lcg: 2^48 divides 2^64, so wrapped uint64 arithmetic is exact mod 2^48. States
+    are kept as 64-bit representatives (never masked: one operation less per move); the
+    output takes bits 16..47, which the representative has right."""
 
     def outputs(self, x: Array, buf: Buffers) -> Array:
-        return self.xp.right_shift(x, self.U(16), out=buf.out, casting="unsafe")  # 32 bits
+        self.xp.right_shift(x, self.U(16), out=buf.tmp)
+        self.xp.copyto(buf.out, buf.tmp, casting="unsafe")  # keeps bits 16..47
+        return buf.out
 
 
 class Prime31Stepper(AffineStepper):
@@ -185,7 +191,8 @@ class Pcg32Stepper(AffineStepper):
         xp.bitwise_xor(buf.tmp, x, out=buf.tmp)
         xp.right_shift(buf.tmp, U(27), out=buf.tmp)
         xp.copyto(out, buf.tmp, casting="unsafe")  # xorshifted: the low 32 bits
-        xp.right_shift(x, U(59), out=rot, casting="unsafe")
+        xp.right_shift(x, U(59), out=buf.tmp)
+        xp.copyto(rot, buf.tmp, casting="unsafe")
         rotated_right = xp.right_shift(out, rot)
         xp.subtract(V(32), rot, out=rot)
         xp.bitwise_and(rot, V(31), out=rot)
@@ -197,7 +204,8 @@ class Xorshift32Stepper(Stepper):
     """xorshift32 on uint32 arrays; long moves through byte tables of the jump matrix."""
 
     dtype = np.uint32
-    step_cost, unstep_cost, jump_cost = 6.0, 12.0, 15.0
+    step_cost, unstep_cost, jump_cost = 1.0, 2.1, 8.2
+    select, order = "first", "ascending"  # reverse side: one table jump out, then steps in
 
     def outputs(self, x: Array, buf: Buffers) -> Array:
         return x
@@ -243,7 +251,7 @@ class Xorshift64Stepper(Stepper):
     """xorshift64 as SPEC §1 defines it (multiply inside the state): stepped."""
 
     out_dtype = np.uint64
-    step_cost, unstep_cost = 1.0, 2.0
+    step_cost, unstep_cost = 1.0, 2.1
 
     def outputs(self, x: Array, buf: Buffers) -> Array:
         return x

@@ -18,6 +18,7 @@ are dead; phase 2 visits the rest, with a checkpoint after every `n_skips` compa
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -60,10 +61,24 @@ def state_index(direction: int, lag: int, i: int, skip: int) -> int:
 
 
 def build_schedule(
-    direction: int, lag: int, draws: list[int], skips: range, k: int
+    direction: int,
+    lag: int,
+    draws: list[int],
+    skips: range,
+    k: int,
+    *,
+    select: str = "first",
+    order: str = "outward",
 ) -> Schedule:
     """The visit order for one direction: `draws[i]` is the history draw compared at
-    distance `i` from the pivot, `k` the matches a window needs."""
+    distance `i` from the pivot, `k` the matches a window needs.
+
+    `select` picks phase 1's states: "first" takes the draws nearest the pivot (the
+    shortest walk, for generators that must step); "cover" greedily takes states shared
+    by many skips (fewest visits, for generators where every move costs the same).
+    `order` walks each phase "outward" from the pivot or in "ascending" u (for a
+    generator whose forward step is cheaper than its inverse step and whose long moves
+    are cheap, the reverse side is best walked from its far end towards the pivot)."""
     window = len(draws)
     n_skips = len(skips)
     sched = Schedule(n_skips=n_skips, window=window, k=k)
@@ -74,8 +89,10 @@ def build_schedule(
         for i in range(window):
             pairs[state_index(direction, lag, i, s)].append((i, row))
     n1 = window - k + 1 if k > 0 else window  # k = 0: everything passes, no rejection
-    phase1 = sorted({u for u, ps in pairs.items() if any(i < n1 for i, _ in ps)}, key=abs)
-    phase2 = sorted(set(pairs) - set(phase1), key=abs)
+    chosen = _cover(pairs, n_skips, n1) if select == "cover" else _first(pairs, n1)
+    key = abs if order == "outward" else None
+    phase1 = sorted(chosen, key=key)
+    phase2 = sorted(set(pairs) - set(chosen), key=key)
     done = np.zeros(n_skips, dtype=np.int64)
     for u in phase1:
         sched.steps.append(_visit(u, pairs[u], draws, done))
@@ -90,6 +107,36 @@ def build_schedule(
             sched.steps.append(Checkpoint(need=k - (window - done)))
             since = 0
     return sched
+
+
+def _first(pairs: dict[int, list[tuple[int, int]]], n1: int) -> set[int]:
+    """The states of draws 0 .. n1-1 of every skip."""
+    return {u for u, ps in pairs.items() if any(i < n1 for i, _ in ps)}
+
+
+def _cover(pairs: dict[int, list[tuple[int, int]]], n_skips: int, n1: int) -> set[int]:
+    """Few states that give every skip row at least `n1` comparisons: greedy set
+    multicover, most still-useful pairs first (lazy max-heap), nearer states on ties."""
+    need = [n1] * n_skips
+
+    def useful(u: int) -> int:
+        return sum(1 for _, row in pairs[u] if need[row] > 0)
+
+    heap = [(-len(ps), abs(u), u) for u, ps in pairs.items()]
+    heapq.heapify(heap)
+    chosen: set[int] = set()
+    while heap and max(need) > 0:
+        negative, distance, u = heapq.heappop(heap)
+        gain = useful(u)
+        if gain == 0:
+            continue
+        if gain < -negative:  # stale priority: re-queue with the current one
+            heapq.heappush(heap, (-gain, distance, u))
+            continue
+        chosen.add(u)
+        for _, row in pairs[u]:
+            need[row] -= 1
+    return chosen
 
 
 def _visit(u: int, pairs: list[tuple[int, int]], draws: list[int], done: np.ndarray) -> Visit:

@@ -26,7 +26,7 @@ from winopt.errors import UserError
 from winopt.optimizer.chance import chance_level, min_matches
 from winopt.optimizer.generators import FAMILIES, family
 from winopt.optimizer.jumps import stepper as make_stepper
-from winopt.optimizer.schedule import Schedule, build_schedule
+from winopt.optimizer.schedule import build_schedule
 from winopt.optimizer.scan import Scanned, scan
 from winopt.optimizer.xp import array_module, is_gpu, to_host
 
@@ -161,13 +161,14 @@ def run_sieve(
     xp = array_module(device)
     step = make_stepper(params.prng, xp)
     lag = family(params.prng).lag
-    forward = build_schedule(+1, lag, window.forward_draws, window.skips, window.k_forward)
-    reverse = build_schedule(-1, lag, window.reverse_draws, window.skips, window.k_reverse)
+    policy = {"select": step.select, "order": step.order}
+    forward = build_schedule(+1, lag, window.forward_draws, window.skips, window.k_forward, **policy)
+    reverse = build_schedule(-1, lag, window.reverse_draws, window.skips, window.k_reverse, **policy)
     chunk = chunk_size or (GPU_CHUNK if is_gpu(xp) else CPU_CHUNK)
     tally = _Tally()
     for start in range(params.seed_start, params.seed_start + params.seed_count, chunk):
         size = min(chunk, params.seed_start + params.seed_count - start)
-        seeds = xp.arange(size, dtype=xp.uint64) + xp.uint64(start)
+        seeds = np.arange(size, dtype=np.uint64) + np.uint64(start)
         x0 = step.states(seeds)
         fwd = scan(step, forward, x0, params.mod)
         rev = scan(step, reverse, x0, params.mod)
@@ -189,7 +190,7 @@ class _Tally:
     reverse_count: int = 0
     parts: list[tuple[np.ndarray, ...]] = field(default_factory=list)
 
-    def add(self, xp: Any, seeds: Any, fwd: Scanned, rev: Scanned, window: Window) -> None:
+    def add(self, xp: Any, seeds: np.ndarray, fwd: Scanned, rev: Scanned, window: Window) -> None:
         """Fold one chunk in: forward/reverse counts, then the seeds passing both for one
         skip, each with the skip of highest f + r (ties: the smaller skip)."""
         f_ok = fwd.matches >= window.k_forward
@@ -197,7 +198,7 @@ class _Tally:
         f_any, r_any = f_ok.any(axis=0), r_ok.any(axis=0)
         self.forward_count += int(f_any.sum())
         self.reverse_count += int(r_any.sum())
-        n = int(seeds.shape[0])
+        n = seeds.shape[0]
         col_f = _columns(xp, n, fwd.positions[f_any], xp.flatnonzero(f_any))
         col_r = _columns(xp, n, rev.positions[r_any], xp.flatnonzero(r_any))
         common = xp.flatnonzero((col_f >= 0) & (col_r >= 0))
@@ -215,7 +216,7 @@ class _Tally:
             tuple(
                 to_host(a)
                 for a in (
-                    seeds[common],
+                    seeds[to_host(common)],
                     best.astype(xp.int64) + window.params.skip_min,
                     mf[best, cols] / w,
                     mr[best, cols] / w,
