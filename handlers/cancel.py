@@ -13,7 +13,8 @@ import getpass
 
 from winopt.contracts import publish_json
 from winopt.errors import UserError
-from winopt.handlers.spool import CANCEL_SUFFIX, JOB_SUFFIXES, JobStore, JOBS_DIR, is_job_id, now_iso
+from winopt.handlers.jobfile import JOB_SUFFIXES
+from winopt.handlers.spool import CANCEL_SUFFIX, JOBS_DIR, JobStore, is_job_id, now_iso
 from winopt.handlers.submit import SUBMIT_MODE, add_daemon_arguments, daemon_settings, spool_dir
 
 
@@ -35,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
             record = store.load(job_id)
         except KeyError:
             raise UserError(f"no job {job_id} in {state_dir}") from None
-        if record.terminal:
+        except (OSError, ValueError):
+            record = None  # not readable by this user: the daemon checks and says why
+        if record is not None and record.terminal:
             raise UserError(f"job {job_id} is already {record.state}")
     request = {"job_id": job_id, "requested_at": now_iso(), "requested_by": _user()}
     publish_json(spool / f"{job_id}{CANCEL_SUFFIX}", request, mode=SUBMIT_MODE)

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 from filelock import FileLock, Timeout
@@ -53,6 +53,8 @@ log = logging.getLogger("winopt.jobs")
 DAEMON_ONLY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS",
                    "LISTEN_PID", "LISTEN_FDNAMES", "JOURNAL_STREAM")
 Command = Callable[[JobRecord, Path], list[str]]
+#: seconds between retries of a job whose lock an unknown process holds
+BLOCKED_RETRY = 30.0
 
 
 def default_command(record: JobRecord, job_dir: Path) -> list[str]:
@@ -205,7 +207,6 @@ class _Child:
     job_id: str
     proc: subprocess.Popen[bytes]
     lock: FileLock
-    log: IO[bytes]
     gpu: str | None
     cancelling: bool = False
     killer: threading.Timer | None = None
@@ -266,9 +267,10 @@ class JobRunner:
         self._flush()
 
     def enqueue(self, job_id: str) -> None:
-        """Queue an accepted job (a no-op for one already queued, running or finished)."""
+        """Queue an accepted job (a no-op for one already queued, waiting to be resumed,
+        running or finished)."""
         with self._lock:
-            if job_id not in self._queued and job_id not in self._children:
+            if job_id not in self._queued and job_id not in self._timers:
                 self._push(self.store.load(job_id))
                 self._fill()
         self._flush()
@@ -365,7 +367,7 @@ class JobRunner:
 
     def _push(self, record: JobRecord) -> None:
         """Queue by (resuming first, higher priority first, then acceptance order)."""
-        if record.terminal or record.cancel_requested:
+        if record.terminal or record.cancel_requested or record.id in self._children:
             return
         rank = (0 if record.state == "running" else 1, -record.priority, record.accepted_ns, record.id)
         self._queued[record.id] = rank
@@ -412,8 +414,9 @@ class JobRunner:
         try:
             lock.acquire()
         except Timeout:
-            self._emit("blocked", job_id, "another optimizer holds the job directory's lock; retrying")
-            self._requeue_later(job_id, self.restart_delay)
+            delay = max(self.restart_delay, BLOCKED_RETRY)
+            self._emit("blocked", job_id, f"another process holds {PID_FILE}.lock; retrying in {delay:g}s")
+            self._requeue_later(job_id, delay)
             return
         try:
             self._start_child(record, job_dir, lock, fds[0])
@@ -433,28 +436,27 @@ class JobRunner:
             reason = f"attempt {record.attempts + 1}" + (f" on GPU {gpu}" if gpu is not None else "")
             record = self.store.transition(record.id, "running", f"{kind}: {reason}",
                                            attempts=record.attempts + 1, exit_code=None, error=None)
-            logfile = open(job_dir / LOG_FILE, "ab")
-            logfile.write(f"=== {now_iso()} {kind} {reason}: {shlex.join(argv)}\n".encode())
-            logfile.flush()
-            try:
+            with open(job_dir / LOG_FILE, "ab") as logfile:  # the child keeps its own copy
+                logfile.write(f"=== {now_iso()} {kind} {reason}: {shlex.join(argv)}\n".encode())
+                logfile.flush()
                 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logfile,
                                         stderr=subprocess.STDOUT, cwd=job_dir, env=env,
                                         start_new_session=True, pass_fds=(lock_fd,))
-            except BaseException:
-                logfile.close()
-                raise
         except BaseException:
             if gpu is not None and self._free_gpus is not None:
                 self._free_gpus.insert(0, gpu)
             raise
-        publish_json(job_dir / PID_FILE, {"pid": proc.pid, "start_time": proc_start_time(proc.pid),
-                                          "argv": argv, "started_at": now_iso()})
-        child = _Child(record.id, proc, lock, logfile, gpu)
+        child = _Child(record.id, proc, lock, gpu)
         self._children[record.id] = child
         waiter = threading.Thread(target=self._wait, args=(child,), name=f"job-{record.id}", daemon=True)
         self._waiters.append(waiter)
         waiter.start()
         self._emit(kind, record.id, f"{reason}, pid {proc.pid}")
+        try:
+            publish_json(job_dir / PID_FILE, {"pid": proc.pid, "start_time": proc_start_time(proc.pid),
+                                              "argv": argv, "started_at": now_iso()})
+        except OSError as exc:  # the lock still marks it; start() falls back to a /proc scan
+            log.warning("job %s: cannot write %s: %s", record.id, PID_FILE, exc)
 
     def _wait(self, child: _Child) -> None:
         rc = child.proc.wait()
@@ -472,7 +474,6 @@ class JobRunner:
         """Record a child's exit, then free its lock, GPU and slot."""
         if child.killer:
             child.killer.cancel()
-        child.log.close()
         job_dir = self.store.dir(child.job_id)
         try:
             record = self.store.load(child.job_id)
