@@ -87,7 +87,8 @@ def median_ms(times: dict[int, float], numbers: range, parity: int | None = None
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=2000)
-    parser.add_argument("--dir", type=Path, default=None, help="where to write (default: a temp dir)")
+    parser.add_argument("--dir", type=Path, default=None,
+                        help="where to write (default: a temp dir)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         times, scans = run(args.trials, Path(tmp))

@@ -14,14 +14,19 @@ more function appended to `STEPS`.
 from __future__ import annotations
 
 import argparse
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from winopt.contracts.publish import publish_json
-from winopt.contracts.schemas import SURVIVORS_NAME
+from winopt.contracts.schemas import CONFIG_NAME, SURVIVORS_NAME, read_snapshot
 from winopt.errors import UserError
 from winopt.optimizer.draws import load_history
 from winopt.optimizer.sieve import SieveParams, SieveResult
@@ -36,6 +41,9 @@ WINDOW_SIZE = 8
 THRESHOLD = 0.5
 SEED_COUNT = 1_000_000
 SKIP_SPAN = 10
+#: the optimization step: a short study in DEMO_OUT/run
+OPTIMIZE_DIR = "run"
+OPTIMIZE_TRIALS = 12
 
 
 class DemoFailed(Exception):
@@ -125,11 +133,52 @@ def step_check_planted(demo: Demo) -> None:
     )
 
 
+def step_optimize(demo: Demo) -> None:
+    """Run a short `winopt optimize` on the sample, watching its snapshot update."""
+    t = demo.truth
+    run_dir = demo.out / OPTIMIZE_DIR
+    shutil.rmtree(run_dir, ignore_errors=True)  # the demo's own scratch run: start afresh
+    window = min(WINDOW_SIZE, t["at"])
+    argv = [sys.executable, "-m", "winopt", "optimize", "--draws", str(demo.sample),
+            "--out", str(run_dir), "--trials", str(OPTIMIZE_TRIALS), "--prng", t["prng"],
+            "--mod", str(t["mod"]), "--seed-start", str(max(0, t["state"] - 50_000)),
+            "--seed-count", "100000", "--window-size", str(window),
+            "--offset", str(t["at"] - window), "--skip-min", "0:3", "--skip-max", "3:12",
+            "--strategy", "random", "--sampler-seed", "0"]
+    say(f"winopt optimize --out {run_dir} --trials {OPTIMIZE_TRIALS} (pivot on the planted "
+        "draw; skips, thresholds and time_of_day searched)")
+    config_file, seen = run_dir / CONFIG_NAME, None
+    with subprocess.Popen(argv, stderr=subprocess.DEVNULL) as proc:
+        while True:  # a person's view of the file the daemon watches, polled
+            done = proc.poll() is not None
+            try:
+                c = read_snapshot(config_file)
+            except (FileNotFoundError, UserError):
+                c = None
+            if c and (c["status"], c["completed_trials"]) != seen:
+                seen = (c["status"], c["completed_trials"])
+                best = (f"best {c['best_bidirectional_count']} (trial {c['best_trial_number']})"
+                        if c["best_trial_number"] is not None else c["note"])
+                say(f"snapshot: {c['status']}, {c['completed_trials']}/{c['total_trials']} "
+                    f"trials, {best}")
+            if done:
+                break
+            time.sleep(0.1)
+    if proc.returncode != 0 or not c or c["status"] != "complete":
+        raise DemoFailed(f"winopt optimize exited {proc.returncode}; see {config_file}")
+    survivors = orjson.loads((run_dir / SURVIVORS_NAME).read_bytes())
+    if t["state"] not in {r["seed"] for r in survivors}:
+        raise DemoFailed(f"the best trial's survivors lack the planted seed {t['state']}")
+    say(f"best trial {c['best_trial_number']}: time_of_day {c['time_of_day']}, skips "
+        f"{c['skip_min']}..{c['skip_max']}; its survivors hold the planted seed {t['state']}")
+
+
 STEPS: list[Callable[[Demo], None]] = [
     step_read_truth,
     step_sieve,
     step_publish_survivors,
     step_check_planted,
+    step_optimize,
 ]
 
 

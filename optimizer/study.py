@@ -233,7 +233,8 @@ def open_study(url: str, name: str, sampler: optuna.samplers.BaseSampler, *,
     except Exception as exc:  # SQLAlchemy and driver errors: one line for a person
         raise UserError(f"--storage {url}: cannot open the study: {exc}".splitlines()[0]) from exc
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
-        raise UserError(f"--storage {url}: study {name!r} exists but minimizes; use another --study")
+        raise UserError(
+            f"--storage {url}: study {name!r} exists but minimizes; use another --study")
     if STARTED_ATTR not in study.user_attrs:
         study.set_user_attr(STARTED_ATTR, now_iso())
     return study
