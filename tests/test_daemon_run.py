@@ -198,14 +198,16 @@ def kill_during_conversion(tmp_path: Path, run_dir: Path, rounds: int) -> None:
     on disk is never torn, and a restart converges to the newest survivors."""
     rng = random.Random(4)
     state = tmp_path / "state"
+    config = tmp_path / "fast.toml"
+    config.write_text("debounce = 0.02\n")  # so the random kill lands in the conversion itself
     digest = None
     for i in range(rounds):
-        d = DaemonProcess(state, [run_dir]).start()
+        d = DaemonProcess(state, [run_dir], args=["--config", str(config)]).start()
         digest = write_trial(run_dir, 60_000, start=10 * i, trial=i)
-        time.sleep(rng.uniform(0.0, 0.6))  # a random moment: the point of the test, not a sync
+        time.sleep(rng.uniform(0.0, 0.8))  # a random moment: the point of the test, not a sync
         d.kill()
         assert _npz_intact(run_dir)
-    d = DaemonProcess(state, [run_dir]).start()
+    d = DaemonProcess(state, [run_dir], args=["--config", str(config)]).start()
     try:
         assert poll(lambda: npz_source_sha(run_dir) == digest, 60), d.log()
         assert npz_matches_survivors(run_dir) and _npz_intact(run_dir)
@@ -222,6 +224,24 @@ def test_kill_9_during_conversion_never_tears_the_npz(tmp_path: Path, run_dir: P
 @pytest.mark.stress
 def test_kill_9_during_conversion_repeated(tmp_path: Path, run_dir: Path) -> None:
     kill_during_conversion(tmp_path, run_dir, rounds=15)
+
+
+def test_a_stalled_run_is_noticed_by_the_decision_timer(tmp_path: Path, run_dir: Path) -> None:
+    """No file changes at all: the timer alone turns wait into retry "stalled"."""
+    config = tmp_path / "stall.toml"
+    config.write_text("decide_interval = 1\n[decisions]\nstall_after = 3\n")
+    write_trial(run_dir, 1500, status="in_progress", completed=5, total=50)
+    d = DaemonProcess(tmp_path / "state", [run_dir], args=["--config", str(config)]).start()
+    try:
+        assert poll(lambda: d.run("run1").get("decision", {}).get("action") == "wait"), d.log()
+        events = d.counter("events")
+        stalled = poll(lambda: (x := d.run("run1").get("decision", {})).get("action") == "retry" and x, 15)
+        assert stalled, d.log()
+        assert "stalled" in stalled["reasoning"] and stalled["confidence"] == 0.3
+        assert d.counter("events") == events  # no event caused it
+        assert [x["action"] for x in d.decisions()] == ["wait", "retry"]
+    finally:
+        assert d.stop() == 0
 
 
 def test_sigint_stops_cleanly_too(daemon, run_dir: Path) -> None:

@@ -161,3 +161,30 @@ def test_changing_the_watched_set(watched, tmp_path: Path) -> None:
     (run / "ignored-now.json").write_text("x")
     fence(other, seen)
     assert seen.names() == []
+
+
+def test_an_observer_that_cannot_be_restarted_is_reported_unhealthy(tmp_path: Path) -> None:
+    """The daemon feeds the systemd watchdog only while check() is True: a watcher that
+    cannot be rebuilt must say so, not run blind."""
+    from winopt.daemon.watch import ReportingObserver
+
+    made: list[int] = []
+
+    def factory(on_exit):  # the first observer works, every later one fails to start
+        made.append(1)
+        if len(made) > 1:
+            raise OSError(24, "inotify instance limit reached")
+        return ReportingObserver(on_exit)
+
+    seen = Seen()
+    watcher = Watcher(seen.record, seen.error, observer_factory=factory)
+    try:
+        watcher.start([tmp_path])
+        assert watcher.check() is True
+        watcher._observer.stop()  # noqa: SLF001
+        assert poll(lambda: not watcher.observer_alive())
+        assert watcher.check() is False
+        assert watcher.check() is False  # and it keeps trying, and keeps saying so
+        assert len(made) == 3
+    finally:
+        watcher.stop()
