@@ -186,3 +186,16 @@ def test_two_directories_share_one_study_through_a_storage_url(tmp_path: Path,
     assert trials[live.number].state == TrialState.RUNNING
     assert config["best_trial_number"] is not None
     assert (tmp_path / "rig2" / SURVIVORS_NAME).read_bytes() == reference_survivors(config, draws)
+
+
+def test_bayesian_strategy_past_its_random_startup(tmp_path: Path, draws: Path) -> None:
+    """TPE takes over after 10 random trials; the define-by-run skip_max range (its low end
+    follows skip_min) must work there too."""
+    out = tmp_path / "run"
+    argv = optimize_argv(draws, out, 13)
+    argv[argv.index("random")] = "bayesian"
+    assert main(argv) == 0
+    trials = trials_of(out)
+    assert len(trials) == 13 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert all(t.params["skip_max"] >= t.params["skip_min"] for t in trials)
+    assert read_config(out)["status"] == "complete"
