@@ -297,6 +297,7 @@ class Spool:
         self.known_rigs = known_rigs
         self.grace = grace
         self._scanning = threading.RLock()
+        self._open_for_writing: set[str] | None = None
 
     def ensure_layout(self) -> None:
         """Create the directories (group-writable spool, so users of the group can drop
@@ -333,6 +334,7 @@ class Spool:
         serialised: call from any thread."""
         with self._scanning:
             self.ensure_layout()
+            self._open_for_writing = None  # looked up once per scan, when first needed
             result = ScanResult()
             entries = self._candidates()
             for path, st in entries:
@@ -442,12 +444,17 @@ class Spool:
         job_id = name.rsplit(".", 1)[0] if kind == "cancel_rejected" else None
         result.events.append(JobEvent(kind, job_id, reason, name))
 
+    def _writers(self) -> set[str]:
+        if self._open_for_writing is None:
+            self._open_for_writing = files_open_for_writing(self.dir)
+        return self._open_for_writing
+
     def _not_ready(self, path: Path, st: os.stat_result, renamed: bool, now: float | None) -> float | None:
         """Seconds to wait before `path` may be read, or None when it is ready."""
         age = (now if now is not None else time.time()) - st.st_mtime
         if age < self.grace and not renamed:
             return self.grace - age
-        if _is_regular(st) and open_for_writing(path):
+        if _is_regular(st) and os.path.realpath(path) in self._writers():
             return self.grace
         try:
             again = path.stat(follow_symlinks=False)
@@ -525,16 +532,17 @@ def _unlink_durably(path: Path) -> None:
     fsync_dir(path.parent)
 
 
-def open_for_writing(path: Path) -> bool:
-    """Whether a process visible in /proc holds `path` open for writing (best effort:
-    without privileges other users' descriptors cannot be read, and that is not an error)."""
-    target = os.path.realpath(path)
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return False
-    for pid in os.listdir(proc):
-        if not pid.isdigit():
-            continue
+def files_open_for_writing(directory: Path) -> set[str]:
+    """Paths in `directory` that a process visible in /proc holds open for writing (best
+    effort: without privileges other users' descriptors cannot be read, which is not an
+    error). One pass over /proc, however many files are waiting."""
+    prefix = os.path.realpath(directory) + os.sep
+    found: set[str] = set()
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return found
+    for pid in pids:
         fd_dir = f"/proc/{pid}/fd"
         try:
             fds = os.listdir(fd_dir)
@@ -542,12 +550,13 @@ def open_for_writing(path: Path) -> bool:
             continue
         for fd in fds:
             try:
-                if os.readlink(f"{fd_dir}/{fd}") != target:
+                target = os.readlink(f"{fd_dir}/{fd}")
+                if not target.startswith(prefix) or target in found:
                     continue
                 with open(f"/proc/{pid}/fdinfo/{fd}") as fh:
                     flags = next(int(line.split()[1], 8) for line in fh if line.startswith("flags:"))
             except (OSError, StopIteration, ValueError):
                 continue
             if flags & (os.O_WRONLY | os.O_RDWR):
-                return True
-    return False
+                found.add(target)
+    return found

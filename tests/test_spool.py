@@ -172,6 +172,23 @@ def test_a_file_written_slowly_in_place_is_read_only_when_whole(state: Path, reo
     assert accepted[0].spec.priority == 7 and accepted[0].spec.bounds["window_size"] == (2, 9)
 
 
+def test_a_file_held_open_for_writing_is_not_taken_whatever_its_mtime(state: Path) -> None:
+    """The /proc check on its own: the grace period is defeated by an old mtime."""
+    spool = make_spool(state, grace=1)
+    path = spool.dir / "held.toml"
+    old = time.time() - 3600
+    with open(path, "w") as fh:
+        fh.write("".join(PIECES[:2]))
+        fh.flush()
+        os.utime(path, (old, old))
+        result = spool.scan()
+        assert not result.events and result.retry_after == 1
+        fh.write("".join(PIECES[2:]))
+    os.utime(path, (old, old))
+    (record,) = spool.scan().accepted
+    assert (spool.store.dir(record.id) / "job.toml").read_text() == "".join(PIECES)
+
+
 # ---------------------------------------------------------------------------- crashes
 
 
