@@ -52,8 +52,8 @@ class Stepper:
     dtype: Any = np.uint64
     #: outputs are 32 bits for every family but xorshift64; uint32 arithmetic is faster
     out_dtype: Any = np.uint32
-    #: relative cost of one forward step, one backward step, one jump of any length
-    #: (measured with NumPy on 32k-element chunks)
+    #: cost of one forward step, one backward step, one jump of any length, relative to
+    #: each other within a family (measured with NumPy on 32k-element chunks)
     step_cost, unstep_cost, jump_cost = 1.0, 1.0, float("inf")
     #: how `schedule.build_schedule` should pick and order visits for this family
     select, order = "first", "outward"

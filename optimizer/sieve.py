@@ -30,9 +30,11 @@ from winopt.optimizer.schedule import build_schedule
 from winopt.optimizer.scan import Scanned, scan
 from winopt.optimizer.xp import array_module, is_gpu, to_host
 
-#: seeds per chunk: fits the working arrays in a CPU's L2 cache; a GPU wants many more
+#: seeds per chunk. A chunk holds a few state-sized arrays plus one byte of match count per
+#: (seed, skip) and direction: 32k seeds keep the arrays in a CPU's L2 cache; a GPU needs
+#: many more to hide kernel launches (1M seeds x 251 skips: about 0.5 GB of counts).
 CPU_CHUNK = 1 << 15
-GPU_CHUNK = 1 << 21
+GPU_CHUNK = 1 << 20
 MAX_SEED = (1 << 64) - 1
 
 

@@ -119,7 +119,8 @@ def problems(draw: st.DrawFn) -> tuple[np.ndarray, SieveParams, int]:
         noisy = rng.random(n) < 0.2
         draws[noisy] = rng.integers(0, mod, int(noisy.sum()))
     params = SieveParams(prng, window, draw(st.integers(0, n)), skip_min, skip_max,
-                         draw(threshold), draw(threshold), seed_start, draw(st.integers(1, 300)), mod)  # fmt: skip
+                         draw(threshold), draw(threshold), seed_start, draw(st.integers(1, 300)),
+                         mod)  # fmt: skip
     return draws, params, draw(st.integers(1, 400))
 
 
@@ -149,6 +150,17 @@ def test_fast_equals_reference_on_many_chance_survivors(prng: str) -> None:
 def test_fast_sieve_equals_reference_stress(problem: tuple[np.ndarray, SieveParams, int]) -> None:
     draws, params, chunk = problem
     assert_same(run_sieve(draws, params, chunk_size=chunk), run_reference(draws, params))
+
+
+def test_windows_beyond_255_draws_count_without_overflow() -> None:
+    """W = 260 needs 16-bit match counts: with mod 1 every draw matches, so every seed
+    passes at 1.0 only if the counts reach 260."""
+    draws = np.zeros(600, dtype=np.int64)
+    params = SieveParams("xorshift64", 260, 3, 0, 1, 1.0, 1.0, 5, 40, mod=1)
+    result = run_sieve(draws, params, chunk_size=16)
+    assert result.seeds.tolist() == list(range(5, 45))
+    assert set(result.forward_rate.tolist()) == {1.0} and set(result.skips.tolist()) == {0}
+    assert_same(result, run_reference(draws, params))
 
 
 # --- chunks, progress, memory -------------------------------------------------------------
