@@ -41,14 +41,14 @@ def scan(stepper: Stepper, schedule: Schedule, x0: Array, mod: int) -> Scanned:
     positions = xp.arange(n, dtype=xp.int64)
     matches = xp.zeros((schedule.n_skips, n), dtype=count_dtype(schedule.window))
     pivot, x, u = x0, x0.copy(), 0
-    buf, eq = stepper.buffers(n), xp.empty(n, dtype=xp.uint8)
+    buf, eq = stepper.buffers(n), xp.empty(n, dtype=bool)
     for step in schedule.steps:
         if isinstance(step, Checkpoint):
             keep = _survivors(xp, matches, step)
             if keep is None:
                 continue
             positions, pivot, x, matches = positions[keep], pivot[keep], x[keep], matches[:, keep]
-            buf, eq = stepper.buffers(x.shape[0]), xp.empty(x.shape[0], dtype=xp.uint8)
+            buf, eq = stepper.buffers(x.shape[0]), xp.empty(x.shape[0], dtype=bool)
             if x.shape[0] == 0:
                 break
             continue
@@ -60,8 +60,8 @@ def scan(stepper: Stepper, schedule: Schedule, x0: Array, mod: int) -> Scanned:
         u = step.u
         residues = stepper.residues(x, mod, buf)
         for value, rows in step.compare:
-            xp.equal(residues, stepper.V(value), out=eq, casting="unsafe")  # 0/1 as uint8
-            _add_rows(xp, matches, rows, eq)
+            xp.equal(residues, stepper.V(value), out=eq)
+            _add_rows(xp, matches, rows, eq.view(xp.uint8))  # True/False as 1/0
     return Scanned(positions=positions, matches=matches)
 
 
