@@ -353,3 +353,52 @@ def test_real_optimizer_runs_cancels_and_resumes(real_spool: Spool) -> None:
     snap = snapshot(spool, resumed)
     assert (snap["status"], snap["completed_trials"], snap["total_trials"]) == ("complete", 12, 12)
     assert snap["study_name"] == resumed
+
+
+# ---------------------------------------------------------------------------- load
+
+INVALID_KINDS = [  # (file name suffix, content, words its .error must hold)
+    (".toml", toml_job(draws="plain.json", trials=0), "trials: must be between"),
+    (".toml", toml_job(draws="plain.json", trials=2, colour="red"), "colour: unknown key"),
+    (".toml", toml_job(draws="plain.json", trials=2, command="sh"), "command: a job cannot name a command"),
+    (".toml", toml_job(draws="plain.json", trials=2, window_size=[9, 3]), "window_size: range [9, 3] is empty"),
+    (".toml", toml_job(draws="/etc/passwd", trials=2), "draws: /etc/passwd is not under an allowed"),
+    (".toml", toml_job(draws="missing.json", trials=2), "draws: "),
+    (".toml", "trials = = 2\n", "not valid TOML"),
+    (".toml", toml_job(draws="plain.json", trials=2, name="a/b"), "name: 'a/b' is not a name"),
+    (".json", json.dumps({"draws": "plain.json", "trials": 2, "forward_threshold": 2}), "forward_threshold:"),
+    (".json", "[1, 2, 3]", "expected a table of job keys"),
+    (".yaml", "trials: 2\n", "not a job file"),
+]
+
+
+@pytest.mark.stress
+def test_200_files_at_once_150_complete_exactly_once_50_rejected(spool: Spool, standin: Path) -> None:
+    names: dict[str, str | None] = {}  # spool name -> the words its .error must hold (None: valid)
+    for i in range(200):
+        if i % 4 == 3:
+            suffix, text, words = INVALID_KINDS[i % len(INVALID_KINDS)]
+        else:
+            suffix, text, words = ".toml", toml_job(draws="plain.json", trials=2, priority=i % 3), None
+        name = f"drop{i:03d}{suffix}"
+        tmp = spool.dir / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.rename(spool.dir / name)
+        names[name] = words
+    events: list[JobEvent] = []
+    runner = JobRunner(spool.store, max_parallel_jobs=4, command=standin_command(standin, delay=0.01),
+                       on_event=events.append)
+    runner.start()
+    runner.handle_scan(spool.scan(renamed=set(names)))
+    assert runner.wait_idle(600)
+    jobs = spool.store.jobs()
+    assert sorted(r.source for r in jobs) == sorted(n for n, w in names.items() if w is None)
+    for record in jobs:
+        assert record.state == "complete" and record.attempts == 1
+        assert len(runs(spool, record.id)) == 1 and snapshot(spool, record.id)["completed_trials"] == 2
+    for name, words in names.items():
+        if words is not None:
+            assert words in (spool.rejected / f"{name}.error").read_text(), name
+    kinds = [e.kind for e in events]
+    assert (kinds.count("accepted"), kinds.count("rejected"), kinds.count("complete")) == (150, 50, 150)
+    assert not [p for p in spool.dir.iterdir() if p.is_file()]
