@@ -2,7 +2,7 @@
 
 The reference is what the pre-winopt pipeline did: `json.load`, one list comprehension per
 field, `np.savez_compressed`. Both run in the same process on the same file (best of
---repeat, after one untimed warm-up each), so the ratio holds on any machine; the `winopt
+--repeat interleaved rounds, after an untimed warm-up), so the ratio holds on any machine; the `winopt
 convert` command is also timed once as a subprocess (interpreter start and imports
 included). The two NPZ files must hold identical arrays (names, dtypes, values), or the
 script exits 1.
@@ -88,15 +88,19 @@ def reference_convert(src: Path, out: Path) -> None:
     np.savez_compressed(out, **arrays)
 
 
-def best_of(repeat: int, fn: Callable[[], object]) -> float:
-    """Best wall time of `repeat` runs after one warm-up (the least disturbed by others)."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
+def best_times(repeat: int, *fns: Callable[[], object]) -> list[float]:
+    """Best wall time of each function over `repeat` interleaved rounds, after one warm-up
+    round: interleaving exposes both to the same background load, so the ratio holds on a
+    shared machine even when the absolute times drift."""
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    best = [float("inf")] * len(fns)
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best
 
 
 def same_arrays(a: Path, b: Path) -> list[str]:
@@ -126,8 +130,9 @@ def main() -> int:
         ref_npz, lib_npz, cli_npz = (Path(tmp) / n for n in ("ref.npz", "lib.npz", "cli.npz"))
         print(f"survivors: {args.rows} rows, {src.stat().st_size / 1e6:.1f} MB")
 
-        t_ref = best_of(args.repeat, lambda: reference_convert(src, ref_npz))
-        t_lib = best_of(args.repeat, lambda: convert(src, lib_npz))
+        t_ref, t_lib = best_times(
+            args.repeat, lambda: reference_convert(src, ref_npz), lambda: convert(src, lib_npz)
+        )
         start = time.perf_counter()
         cmd = [sys.executable, "-m", "winopt", "convert", str(src), "-o", str(cli_npz)]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=os.environ)
