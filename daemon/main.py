@@ -4,8 +4,10 @@ The main thread owns the lifecycle and the timers; it sleeps in select() on a wa
 pipe until a signal, a watcher error or its next timer (reconcile, decision timer,
 systemd watchdog ping). File events go straight from the observer thread into the
 coalescing queue; worker threads do the work; the status writer publishes status.json.
-Handlers are registered per key kind ("run" for watched directories) so spool jobs and
-rig transfers plug in the same way.
+Work is organised as handlers, one per kind of thing watched (`Handler`: which changed
+files are its business, which directories it needs watched, what a reconcile re-examines,
+and the work itself). Watched run directories are the "run" handler; spool jobs and rig
+transfers plug in as more handlers without touching the loop.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,16 @@ from winopt.errors import UserError
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@dataclass(frozen=True)
+class Handler:
+    """One kind of work the daemon does; its targets are queued as (kind, target) keys."""
+
+    work: Callable[[Any, frozenset[str]], None]  # (target, reasons) on a worker thread
+    route: Callable[[Path], Any | None]  # a changed file -> its target, or None (observer thread)
+    dirs: Callable[[], Iterable[Path]]  # directories this handler needs watched
+    targets: Callable[[], Iterable[Any]]  # what a reconcile looks at again
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,7 +89,7 @@ class Daemon:
         self._reconcile_wanted = threading.Event()
         self._timers: dict[str, float] = {}
         self._healthy = True
-        self._handlers: dict[str, Callable[[Any, frozenset[str]], None]] = {}
+        self._handlers: dict[str, Handler] = {}
 
     # ------------------------------------------------------------ lifecycle
     def serve(self) -> int:
@@ -105,7 +118,7 @@ class Daemon:
         self._thresholds_now = cfg.make_thresholds()
         self.queue = CoalescingQueue(self._work, workers=cfg.workers, debounce=cfg.debounce,
                                      max_delay=cfg.max_delay, on_error=self._work_failed)
-        self._handlers["run"] = self.runs.process
+        self._handlers["run"] = Handler(self.runs.process, self.runs.run_for, self.runs.dirs, self.runs.dirs)
         self.watcher = Watcher(self._file_changed, self._watcher_error)
         self.book.update_daemon(
             pid=os.getpid(), version=__version__, started_at=now_iso(), state="starting",
@@ -115,7 +128,7 @@ class Daemon:
                  cfg.state_dir, cfg.source or "none: defaults and flags", extra={"EVENT": "start"})
         self.book.start()
         self.runs.set_runs(run_names(cfg.watch), previous)
-        self.watcher.start(cfg.watch)
+        self.watcher.start(self._watched_dirs())
         self.queue.start()
         self._reconcile("start")
         self._arm_timers()
@@ -202,14 +215,19 @@ class Daemon:
             notify.notify("WATCHDOG=1")
 
     # ------------------------------------------------------------ events and work
+    def _watched_dirs(self) -> list[Path]:
+        return list(dict.fromkeys(d for h in self._handlers.values() for d in h.dirs()))
+
     def _file_changed(self, path: Path) -> None:
-        """Observer thread: map a changed file to its run and record it; nothing else."""
-        run_dir = self.runs.run_for(path)
-        if run_dir is None:
-            return
-        self.queue.record(("run", run_dir), "changed")
-        self.book.count("events")
-        self.book.update_daemon(last_event={"path": str(path), "at": now_iso()})
+        """Observer thread: map a changed file to its handler's target and record it;
+        nothing else."""
+        for kind, handler in self._handlers.items():
+            target = handler.route(path)
+            if target is not None:
+                self.queue.record((kind, target), "changed")
+                self.book.count("events")
+                self.book.update_daemon(last_event={"path": str(path), "at": now_iso()})
+                return
 
     def _watcher_error(self, message: str) -> None:
         """Any thread: events may have been lost; reconcile from the main loop."""
@@ -222,16 +240,18 @@ class Daemon:
         only a stale NPZ and records only a changed decision)."""
         self._reconcile_wanted.clear()
         self._check_health()
-        dirs = self.runs.dirs()
-        for d in dirs:
-            self.queue.record(("run", d), "reconcile", delay=0)
+        n = 0
+        for kind, handler in self._handlers.items():
+            for target in handler.targets():
+                self.queue.record((kind, target), "reconcile", delay=0)
+                n += 1
         self.book.count("reconciles")
         self.book.update_daemon(last_reconcile=now_iso())
-        log.debug("reconcile (%s): %d runs scheduled", why, len(dirs), extra={"EVENT": "reconcile"})
+        log.debug("reconcile (%s): %d targets scheduled", why, n, extra={"EVENT": "reconcile"})
 
     def _work(self, key: Hashable, reasons: frozenset[str]) -> None:
         kind, target = key  # type: ignore[misc]
-        self._handlers[kind](target, reasons)
+        self._handlers[kind].work(target, reasons)
 
     def _work_failed(self, key: Hashable, exc: BaseException) -> None:
         kind, target = key  # type: ignore[misc]
@@ -263,7 +283,7 @@ class Daemon:
         self.queue.debounce, self.queue.max_delay = new.debounce, new.max_delay
         self.book.min_interval = new.status_interval
         self.runs.set_runs(run_names(new.watch))
-        self.watcher.set_dirs(new.watch)
+        self.watcher.set_dirs(self._watched_dirs())
         self._reconcile("reload")
         self._arm_timers()
         notify.notify("READY=1", "STATUS=" + self._summary(self.book.snapshot()))

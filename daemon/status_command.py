@@ -77,7 +77,9 @@ def _header(daemon: dict[str, Any], now: datetime) -> str:
     if state not in ("stopped",) and isinstance(pid, int) and not _pid_alive(pid):
         state = f"not running (last state {state})"
     text = f"daemon pid {pid} {state}"
-    if daemon.get("started_at"):
+    if state == "stopped" and daemon.get("stopped_at"):
+        text += f" {_age(daemon['stopped_at'], now)} ago"
+    elif daemon.get("started_at"):
         text += f", up {_age(daemon['started_at'], now)}"
     counters = daemon.get("counters") or {}
     text += f", {counters.get('conversions', 0)} conversions"

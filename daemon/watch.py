@@ -108,6 +108,7 @@ class Watcher:
         self._wanted: tuple[Path, ...] = ()
         self._watches: dict[Path, ObservedWatch] = {}
         self._stopping = False
+        self._reported: set[Path] = set()  # directories whose watch failure was logged
         self._hook = WatcherErrorHook(on_error)
         logging.getLogger("watchdog").addHandler(self._hook)
 
@@ -192,13 +193,17 @@ class Watcher:
                 self._handler, os.fspath(d), recursive=False, event_filter=EVENT_FILTER
             )
         except OSError as exc:
-            log.warning(
-                "cannot watch %s: %s (will retry at the next reconcile)",
+            level = logging.DEBUG if d in self._reported else logging.WARNING
+            self._reported.add(d)
+            log.log(
+                level,
+                "cannot watch %s: %s (will retry at each reconcile)",
                 d,
                 exc.strerror or exc,
                 extra={"PATH": str(d), "EVENT": "watch_failed"},
             )
             return False
+        self._reported.discard(d)
         log.info("watching %s", d, extra={"PATH": str(d), "EVENT": "watch"})
         return True
 
