@@ -204,7 +204,6 @@ class _Snapshot:
     expected: float | None
     last_updated: str | None
     error: str | None
-    note: str | None
 
 
 def evaluate(
@@ -298,13 +297,14 @@ def _in_progress(
     if updated is not None:
         age = (now - updated).total_seconds()
         if age < -300:
-            warnings.append(f"last_updated {snap.last_updated} is in the future (clock skew?)")
+            warnings.append(f"last update {updated.isoformat()} is in the future (clock skew?)")
         if age > t.stall_after:
             return (
                 "retry",
                 t.confidence_stalled,
-                f"stalled: no update for {_span(age)} (more than {_span(t.stall_after)}) "
-                f"after {_trials(snap)}, best {_best(snap)}; resume the run.",
+                f"In progress but stalled: no update for {_span(age)} "
+                f"(more than {_span(t.stall_after)})"
+                f" after {_trials(snap)}, best {_best(snap)}; resume the run.",
                 "stalled",
             )
     best = snap.best or 0
@@ -378,7 +378,6 @@ def _read_fields(raw: Mapping[str, Any]) -> _Snapshot:
         expected=_number(raw, "expected_chance_bidirectional"),
         last_updated=_text(raw, "last_updated"),
         error=_text(raw, "error"),
-        note=_text(raw, "note"),
     )
 
 
