@@ -108,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     space = search_space(args)
     if args.trials < 1:
         raise UserError(f"--trials {args.trials}: must be at least 1")
+    histories, space = load_histories(args.draws, args.mod, space)  # before any file changes
     out = args.out
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -122,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     stop = SignalStop()
     try:
         stop.install()
-        return OptimizeRun(args, space, stop).execute()
+        return OptimizeRun(args, space, histories, stop).execute()
     finally:
         stop.restore()
         lock.release()
@@ -207,16 +208,17 @@ class OptimizeRun:
     """One invocation: set-up (errors here change no file), then the study, whose every
     ending is written to the snapshot."""
 
-    def __init__(self, args: argparse.Namespace, space: SearchSpace, stop: SignalStop) -> None:
+    def __init__(self, args: argparse.Namespace, space: SearchSpace,
+                 histories: dict[str, np.ndarray], stop: SignalStop) -> None:
         self.args = args
         self.space = space
+        self.histories = histories
         self.stop = stop
         self.out: Path = args.out
         self.shared = False
 
     def execute(self) -> int:
         args = self.args
-        histories = self.load_histories()
         settings = RunSettings(prng=args.prng, seed_start=args.seed_start,
                                seed_count=args.seed_count, mod=args.mod,
                                draws_sha256=sha256_file(args.draws))
@@ -236,7 +238,7 @@ class OptimizeRun:
         if seed is not None and trials:  # a resumed seeded run must not replay its draws
             study.sampler = make_sampler(args.strategy, seed + len(trials))
         progress = scan_progress(trials)
-        objective = SieveObjective(histories, settings, self.space,
+        objective = SieveObjective(self.histories, settings, self.space,
                                    should_stop=lambda: self.stop.requested, device=args.device)
         writer = SnapshotWriter(self.out, settings=settings, study_name=name,
                                 started_at=study.user_attrs[STARTED_ATTR],
@@ -300,29 +302,28 @@ class OptimizeRun:
               file=sys.stderr)
         return exc.exit_code if isinstance(exc, UserError) else 1
 
-    def load_histories(self) -> dict[str, np.ndarray]:
-        """The draws for each time_of_day of the search space. A selection that is empty or
-        too short for the smallest window is an error when the user asked for it, else it
-        is left out of the search (a plain list of ints has no midday draws)."""
-        path, mod = self.args.draws, self.args.mod
-        window_low = self.space.bounds["window_size"][0]
-        histories: dict[str, np.ndarray] = {}
-        for tod in self.space.time_of_day:
-            try:
-                draws = load_history(path, mod=mod, time_of_day=tod)
-                if len(draws) < 2 * window_low:
-                    raise in_file(path, f"{len(draws)} draws for time_of_day {tod}, too few "
-                                        f"for window_size {window_low} (needs {2 * window_low})")
-            except UserError as exc:
-                if self.space.time_of_day_given or len(self.space.time_of_day) == 1:
-                    raise
-                log.info("leaving time_of_day %s out of the search: %s", tod, exc)
-                continue
-            histories[tod] = draws
-        if not histories:
-            raise in_file(path, "no time_of_day selection has enough draws for the search")
-        self.space = replace(self.space, time_of_day=tuple(histories))
-        return histories
+
+def load_histories(path: Path, mod: int,
+                   space: SearchSpace) -> tuple[dict[str, np.ndarray], SearchSpace]:
+    """The draws for each time_of_day of the search space, and the space narrowed to the
+    selections kept. A file that does not load is always an error; a session selection
+    that is empty or too short for the smallest window is one only when the user asked
+    for it, else it is left out (a plain list of ints has no midday draws)."""
+    window_low = space.bounds["window_size"][0]
+    histories: dict[str, np.ndarray] = {}
+    for tod in space.time_of_day:
+        try:
+            draws = load_history(path, mod=mod, time_of_day=tod)
+            if len(draws) < 2 * window_low:
+                raise in_file(path, f"{len(draws)} draws for time_of_day {tod}, too few "
+                                    f"for window_size {window_low} (needs {2 * window_low})")
+        except UserError as exc:
+            if space.time_of_day_given or tod == "all":
+                raise
+            log.info("leaving time_of_day %s out of the search: %s", tod, exc)
+            continue
+        histories[tod] = draws
+    return histories, replace(space, time_of_day=tuple(histories))
 
 
 def reconcile_survivors(out: Path, writer: SnapshotWriter, objective: SieveObjective,

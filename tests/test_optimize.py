@@ -92,6 +92,16 @@ def test_bad_history_names_the_file(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(optimize_argv(bad, tmp_path / "run", 2)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(bad) in err[0]
+    assert not (tmp_path / "run").exists()  # bad input changes no file
+
+
+def test_a_session_asked_for_must_exist(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    draws = tmp_path / "ints.json"
+    draws.write_text(str([i % 10 for i in range(100)]))
+    assert main(optimize_argv(draws, tmp_path / "run", 2, "--time-of-day", "midday")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(draws) in err[0]
 
 
 def test_a_locked_directory_is_refused(tmp_path: Path, draws: Path,
