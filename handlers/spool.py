@@ -29,6 +29,7 @@ the grace period too (a rename keeps the temp file's mtime): seconds, against ru
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import os
 import re
@@ -65,6 +66,12 @@ TRANSITIONS = {
 JOB_ID_RE = re.compile(r"\d{8}T\d{6}Z-[A-Za-z0-9_][A-Za-z0-9._-]{0,39}-[0-9a-f]{6}")
 HISTORY_LIMIT = 50
 DEFAULT_GRACE = 2.0
+#: seconds before a file that raised an unexpected error is tried again
+ERROR_RETRY = 5.0
+#: a file name's limit in bytes (Linux NAME_MAX), and the room a rejected file's name gets
+#: (its `.N` for a duplicate, `.error`, and the temp name of that publish must fit too)
+NAME_MAX = 255
+REJECTED_NAME_MAX = 200
 
 
 # ---------------------------------------------------------------------------- ids and names
@@ -248,8 +255,8 @@ def _with_history(record: JobRecord, state: str, reason: str) -> JobRecord:
 class JobEvent:
     """One thing that happened to a job, for the daemon's log (JOB_ID field) and status.
 
-    Spool kinds: accepted, rejected, cancel_requested, cancel_rejected (`name` is the
-    spool file). Runner kinds (see `jobrunner`): started, resumed, complete, failed,
+    Spool kinds: accepted, rejected, cancel_requested, cancel_rejected, error (an
+    unexpected failure on one file, logged and retried; `name` is the spool file). Runner kinds (see `jobrunner`): started, resumed, complete, failed,
     cancelled, stopped, interrupted, orphan_stopped, blocked."""
 
     kind: str
@@ -337,12 +344,16 @@ class Spool:
             self._open_for_writing = None  # looked up once per scan, when first needed
             result = ScanResult()
             entries = self._candidates()
-            for path, st in entries:
-                if not path.name.endswith(CANCEL_SUFFIX):
-                    self._take_job_file(path, st, path.name in renamed, now, result)
-            for path, st in entries:
-                if path.name.endswith(CANCEL_SUFFIX):
-                    self._take_cancel(path, st, path.name in renamed, now, result)
+            jobs = [e for e in entries if not e[0].name.endswith(CANCEL_SUFFIX)]
+            cancels = [e for e in entries if e[0].name.endswith(CANCEL_SUFFIX)]
+            for take, batch in ((self._take_job_file, jobs), (self._take_cancel, cancels)):
+                for path, st in batch:
+                    try:
+                        take(path, st, path.name in renamed, now, result)
+                    except Exception as exc:  # one file must not starve the others
+                        log.exception("spool: cannot process %s", printable(path.name))
+                        result.events.append(JobEvent("error", None, f"cannot process: {exc}", path.name))
+                        result.defer(max(self.grace, ERROR_RETRY))
             return result
 
     def is_spool_entry(self, path: str | os.PathLike[str]) -> bool:
@@ -377,7 +388,7 @@ class Spool:
             self._reject(path, name, "not a regular file (a symlink or device cannot be a job)", result)
             return
         job_id = self._id_for(path, st)
-        staged = self.accepting / f"{job_id}@{name}"
+        staged = self.accepting / f"{job_id}@{fit_name(name, NAME_MAX - len(job_id) - 1)}"
         try:
             os.rename(path, staged)
         except FileNotFoundError:
@@ -433,7 +444,7 @@ class Spool:
     def _reject(self, path: Path, name: str, reason: str, result: ScanResult, kind: str = "rejected") -> None:
         """Move a refused file to `rejected/` (a free name) after writing its `.error`:
         a crash between leaves the file where it was, and the next scan rejects it again."""
-        target = _free_name(self.rejected, name)
+        target = _free_name(self.rejected, fit_name(name, REJECTED_NAME_MAX))
         publish_bytes(self.rejected / (target.name + ".error"), (reason + "\n").encode())
         try:
             os.rename(path, target)
@@ -441,8 +452,8 @@ class Spool:
             return
         fsync_dir(path.parent)
         fsync_dir(self.rejected)
-        job_id = name.rsplit(".", 1)[0] if kind == "cancel_rejected" else None
-        result.events.append(JobEvent(kind, job_id, reason, name))
+        stem = name.rsplit(".", 1)[0]
+        result.events.append(JobEvent(kind, stem if is_job_id(stem) else None, reason, name))
 
     def _writers(self) -> set[str]:
         if self._open_for_writing is None:
@@ -525,6 +536,18 @@ def _free_name(directory: Path, name: str) -> Path:
         n += 1
         candidate = directory / (f"{stem}.{n}.{suffix}" if dot else f"{name}.{n}")
     return candidate
+
+
+def fit_name(name: str, limit: int) -> str:
+    """`name`, or when it is longer than `limit` bytes a shortened form that keeps its
+    suffix and stays unique (a hash of the whole name), so prefixes and `.error` fit."""
+    raw = os.fsencode(name)
+    if len(raw) <= limit:
+        return name
+    suffix = Path(name).suffix if len(Path(name).suffix) <= 16 else ""
+    digest = hashlib.sha256(raw).hexdigest()[:12]
+    head = raw[: limit - len(os.fsencode(suffix)) - len(digest) - 1].decode("utf-8", errors="ignore")
+    return f"{head}~{digest}{suffix}"
 
 
 def _unlink_durably(path: Path) -> None:

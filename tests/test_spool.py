@@ -120,6 +120,30 @@ def test_other_suffixes_and_symlinks_are_rejected(state: Path, tmp_path: Path) -
     assert (spool.rejected / "link.toml").is_symlink() and not spool.store.jobs()
 
 
+def test_names_at_the_length_limit_are_accepted_or_rejected_not_crashed_on(state: Path) -> None:
+    spool = make_spool(state)
+    good, bad = "g" * 250 + ".toml", "b" * 250 + ".toml"
+    (spool.dir / good).write_text(toml_job(draws="plain.json", trials=1))
+    (spool.dir / bad).write_text(toml_job(draws="plain.json", trials=-1))
+    result = spool.scan(now=later())
+    assert sorted(e.kind for e in result.events) == ["accepted", "rejected"]
+    assert result.accepted[0].source == good
+    (error,) = spool.rejected.glob("*.error")
+    assert "trials" in error.read_text() and error.name.startswith("bbbb") and len(error.name) <= 255
+
+
+def test_a_fifo_is_rejected_unread_and_a_directory_left_alone(state: Path) -> None:
+    """Reading a FIFO would block the scan until someone writes to it."""
+    spool = make_spool(state)
+    (spool.dir / "sub.toml").mkdir()
+    (spool.dir / "sub.toml" / "x").write_text("")
+    os.mkfifo(spool.dir / "fifo.toml")
+    result = spool.scan(now=later())
+    assert [(e.kind, e.name) for e in result.events] == [("rejected", "fifo.toml")]
+    assert "not a regular file" in (spool.rejected / "fifo.toml.error").read_text()
+    assert (spool.dir / "sub.toml").is_dir()
+
+
 # ---------------------------------------------------------------------------- slow writers
 
 
