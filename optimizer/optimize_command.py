@@ -193,9 +193,11 @@ class TrialReporter:
             self.bar.update(1 if trial.state in (TrialState.COMPLETE, TrialState.PRUNED) else 0)
             self.bar.set_postfix_str(f"best {best_text}")
             return
-        outcome = (f"{int(trial.value)} bidirectional survivors"
-                   if trial.state == TrialState.COMPLETE and trial.value is not None
-                   else trial.state.name.lower())
+        if trial.state == TrialState.COMPLETE and trial.value is not None:
+            outcome = f"{int(trial.value)} bidirectional survivors"
+        else:
+            reason = trial.user_attrs.get("infeasible")
+            outcome = trial.state.name.lower() + (f" ({reason})" if reason else "")
         log.info("trial %d: %s; %d/%d done, best %s", trial.number, outcome,
                  self.writer.counted, self.total, best_text)
 
@@ -246,6 +248,7 @@ class OptimizeRun:
                                 progress=progress)
         log.info("study %r in %s: %d of %d trials done%s", name, url, progress.counted,
                  args.trials, f", best {progress.best.value:g}" if progress.best else "")
+        log.debug("search space %s", self.space.describe())
         return self.run_study(study, objective, writer, progress.best)
 
     def run_study(self, study: optuna.Study, objective: SieveObjective,
