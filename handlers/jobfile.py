@@ -136,7 +136,7 @@ def parse_job_bytes(data: bytes, source: str, suffix: str) -> dict[str, Any]:
     if suffix not in JOB_SUFFIXES:
         raise JobError(source, None, f"not a job file (expected a name ending in {' or '.join(JOB_SUFFIXES)})")
     if len(data) > MAX_JOB_BYTES:
-        raise JobError(source, None, f"{len(data)} bytes is too large for a job file (limit {MAX_JOB_BYTES})")
+        raise JobError(source, None, f"more than {MAX_JOB_BYTES} bytes: too large for a job file")
     try:
         text = data.decode("utf-8")
         raw = tomllib.loads(text) if suffix == ".toml" else json.loads(text, object_pairs_hook=_unique_keys)

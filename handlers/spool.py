@@ -425,7 +425,8 @@ class Spool:
             self._reject(staged, name, f"job {stem} already exists (a file submitted twice?)", result)
             return
         try:
-            data = staged.read_bytes()
+            with open(staged, "rb") as fh:  # never more than a job file can be
+                data = fh.read(MAX_JOB_BYTES + 1)
             raw = parse_job_bytes(data, source, suffix)
             base = self.allowed_draws_dirs[0] if self.allowed_draws_dirs else None
             spec = validate_job(raw, source=source, allowed_draws_dirs=self.allowed_draws_dirs,

@@ -111,11 +111,14 @@ def test_hidden_and_temp_names_and_directories_are_left_alone(state: Path) -> No
 def test_other_suffixes_and_symlinks_are_rejected(state: Path, tmp_path: Path) -> None:
     spool = make_spool(state)
     (spool.dir / "job.yaml").write_text("trials: 1")
+    with open(spool.dir / "huge.json", "wb") as fh:  # sparse: 8 GiB that must never be read
+        fh.truncate(8 << 30)
     (tmp_path / "target.toml").write_text(toml_job(draws="plain.json", trials=1))
     (spool.dir / "link.toml").symlink_to(tmp_path / "target.toml")
     result = spool.scan(now=later())
     reasons = {e.name: e.reason for e in result.events}
     assert "not a job file" in reasons["job.yaml"]
+    assert "too large for a job file" in reasons["huge.json"]
     assert "not a regular file" in reasons["link.toml"]
     assert (spool.rejected / "link.toml").is_symlink() and not spool.store.jobs()
 
