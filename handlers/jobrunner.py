@@ -308,7 +308,8 @@ class JobRunner:
 
     def stop(self, timeout: float | None = None) -> None:
         """SIGTERM every child, wait (SIGKILL after `timeout`), leave their jobs
-        `running` so the next `start()` resumes them. Queued jobs stay queued."""
+        `running` so the next `start()` resumes them. Queued jobs stay queued. A stopped
+        runner starts nothing more: the next daemon (or reload) makes a new one."""
         timeout = self.stop_timeout if timeout is None else timeout
         with self._lock:
             self._stopping = True

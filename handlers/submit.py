@@ -43,7 +43,7 @@ def daemon_settings(args: argparse.Namespace) -> tuple[Path, list[Path] | None, 
 
     config = resolve_config(args.config, state_dir=args.state_dir)
     allowed = getattr(config.jobs, "allowed_draws_dirs", None)
-    rigs = [rig.name for rig in config.rigs] if config.rigs else None
+    rigs = [getattr(rig, "name", rig) for rig in config.rigs] if config.rigs else None
     return Path(config.state_dir), (list(map(Path, allowed)) if allowed is not None else None), rigs
 
 

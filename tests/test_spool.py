@@ -400,3 +400,15 @@ def test_cancel_refuses_unknown_finished_and_malformed_ids(state: Path) -> None:
         done = winopt("cancel", arg, "--state-dir", str(state))
         assert done.returncode == 2 and words in done.stderr and done.stderr.count("\n") == 1
     assert spool_names(spool) == set()
+
+
+def test_submit_reads_the_state_dir_from_the_daemon_config(state: Path, tmp_path: Path) -> None:
+    spool = make_spool(state)
+    config = tmp_path / "daemon.toml"
+    config.write_text(f'state_dir = "{state}"\n[jobs]\nmax_parallel_jobs = 2\n')
+    job = tmp_path / "ok.json"
+    job.write_text(json.dumps({"draws": "draws/plain.json", "trials": 2}))
+    done = winopt("submit", str(job), "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert spool_names(spool) == {done.stdout.strip() + ".json"}
+    assert "-ok-" in done.stdout
