@@ -51,13 +51,18 @@ def daemon(tmp_path: Path, run_dir: Path):
         d.kill()
 
 
+def part(d: DaemonProcess, key: str) -> dict:
+    """One part of run1's status entry ({} while absent or null)."""
+    return d.run("run1").get(key) or {}
+
+
 def test_a_new_best_becomes_an_npz_a_status_and_a_decision(daemon, run_dir: Path) -> None:
     d = daemon()
     publish_json(run_dir / CONFIG_NAME, snapshot(0, status="in_progress", completed=1, total=50, note="x"))
     digest = write_trial(run_dir, 1500, completed=20, total=50, status="in_progress", trial=19)
     assert poll(lambda: npz_source_sha(run_dir) == digest), d.log()
     assert npz_matches_survivors(run_dir)
-    run = poll(lambda: (r := d.run("run1")).get("npz", {}) and r.get("snapshot", {}).get("completed_trials") == 20 and r)
+    run = poll(lambda: part(d, "npz") and part(d, "snapshot").get("completed_trials") == 20 and d.run("run1"))
     assert run["state"] == "running" and run["kind"] == "watched" and run["path"] == str(run_dir)
     assert run["snapshot"]["best"] == 1500 and run["snapshot"]["total_trials"] == 50
     assert run["npz"]["count"] == 1500 and run["npz"]["sha256"] == sha256_file(run_dir / NPZ_NAME)
@@ -66,7 +71,7 @@ def test_a_new_best_becomes_an_npz_a_status_and_a_decision(daemon, run_dir: Path
     assert decisions[-1]["run"] == "run1" and decisions[-1]["time"] and decisions[-1]["reasoning"]
 
     write_trial(run_dir, 1500, completed=50, total=50, status="complete", trial=19)
-    assert poll(lambda: d.run("run1").get("decision", {}).get("action") == "proceed"), d.log()
+    assert poll(lambda: part(d, "decision").get("action") == "proceed"), d.log()
     assert poll(lambda: d.decisions()[-1]["action"] == "proceed")
     daemon_info = d.status()["daemon"]
     assert daemon_info["pid"] == d.pid and daemon_info["watching"] == [str(run_dir)]
@@ -83,7 +88,7 @@ def test_a_burst_of_200_rewrites_is_coalesced(daemon, run_dir: Path) -> None:
                              completed=i + 1, total=200)
         time.sleep(max(0.0, started + (i + 1) * 0.01 - time.monotonic()))  # pacing: 200 in ~2 s
     assert poll(lambda: npz_source_sha(run_dir) == digest, 30), d.log()
-    assert poll(lambda: d.run("run1").get("snapshot", {}).get("completed_trials") == 200)
+    assert poll(lambda: part(d, "snapshot").get("completed_trials") == 200)
     conversions = d.counter("conversions")
     assert 1 <= conversions <= 20, conversions
     assert d.counter("events") >= 200  # every write was seen, and coalesced
@@ -109,7 +114,7 @@ def test_corrupt_survivors_keep_the_old_npz_and_escalate(daemon, run_dir: Path) 
 
     publish_bytes(run_dir / SURVIVORS_NAME, b'[{"seed": 1, "skip": ')  # truncated JSON
     publish_json(run_dir / CONFIG_NAME, snapshot(121, sha256=sha256_file(run_dir / SURVIVORS_NAME)))
-    run = poll(lambda: (r := d.run("run1")).get("decision", {}).get("action") == "escalate" and r, 20)
+    run = poll(lambda: part(d, "decision").get("action") == "escalate" and d.run("run1"), 20)
     assert run, d.log()
     assert run["state"] == "error" and SURVIVORS_NAME in run["error"]
     assert "previous NPZ stays in place" in run["decision"]["reasoning"]
@@ -233,9 +238,9 @@ def test_a_stalled_run_is_noticed_by_the_decision_timer(tmp_path: Path, run_dir:
     write_trial(run_dir, 1500, status="in_progress", completed=5, total=50)
     d = DaemonProcess(tmp_path / "state", [run_dir], args=["--config", str(config)]).start()
     try:
-        assert poll(lambda: d.run("run1").get("decision", {}).get("action") == "wait"), d.log()
+        assert poll(lambda: part(d, "decision").get("action") == "wait"), d.log()
         events = d.counter("events")
-        stalled = poll(lambda: (x := d.run("run1").get("decision", {})).get("action") == "retry" and x, 15)
+        stalled = poll(lambda: (x := part(d, "decision")).get("action") == "retry" and x, 15)
         assert stalled, d.log()
         assert "stalled" in stalled["reasoning"] and stalled["confidence"] == 0.3
         assert d.counter("events") == events  # no event caused it
