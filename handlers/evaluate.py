@@ -25,6 +25,10 @@ the rules above already judge, and a warning would only blur that.
 The best count is read from `best_bidirectional_count`, else `best_value`, else the
 pre-winopt `bidirectional_count`; a complete file without any of them counts as 0.
 Timestamps without an offset (what the pre-winopt writer produced) are local time.
+
+`winopt evaluate` exits 0 for every decision (a decision is not an error); with
+`--exit-code` it exits proceed 0, wait 3, retry 4, escalate 5, for scripts that branch on
+it (1 and 2 keep meaning crash and bad input).
 """
 
 from __future__ import annotations
