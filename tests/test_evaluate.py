@@ -70,6 +70,10 @@ RULES = {
         },
         ("wait", 0.5, "early", "none yet"),
     ),
+    "in-progress-nothing-past-half": (
+        {"best_bidirectional_count": None, "completed_trials": 30},
+        ("retry", 0.4, "poor", "best only none yet"),
+    ),
     "in-progress-stalled": (
         {"last_updated": (NOW - timedelta(hours=2, minutes=1)).isoformat()},
         ("retry", 0.3, "stalled", "2h 1m"),
