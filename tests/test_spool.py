@@ -20,7 +20,6 @@ from jobs_support import toml_job, wait_for, write_plain_history
 from winopt.handlers.spool import (
     JOB_ID_RE,
     STATE_FILE,
-    JobStore,
     Spool,
     new_job_id,
 )
