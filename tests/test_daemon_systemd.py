@@ -3,15 +3,19 @@ standing in for systemd as NOTIFY_SOCKET."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import signal
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from daemon_support import DaemonProcess, npz_source_sha, poll, write_trial
+from daemon_support import REPO, DaemonProcess, npz_source_sha, poll, write_trial
 
 
 class FakeSystemd:
@@ -131,3 +135,65 @@ def test_no_watchdog_pings_for_another_pid(tmp_path: Path, fake_systemd: FakeSys
         assert fake_systemd.count("STOPPING=1") == 1
     finally:
         d.kill()
+
+
+# ---------------------------------------------------------------- under a real systemd
+SDBOX = REPO.parent / "shared" / "tools" / "sdbox.sh"
+
+
+@pytest.fixture
+def box(tmp_path: Path):
+    """A throw-away booted systemd (../shared/tools/sdbox.sh) seeing this checkout."""
+    if os.geteuid() != 0 or not SDBOX.exists() or shutil.which("systemd-run") is None:
+        pytest.skip("needs root, systemd and ../shared/tools/sdbox.sh")
+    state = tmp_path / "box"
+    up = subprocess.run([str(SDBOX), "up", str(state)], capture_output=True, text=True, timeout=120)
+    if up.returncode != 0:
+        pytest.skip(f"sdbox cannot boot here: {up.stderr.strip()[-300:]}")
+
+    def run(script: str, timeout: float = 60) -> str:
+        out = subprocess.run([str(SDBOX), "exec", str(state), "--", "bash", "-c", script],
+                             capture_output=True, text=True, timeout=timeout)
+        assert out.returncode == 0, f"{script}\n{out.stdout}\n{out.stderr}"
+        return out.stdout
+
+    yield run
+    subprocess.run([str(SDBOX), "down", str(state), "--timeout", "20"], capture_output=True, timeout=60)
+
+
+def until(condition: str, seconds: int = 20) -> str:
+    """A bash poll with a deadline, run inside the box."""
+    return f"timeout {seconds} bash -c 'until {condition}; do sleep 0.1; done'"
+
+
+@pytest.mark.systemd
+def test_under_systemd_notify_watchdog_journal_reload_stop(box) -> None:
+    winopt = REPO / ".venv" / "bin" / "winopt"
+    python = REPO / ".venv" / "bin" / "python"
+    unit = "winopt-daemon-test"
+    box(f"mkdir -p /srv/t/run1 && systemd-run --unit={unit} -p Type=notify -p NotifyAccess=main "
+        f"-p WatchdogSec=2 {winopt} daemon --state-dir /srv/t/state --watch /srv/t/run1")
+    # Type=notify: systemd-run returned once READY=1 arrived
+    assert box(f"systemctl is-active {unit}").strip() == "active"
+    box(f"cd {REPO} && PYTHONPATH=tests {python} -c 'from daemon_support import write_trial; "
+        "from pathlib import Path; write_trial(Path(\"/srv/t/run1\"), 1500, status=\"in_progress\", "
+        "completed=20, total=50)'")
+    box(until("grep -q bidirectional_survivors.json /srv/t/run1/bidirectional_survivors_binary.meta.json"))
+    box(until(f"systemctl show {unit} -p StatusText | grep -q \"1 conversions\""))
+    # the watchdog is fed: two different last-ping stamps, and the unit outlives 2 s of WatchdogSec
+    first = box(f"systemctl show {unit} -p WatchdogTimestampMonotonic").strip()
+    box(until(f"[ \"$(systemctl show {unit} -p WatchdogTimestampMonotonic)\" != \"{first}\" ]"))
+    # journald got the structured fields
+    entries = [json.loads(line) for line in box(f"journalctl -u {unit} RUN=run1 -o json --no-pager").splitlines()]
+    events = {(e.get("EVENT"), e.get("ACTION")) for e in entries}
+    assert ("converted", None) in events and ("decision", "wait") in events, events
+    assert all(e.get("SYSLOG_IDENTIFIER") == "winopt-daemon" for e in entries)
+    # SIGHUP reloads (RELOADING=1 ... READY=1 keeps the unit active)
+    box(f"systemctl kill -s HUP --kill-whom=main {unit}")
+    box(until(f"journalctl -u {unit} -o cat --no-pager | grep -q \"config reloaded\""))
+    assert box(f"systemctl is-active {unit}").strip() == "active"
+    # a clean stop: exit 0, final status written
+    box(f"systemctl stop {unit}")
+    shown = box(f"systemctl show {unit} -p Result -p ExecMainStatus")
+    assert "Result=success" in shown and "ExecMainStatus=0" in shown, shown
+    assert json.loads(box("cat /srv/t/state/status.json"))["daemon"]["state"] == "stopped"
