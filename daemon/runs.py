@@ -16,6 +16,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,7 @@ class WatchedRuns:
         if sigs != seen.sig or reasons != {"timer"}:
             seen.error = self._convert(name, run_dir, snapshot)
         seen.sig = sigs
-        decision = self._decide(run_dir, seen.error)
+        decision = self._decide(run_dir, snapshot, sigs[0], seen.error)
         self._record(name, run_dir, snapshot, snapshot_error, decision, seen)
 
     @staticmethod
@@ -143,7 +144,9 @@ class WatchedRuns:
         except SurvivorsInFlux as exc:
             log.info("run %s: survivors still being written, waiting for the next write (%s)",
                      name, exc, extra={**fields, "EVENT": "in_flux"})
-            self._book.update_run(name, npz_note="survivors differ from the snapshot's survivors_sha256; waiting for the next write")
+            self._book.update_run(
+                name, npz_note="survivors differ from the snapshot's survivors_sha256; waiting for the next write"
+            )
             return None
         except UserError as exc:
             log.error("run %s: survivors not converted, previous NPZ kept: %s",
@@ -154,16 +157,22 @@ class WatchedRuns:
         if result.converted:
             self._book.count("conversions")
             log.info("run %s: converted %d survivors to %s", name, result.count, result.npz_path.name,
-                     extra={**fields, "EVENT": "converted", "SHA256": npz_sha256(result.meta) or ""})
+                     extra={**fields, "EVENT": "converted", "SHA256": result.meta.get("npz_sha256", "")})
         return None
 
-    def _decide(self, run_dir: Path, conversion_error: str | None) -> dict[str, Any]:
-        """`winopt evaluate`'s decision; a survivors file that does not convert escalates."""
-        from winopt.handlers.evaluate import decision_for_bad_survivors, evaluate
+    def _decide(
+        self, run_dir: Path, snapshot: dict[str, Any] | None, sig: FileSig, conversion_error: str | None
+    ) -> dict[str, Any]:
+        """`winopt evaluate`'s decision, on the snapshot already read when there is one; a
+        survivors file that does not convert escalates."""
+        from winopt.handlers.evaluate import decide, decision_for_bad_survivors, evaluate
 
         if conversion_error:
             return decision_for_bad_survivors(run_dir / SURVIVORS_NAME, conversion_error)
-        return evaluate(run_dir, self._thresholds())
+        if snapshot is None or sig is None:  # missing or unreadable: evaluate says which
+            return evaluate(run_dir, self._thresholds())
+        mtime = datetime.fromtimestamp(sig[2] / 1e9, timezone.utc)
+        return decide(snapshot, self._thresholds(), path=run_dir / CONFIG_NAME, file_mtime=mtime)
 
     def _record(
         self,
@@ -220,18 +229,13 @@ def snapshot_summary(snapshot: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def npz_sha256(meta: dict[str, Any] | None) -> str | None:
-    meta = meta or {}
-    return meta.get("npz_sha256") or meta.get("sha256")
-
-
 def npz_summary(npz: Path) -> dict[str, Any] | None:
     """sha256, count and converted_at of the published NPZ, from its meta."""
     meta = read_npz_meta(npz_meta_path(npz))
     if meta is None or not npz.exists():
         return None
     return {
-        "sha256": npz_sha256(meta),
-        "count": meta.get("count", meta.get("survivor_count")),
+        "sha256": meta.get("npz_sha256"),
+        "count": meta.get("count"),
         "converted_at": meta.get("converted_at"),
     }

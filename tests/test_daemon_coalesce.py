@@ -5,20 +5,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 
 import pytest
 
+from daemon_support import poll
 from winopt.daemon.coalesce import CoalescingQueue
-
-
-def poll(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return condition()
 
 
 class Recorder:

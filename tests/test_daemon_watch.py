@@ -7,22 +7,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from daemon_support import poll
 from winopt.contracts.publish import publish_json
 from winopt.daemon.watch import Watcher, is_temp_name
-
-
-def poll(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return condition()
 
 
 class Seen:
