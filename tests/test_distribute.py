@@ -540,39 +540,47 @@ def _kill_9_rigs(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[dict[s
     except pytest.skip.Exception:
         return tables, copies
     for i in (1, 2):
-        rig = ssh.rig(i, "kill9")
+        rig = ssh.rig(i, tmp_path.name)  # the rigs live for the session: a directory per test
         tables[rig.name] = {
             "target": rig.target, "known_hosts": str(rig.known_hosts),
             "identity_file": str(rig.identity_file), "bwlimit": 2000,
         }  # fmt: skip
-        copies[rig.name] = ssh.data(i, "kill9") / "r1"
+        copies[rig.name] = ssh.data(i, tmp_path.name) / "r1"
     return tables, copies
 
 
-def test_kill_9_mid_transfer_then_a_fresh_distributor_converges(
-    tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    run_dir = tmp_path / "run"
-    tables, copies = _kill_9_rigs(tmp_path, request)
-    rigs_file = tmp_path / "rigs.toml"
-    rigs_file.write_text("".join(f"[rigs.{n}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in t.items()) for n, t in tables.items()))
-    publish(run_dir, 1, megabytes=8)  # ~4 s per rig at 2000 KiB/s
+def _kill_9_round(tmp_path: Path, tables: dict, copies: dict[str, Path], version: int, extra: float) -> None:
+    """`winopt sync` of a new 8 MB version, SIGKILLed `extra` s after every rig's transfer
+    started; then a fresh Distributor must bring every rig to the (even newer) version."""
+    run_dir, rigs_file = tmp_path / "run", tmp_path / "rigs.toml"
+    rigs_file.write_text(
+        "".join(f"[rigs.{n}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in t.items()) for n, t in tables.items())
+    )
+    publish(run_dir, version, megabytes=8)  # ~4 s per rig at 2000 KiB/s
     proc = subprocess.Popen(
         [sys.executable, "-m", "winopt", "sync", str(run_dir), "--run", "r1", "--rigs", str(rigs_file)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         poll(lambda: all(temp_file_in(c) for c in copies.values()), 30, "every transfer to start")
+        time.sleep(extra)  # not synchronisation: a chosen moment to kill at
         children = descendants(proc.pid)
-        assert children, "no rsync running under winopt sync"
+        assert children or extra > 0, "no rsync running under winopt sync"
     finally:
         proc.kill()
         proc.wait()
     poll(lambda: not any(alive(pid) for pid in children), 10, "orphaned rsyncs to die (PDEATHSIG)")
+    if version == 1 and extra == 0:  # killed as the transfers began: nothing landed yet
+        assert not any((copy / NPZ_NAME).exists() for copy in copies.values())
     for copy in copies.values():
-        assert not (copy / NPZ_NAME).exists()  # killed mid-transfer: nothing under the real name
+        if (copy / NPZ_NAME).exists():  # an older complete copy, or this one: never torn
+            meta_version, npz_version = read_rig_copy(copy)
+            assert meta_version <= npz_version <= version, (copy, meta_version, npz_version, version, extra)
+        else:
+            assert not (copy / NPZ_META_NAME).exists()  # the meta never lands before the NPZ
 
-    newest = publish(run_dir, 2, megabytes=8)
+    newest_version = version + 1
+    newest = publish(run_dir, newest_version, megabytes=8)
     fast = {n: rig_from_dict(n, {k: v for k, v in t.items() if k != "bwlimit"}) for n, t in tables.items()}
     fresh = Distributor(fast, policy=FAST)
     try:
@@ -582,4 +590,19 @@ def test_kill_9_mid_transfer_then_a_fresh_distributor_converges(
         assert fresh.stop(5)
     for copy in copies.values():
         assert hashlib.sha256((copy / NPZ_NAME).read_bytes()).hexdigest() == newest
-        assert read_rig_copy(copy) == (2, 2)
+        assert read_rig_copy(copy) == (newest_version, newest_version)
+
+
+def test_kill_9_mid_transfer_then_a_fresh_distributor_converges(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    tables, copies = _kill_9_rigs(tmp_path, request)
+    _kill_9_round(tmp_path, tables, copies, version=1, extra=0.0)
+
+
+@pytest.mark.stress
+def test_stress_kill_9_at_random_moments(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    tables, copies = _kill_9_rigs(tmp_path, request)
+    rng = random.Random(os.getpid())
+    for round_ in range(6):  # kill early, mid-NPZ, between NPZ and meta, after: all must heal
+        _kill_9_round(tmp_path, tables, copies, version=2 * round_ + 1, extra=rng.uniform(0.0, 4.5))
