@@ -236,10 +236,10 @@ def _seed_array(path: Path, items: list[_Survivor]) -> np.ndarray:
 def _coded(items: list[_Survivor], key: str, codes: dict[str, int]) -> np.ndarray:
     """A name column as its uint8 codes (the decoder has already rejected unknown names);
     one trial's file holds one family, which takes the fast path."""
-    names = list(map(attrgetter(key), items))
-    if len(set(names)) == 1:
-        return np.full(len(names), codes[names[0]], np.uint8)
-    return np.fromiter(map(codes.__getitem__, names), np.uint8, len(names))
+    names = set(map(attrgetter(key), items))
+    if len(names) == 1:
+        return np.full(len(items), codes[names.pop()], np.uint8)
+    return np.fromiter(map(codes.__getitem__, map(attrgetter(key), items)), np.uint8, len(items))
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
