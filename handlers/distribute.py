@@ -182,7 +182,7 @@ class Distributor:
         check_run_name(run)
         if self._stopping:
             raise RuntimeError("Distributor.submit after stop()")
-        npz, meta = Path(npz_path), Path(meta_path)
+        npz, meta = Path(npz_path).absolute(), Path(meta_path).absolute()
         try:
             ident = file_identity(os.stat(npz))
             if sha256 is None:
@@ -359,9 +359,13 @@ class Distributor:
                     return
                 entry, generation, version, rig = picked
             self._emit([(entry.run, rig.name)])
-            with self._slots:
-                attempt = self._transfer(queue, rig, entry.run, version)
+            with self._slots:  # stop() may have come while this rig waited for a slot
+                attempt = None if self._stopping else self._transfer(queue, rig, entry.run, version)
             with self._cond:
+                if attempt is None:
+                    entry.in_flight = False
+                    self._cond.notify_all()
+                    return
                 changed = self._record(queue, entry, generation, attempt)
                 self._cond.notify_all()
             self._emit(changed)

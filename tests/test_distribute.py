@@ -527,7 +527,8 @@ def test_misconfigured_ssh_rigs_escalate_and_others_are_unaffected(ssh_rigs: Ssh
         assert dist.stop(5)
     assert snap["ssh1"]["state"] == "synced" and snap["ssh1"]["sha256"] == sha
     assert "Not a directory" in snap["unwritable"]["last_error"]
-    assert "strict checking" in snap["unknown-key"]["last_error"] or "Host key" in snap["unknown-key"]["last_error"]
+    unverified = snap["unknown-key"]["last_error"]
+    assert "strict checking" in unverified or "Host key verification failed" in unverified
     assert not (ssh_rigs.data(2, "ok") / "r1").exists()  # an unverified host got nothing
 
 
@@ -553,9 +554,10 @@ def _kill_9_round(tmp_path: Path, tables: dict, copies: dict[str, Path], version
     """`winopt sync` of a new 8 MB version, SIGKILLed `extra` s after every rig's transfer
     started; then a fresh Distributor must bring every rig to the (even newer) version."""
     run_dir, rigs_file = tmp_path / "run", tmp_path / "rigs.toml"
-    rigs_file.write_text(
-        "".join(f"[rigs.{n}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in t.items()) for n, t in tables.items())
-    )
+    lines = []
+    for name, table in tables.items():  # JSON strings and numbers are valid TOML values
+        lines += [f"[rigs.{name}]", *(f"{key} = {json.dumps(value)}" for key, value in table.items())]
+    rigs_file.write_text("\n".join(lines) + "\n")
     publish(run_dir, version, megabytes=8)  # ~4 s per rig at 2000 KiB/s
     proc = subprocess.Popen(
         [sys.executable, "-m", "winopt", "sync", str(run_dir), "--run", "r1", "--rigs", str(rigs_file)],
