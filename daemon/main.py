@@ -91,6 +91,10 @@ class Daemon:
         self._healthy = True
         self._handlers: dict[str, Handler] = {}
 
+    def register(self, kind: str, handler: Handler) -> None:
+        """Add a kind of work (before `serve` starts watching, or followed by a reload)."""
+        self._handlers[kind] = handler
+
     # ------------------------------------------------------------ lifecycle
     def serve(self) -> int:
         cfg = self.config
@@ -118,7 +122,7 @@ class Daemon:
         self._thresholds_now = cfg.make_thresholds()
         self.queue = CoalescingQueue(self._work, workers=cfg.workers, debounce=cfg.debounce,
                                      max_delay=cfg.max_delay, on_error=self._work_failed)
-        self._handlers["run"] = Handler(self.runs.process, self.runs.run_for, self.runs.dirs, self.runs.dirs)
+        self.register("run", Handler(self.runs.process, self.runs.run_for, self.runs.dirs, self.runs.dirs))
         self.watcher = Watcher(self._file_changed, self._watcher_error)
         self.book.update_daemon(
             pid=os.getpid(), version=__version__, started_at=now_iso(), state="starting",

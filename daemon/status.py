@@ -76,15 +76,22 @@ class StatusBook:
             counters[counter] = counters.get(counter, 0) + n
             self._touch()
 
-    def update_run(self, name: str, **fields: Any) -> None:
+    def update_entry(self, section: str, name: str, **fields: Any) -> None:
+        """Merge `fields` into `section[name]` ("runs", "jobs", "rigs")."""
         with self._cond:
-            self._doc["runs"].setdefault(name, {}).update(fields)
+            self._doc[section].setdefault(name, {}).update(fields)
             self._touch()
 
-    def remove_run(self, name: str) -> None:
+    def remove_entry(self, section: str, name: str) -> None:
         with self._cond:
-            if self._doc["runs"].pop(name, None) is not None:
+            if self._doc[section].pop(name, None) is not None:
                 self._touch()
+
+    def update_run(self, name: str, **fields: Any) -> None:
+        self.update_entry("runs", name, **fields)
+
+    def remove_run(self, name: str) -> None:
+        self.remove_entry("runs", name)
 
     def run(self, name: str) -> dict[str, Any]:
         """A copy of one run's entry ({} when unknown)."""
