@@ -203,12 +203,8 @@ class Distributor:
         """Check `run` (or every run) on every rig now, forgetting any backoff."""
         changed: list[tuple[str, str]] = []
         with self._cond:
-            now = time.monotonic()
-            for name, queue in self._queues.items():
-                for entry in queue.entries.values():
-                    if run is None or entry.run == run:
-                        entry.state, entry.attempts, entry.due = "pending", 0, now
-                        changed.append((entry.run, name))
+            for queue in self._queues.values():
+                changed += self._recheck(queue, run)
             self._cond.notify_all()
         self._emit(changed)
 
@@ -230,7 +226,9 @@ class Distributor:
                 self._queues.pop(name).removed = True
             for name, rig in new.items():
                 if name in self._queues:
-                    self._queues[name].rig = rig
+                    if self._queues[name].rig != rig:  # a new target may hold nothing yet
+                        self._queues[name].rig = rig
+                        changed += self._recheck(self._queues[name])
                     continue
                 self._queues[name] = RigQueue(rig)
                 self._start_worker(self._queues[name])
@@ -322,6 +320,16 @@ class Distributor:
                 if entry.state == "synced":  # a rig backing off keeps its backoff
                     entry.state, entry.due = "pending", now
                 changed.append((run, name))
+        return changed
+
+    @staticmethod
+    def _recheck(queue: RigQueue, run: str | None = None) -> list[tuple[str, str]]:
+        """Make `run`'s (or every) entry of `queue` pending now, with no backoff."""
+        now, changed = time.monotonic(), []
+        for entry in queue.entries.values():
+            if run is None or entry.run == run:
+                entry.state, entry.attempts, entry.due = "pending", 0, now
+                changed.append((entry.run, queue.rig.name))
         return changed
 
     def _describe(self, queue: RigQueue, entry: Entry, now: float) -> dict[str, Any]:

@@ -320,8 +320,13 @@ def test_subsets_flat_rigs_and_reloaded_rigs(tmp_path: Path) -> None:
         assert sha256_file(tmp_path / "legacy" / NPZ_NAME) == sha  # flat: straight into TARGET
         dist.update_rigs([local_rig("a", tmp_path / "a"), flat, local_rig("c", tmp_path / "c")])
         assert dist.wait_for(all_synced("new", sha, ["a", "c"]), 20)  # a new rig gets every run
-        dist.update_rigs([local_rig("c", tmp_path / "c")])
+        dist.update_rigs([local_rig("c", tmp_path / "c2")])  # c moved: it is sent again
+        assert dist.wait_for(all_synced("new", sha, ["c"]), 20)
         assert set(dist.snapshot()["new"]) == {"c"}
+        assert sha256_file(tmp_path / "c2" / "new" / NPZ_NAME) == sha
+        dist.resync("new")
+        assert dist.wait_for(lambda s: s["new"]["c"]["transfers"] == 3 and not s["new"]["c"]["in_flight"], 20)
+        assert dist.snapshot()["new"]["c"]["last_sent"] == []  # resync of an up-to-date rig: nothing sent
     finally:
         assert dist.stop(5)
 
