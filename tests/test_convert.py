@@ -11,6 +11,7 @@ import threading
 from datetime import datetime
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import orjson
 import pytest
@@ -28,6 +29,7 @@ from winopt.contracts.schemas import (
     SURVIVORS_NAME,
 )
 from winopt.errors import UserError
+from winopt.handlers import convert as convert_module
 from winopt.handlers.convert import SurvivorsInFlux, convert, is_stale
 
 FLOAT_FIELDS = ("forward_match_rate", "reverse_match_rate", "score")
@@ -429,3 +431,62 @@ def test_syntax_error_names_the_line(tmp_path, capsys):
     assert main(["convert", str(src)]) == 2
     err = capsys.readouterr().err
     assert "not valid JSON" in err and err.rstrip().endswith(f"at line {line})"), err
+
+
+# --- the one-trial fast path and the general path agree ----------------------------------
+
+
+def one_trial_rows(n: int = 50, **over: object) -> list[dict]:
+    return [
+        survivor(1000 + 7 * i, skip=i % 11, forward_match_rate=(i % 9) / 8, **over)
+        for i in range(n)
+    ]
+
+
+def general_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The arrays the general decoder gives (the fast path switched off)."""
+    data = path.read_bytes()
+    rows = msgspec.json.Decoder(list[convert_module._Survivor]).decode(data)
+    return convert_module.survivor_arrays(path, convert_module._Survivors(rows, {}))
+
+
+def test_one_trial_file_takes_the_fast_path(tmp_path):
+    src = write(tmp_path / SURVIVORS_NAME, one_trial_rows())
+    decoded = convert_module.parse_survivors(src, src.read_bytes())
+    assert set(decoded.constants) == set(convert_module.TRIAL_FIELDS)
+    arrays = load(convert(src).npz_path)
+    expected = general_arrays(src)
+    assert all(
+        np.array_equal(arrays[k], expected[k]) and arrays[k].dtype == expected[k].dtype
+        for k in expected
+    )
+
+
+TRIAL_FIELDS = set(convert_module.TRIAL_FIELDS)
+
+
+@pytest.mark.parametrize(
+    ("rows", "constant"),
+    [
+        # a second trial at the end: the general decoder takes over
+        (one_trial_rows() + [survivor(99_999, trial_number=5)], set()),
+        # integral counts written as floats: general decoder
+        (one_trial_rows(forward_count=120.0), set()),
+        # non-integral counts: that field is read per row, the others stay constant
+        (one_trial_rows(forward_count=120.5), TRIAL_FIELDS - {"forward_count"}),
+        # an unknown key holding a brace: the first row cannot be cut out, general decoder
+        ([{**r, "note": "a } in a string"} for r in one_trial_rows()], set()),
+    ],
+    ids=["mixed-trials", "float-counts", "fractional-counts", "brace-in-string"],
+)
+def test_both_decoders_give_the_same_arrays(tmp_path, rows, constant):
+    src = write(tmp_path / SURVIVORS_NAME, rows)
+    assert set(convert_module.parse_survivors(src, src.read_bytes()).constants) == constant
+    arrays = load(convert(src).npz_path)
+    expected = general_arrays(src)
+    assert set(arrays) == set(expected)
+    for name in expected:
+        assert arrays[name].dtype == expected[name].dtype, name
+        assert np.array_equal(arrays[name], expected[name]), name
+    assert arrays["forward_count"][0] == np.float32(rows[0]["forward_count"])
+    assert arrays["trial_number"][-1] == rows[-1]["trial_number"]
