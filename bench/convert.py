@@ -4,8 +4,8 @@ The reference is what the pre-winopt pipeline did: `json.load`, one list compreh
 field, `np.savez_compressed`. Both run in the same process on the same file (best of
 --repeat interleaved rounds, after an untimed warm-up), so the ratio holds on any
 machine; wall and CPU time (all threads) are both shown. The `winopt convert` command is
-also timed once as a subprocess (interpreter start and imports included). The two NPZ files must hold identical arrays (names, dtypes, values), or the
-script exits 1.
+also timed once as a subprocess (interpreter start and imports included). The NPZ files
+must hold identical arrays (names, dtypes, values), or the script exits 1.
 
     .venv/bin/python bench/convert.py [--rows 100000] [--repeat 5] [--min-ratio 3]
 """
