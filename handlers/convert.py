@@ -216,20 +216,16 @@ def _decode_one_trial(data: bytes) -> _Survivors | None:
     first = _first_row(data)
     if first is None:
         return None
-    constants = {k: getattr(first, k) for k in TRIAL_FIELDS}
+    constants = {k: v for k in TRIAL_FIELDS if float(v := getattr(first, k)).is_integer()}
     fields: list[tuple[Any, ...]] = []
     for name in _Survivor.__struct_fields__:
-        kind = _SURVIVOR_TYPES[name]
-        if name in constants and float(constants[name]).is_integer():
-            kind = Literal[int(constants[name])]
+        kind = Literal[int(constants[name])] if name in constants else _SURVIVOR_TYPES[name]
         fields.append((name, kind, None) if name == "time_of_day" else (name, kind))
     try:
         row = msgspec.defstruct("_TrialRow", fields, gc=False, kw_only=True)
-        rows = msgspec.json.Decoder(list[row]).decode(data)
+        return _Survivors(msgspec.json.Decoder(list[row]).decode(data), constants)
     except (msgspec.MsgspecError, TypeError, ValueError):
         return None
-    literal = {k: v for k, v in constants.items() if float(v).is_integer()}
-    return _Survivors(rows, literal)
 
 
 def _first_row(data: bytes) -> _Survivor | None:
