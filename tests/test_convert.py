@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from winopt.cli import main
-from winopt.contracts.locks import lock_path
+from winopt.contracts.locks import lock_for, lock_path
 from winopt.contracts.publish import sha256_file
 from winopt.contracts.schemas import (
     NPZ_ARRAYS,
@@ -490,3 +490,18 @@ def test_both_decoders_give_the_same_arrays(tmp_path, rows, constant):
         assert np.array_equal(arrays[name], expected[name]), name
     assert arrays["forward_count"][0] == np.float32(rows[0]["forward_count"])
     assert arrays["trial_number"][-1] == rows[-1]["trial_number"]
+
+
+def test_convert_waits_for_the_npz_lock(tmp_path):
+    """Another holder of NAME.lock (the daemon's distributor, another converter) keeps
+    convert from publishing until it lets go."""
+    src = write(tmp_path / SURVIVORS_NAME, varied_rows())
+    npz = tmp_path / NPZ_NAME
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (convert(src), done.set()))
+    with lock_for(npz):
+        worker.start()
+        assert not done.wait(0.5)  # still blocked half a second later
+        assert not npz.exists()
+    assert done.wait(30) and npz.exists()
+    worker.join()
