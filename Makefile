@@ -49,10 +49,12 @@ clean:
 	rm -rf $(VENV) demo-out build *.egg-info .pytest_cache .hypothesis
 
 # ---- install as a service (SPEC §6) -------------------------------------------------
-# sudo make install [WHEELHOUSE=DIR]   venv in $(PREFIX), unit, sysusers, tmpfiles, config
-# sudo make uninstall                  removes all but state (/var/lib/winopt) and config
-# make wheelhouse [WHEELHOUSE=DIR]     wheels of winopt[systemd] and all it needs, for
-#                                      offline installs (rigs and test boxes)
+# sudo make install [WHEELHOUSE=DIR]   venv in $(PREFIX), unit, sysusers, tmpfiles, config;
+#                                      again = upgrade (the config is never overwritten)
+# sudo make uninstall                  removes all but state (/var/lib/winopt), config
+#                                      ($(CONFDIR), drop-ins) and the winopt user
+# make wheelhouse [WHEELHOUSE=DIR]     wheels of winopt[systemd] and all it needs, built for
+#                                      $(SYSTEM_PYTHON), for offline installs (rigs, test boxes)
 PREFIX ?= /opt/winopt
 SYSTEM_PYTHON ?= /usr/bin/python3
 WHEELHOUSE ?=
@@ -60,32 +62,47 @@ UNITDIR ?= /etc/systemd/system
 SYSUSERSDIR ?= /etc/sysusers.d
 TMPFILESDIR ?= /etc/tmpfiles.d
 CONFDIR ?= /etc/winopt
+BINDIR ?= /usr/local/bin
+UNIT := winopt-daemon.service
 PIP_SOURCE = $(if $(WHEELHOUSE),--no-index --find-links $(abspath $(WHEELHOUSE)) 'winopt[systemd]',$(CURDIR)[systemd])
+# Debian packages the service runs with; building systemd-python (no wheelhouse) needs more.
+BUILD_DEB_PACKAGES := python3-venv libsystemd-dev pkg-config gcc python3-dev
+SERVICE_DEB_PACKAGES := python3-venv rsync openssh-client $(if $(WHEELHOUSE),,$(BUILD_DEB_PACKAGES))
+# systemctl talks to a running systemd only; in a chroot or image build it is skipped.
+SYSTEMD_RUNNING := [ -d /run/systemd/system ]
 
 .PHONY: install uninstall wheelhouse
 
-wheelhouse: venv
-	$(PY) -m pip wheel -q -w $(or $(WHEELHOUSE),wheelhouse) '.[systemd]'
+# Built with a venv of $(SYSTEM_PYTHON), the interpreter `install` uses, so that compiled
+# wheels (systemd-python, numpy) match it whatever Python the development .venv has.
+wheelhouse:
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(BUILD_DEB_PACKAGES)"
+	[ -x build/wheelhouse-venv/bin/pip ] || $(SYSTEM_PYTHON) -m venv build/wheelhouse-venv
+	build/wheelhouse-venv/bin/pip wheel -q -w $(or $(WHEELHOUSE),build/wheelhouse) '.[systemd]'
 
 install:
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(SERVICE_DEB_PACKAGES)"
 	[ -x $(PREFIX)/bin/python ] || $(SYSTEM_PYTHON) -m venv $(PREFIX)
 	$(PREFIX)/bin/pip install -q --upgrade --force-reinstall --no-deps $(PIP_SOURCE) \
 	  && $(PREFIX)/bin/pip install -q $(PIP_SOURCE)
-	install -D -m 0644 systemd/winopt-daemon.service $(UNITDIR)/winopt-daemon.service
-	sed -i 's|/opt/winopt/|$(PREFIX)/|g' $(UNITDIR)/winopt-daemon.service
+	install -D -m 0644 systemd/$(UNIT) $(UNITDIR)/$(UNIT)
+	sed -i 's|/opt/winopt/|$(PREFIX)/|g' $(UNITDIR)/$(UNIT)
 	install -D -m 0644 systemd/winopt.sysusers $(SYSUSERSDIR)/winopt.conf
 	install -D -m 0644 systemd/winopt.tmpfiles $(TMPFILESDIR)/winopt.conf
 	systemd-sysusers $(SYSUSERSDIR)/winopt.conf
 	systemd-tmpfiles --create $(TMPFILESDIR)/winopt.conf
 	[ -e $(CONFDIR)/daemon.toml ] || install -D -m 0640 -g winopt etc/daemon.toml $(CONFDIR)/daemon.toml
-	ln -sfn $(PREFIX)/bin/winopt /usr/local/bin/winopt
-	systemctl daemon-reload
-	@echo "installed: systemctl enable --now winopt-daemon"
+	ln -sfn $(PREFIX)/bin/winopt $(BINDIR)/winopt
+	! $(SYSTEMD_RUNNING) || systemctl daemon-reload
+	@if $(SYSTEMD_RUNNING) && systemctl -q is-active $(UNIT); then \
+	  echo "installed; the running daemon has the old version: systemctl restart winopt-daemon"; \
+	else echo "installed; start it with: systemctl enable --now winopt-daemon"; fi
 
 uninstall:
-	-systemctl disable --now winopt-daemon.service
-	rm -f $(UNITDIR)/winopt-daemon.service $(SYSUSERSDIR)/winopt.conf $(TMPFILESDIR)/winopt.conf
-	[ "$$(readlink /usr/local/bin/winopt)" != "$(PREFIX)/bin/winopt" ] || rm -f /usr/local/bin/winopt
+	! $(SYSTEMD_RUNNING) || [ ! -e $(UNITDIR)/$(UNIT) ] || systemctl disable --now $(UNIT)
+	! $(SYSTEMD_RUNNING) || ! systemctl -q is-failed $(UNIT) || systemctl reset-failed $(UNIT)
+	rm -f $(UNITDIR)/$(UNIT) $(SYSUSERSDIR)/winopt.conf $(TMPFILESDIR)/winopt.conf
+	[ "$$(readlink $(BINDIR)/winopt)" != "$(PREFIX)/bin/winopt" ] || rm -f $(BINDIR)/winopt
 	rm -rf $(PREFIX)
-	-systemctl daemon-reload
-	@echo "removed; kept state (/var/lib/winopt) and config ($(CONFDIR))"
+	! $(SYSTEMD_RUNNING) || systemctl daemon-reload
+	@echo "removed; kept state (/var/lib/winopt), config ($(CONFDIR), $(UNITDIR)/$(UNIT).d) and user winopt"

@@ -1,0 +1,364 @@
+"""winopt-daemon.service under a real systemd (SPEC §6, issue 7).
+
+The unit's `systemd-analyze security` exposure is checked on the host. Everything else
+runs in a throw-away booted systemd (`sdbox.sh`: its own pid, mount and network namespaces
+over an overlay of this machine's root, so nothing reaches the host): `make install` from
+a wheelhouse built here (the box has no network), then start/READY, groups, reload, kill -9,
+the watchdog, stop and uninstall, each read back through systemctl, /proc and the journal.
+The box tests run in the stress pass (a couple of minutes); they share one box, in order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from daemon_support import poll
+
+REPO = Path(__file__).resolve().parents[1]
+UNIT_FILE = REPO / "systemd" / "winopt-daemon.service"
+SDBOX = Path(os.environ.get("WINOPT_SDBOX", REPO.parent / "shared" / "tools" / "sdbox.sh"))
+MAX_EXPOSURE = 2.5
+
+# paths inside the box
+SRC = "/usr/local/src/winopt"  # the repository, bound read-only: install writes nothing there
+WHEELS = "/srv/wheelhouse"
+INSTALL = f"make -C {SRC} --no-print-directory install WHEELHOUSE={WHEELS}"
+UNINSTALL = f"make -C {SRC} --no-print-directory uninstall"
+UNIT = "winopt-daemon.service"
+STATE = "/var/lib/winopt"
+CONFIG = "/etc/winopt/daemon.toml"
+DROPIN_DIR = f"/etc/systemd/system/{UNIT}.d"
+RUN = f"{STATE}/runs/r1"  # a watched run directory (under the state dir: writable)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def in_box(test: F) -> F:
+    """A test that needs the booted box: the stress pass, marker `systemd`."""
+    return pytest.mark.systemd(pytest.mark.stress(test))
+
+
+# ---------------------------------------------------------------- the box
+@dataclass
+class Box:
+    """A booted sdbox and the few questions the tests ask it."""
+
+    dir: Path
+
+    def sh(self, script: str, *, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Run `script` with bash inside the box, as root."""
+        proc = subprocess.run(
+            [str(SDBOX), "exec", str(self.dir), "--", "bash", "-c", script],
+            capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+        if check and proc.returncode != 0:
+            raise AssertionError(f"in the box: {script}\nexit {proc.returncode}\n{proc.stdout}{proc.stderr}")
+        return proc
+
+    def out(self, script: str) -> str:
+        return self.sh(script).stdout.strip()
+
+    def show(self, *props: str) -> dict[str, str]:
+        """`systemctl show` properties of the unit."""
+        text = self.out(f"systemctl show {UNIT} " + " ".join(f"-p {p}" for p in props))
+        return dict(line.split("=", 1) for line in text.splitlines())
+
+    def main_pid(self) -> int:
+        return int(self.show("MainPID")["MainPID"])
+
+    def running(self) -> dict[str, str] | None:
+        """The unit's properties when it is active with a live main process, else None."""
+        props = self.show("ActiveState", "SubState", "MainPID", "NRestarts", "StatusText")
+        ok = props["ActiveState"] == "active" and props["SubState"] == "running" and props["MainPID"] != "0"
+        return props if ok else None
+
+    def status(self) -> dict[str, Any]:
+        """The daemon's status.json."""
+        return json.loads(self.out(f"cat {STATE}/status.json"))
+
+    def cursor(self) -> str:
+        """The journal's position now: `journal(after=...)` reads only what comes next."""
+        return json.loads(self.out("journalctl -n 1 -o json --no-pager"))["__CURSOR"]
+
+    def journal(self, after: str) -> list[dict[str, Any]]:
+        """The unit's journal entries (its own and systemd's about it) after `after`."""
+        text = self.out(f"journalctl -u {UNIT} -o json --no-pager --after-cursor='{after}'")
+        return [json.loads(line) for line in text.splitlines()]
+
+    def wait_journal(self, after: str, match: Callable[[dict[str, Any]], bool], what: str,
+                     timeout: float = 30) -> dict[str, Any]:
+        """The first entry after `after` for which `match` holds (waiting for it)."""
+        found = poll(lambda: next((e for e in self.journal(after) if match(e)), None), timeout, 0.2)
+        assert found, f"no journal entry for {what}:\n{self.story(after)}"
+        return found
+
+    def story(self, after: str = "") -> str:
+        """The unit's journal as text, for failure messages."""
+        since = f"--after-cursor='{after}'" if after else ""
+        return self.sh(f"journalctl -u {UNIT} --no-pager -o short-monotonic {since} | tail -n 60",
+                       check=False).stdout
+
+    def wait_restarted(self, old_pid: int, timeout: float = 30) -> dict[str, str]:
+        """Wait until systemd runs a new main process; its properties."""
+        props = poll(lambda: (p := self.running()) and int(p["MainPID"]) != old_pid and p, timeout, 0.1)
+        assert props, f"no new main process after {old_pid}:\n{self.story()}"
+        return props
+
+
+def message(entry: dict[str, Any]) -> str:
+    """MESSAGE as text (the journal gives bytes-like values as lists of ints)."""
+    value = entry.get("MESSAGE", "")
+    return bytes(value).decode(errors="replace") if isinstance(value, list) else str(value)
+
+
+def _why_no_box() -> str | None:
+    """Why a box cannot be booted here, or None."""
+    if os.geteuid() != 0:
+        return "needs root: sdbox.sh boots systemd in new namespaces"
+    for tool in ("unshare", "nsenter", "setpriv", "findmnt"):
+        if not shutil.which(tool):
+            return f"needs {tool} (util-linux)"
+    if "overlay" not in Path("/proc/filesystems").read_text():
+        return "the kernel has no overlayfs"
+    probe = subprocess.run(["unshare", "--mount", "--pid", "--net", "--fork", "true"],
+                           capture_output=True, text=True)
+    if probe.returncode:
+        return f"cannot create namespaces here: {probe.stderr.strip()}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
+    reason = _why_no_box()
+    if reason:
+        pytest.skip(reason)
+    assert SDBOX.is_file(), f"{SDBOX} is missing (set WINOPT_SDBOX to sdbox.sh)"
+    base = tmp_path_factory.mktemp("service")
+    wheelhouse = base / "wheelhouse"
+    made = subprocess.run(
+        ["make", "-C", str(REPO), "--no-print-directory", "wheelhouse", f"WHEELHOUSE={wheelhouse}"],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert made.returncode == 0, f"make wheelhouse failed:\n{made.stdout}{made.stderr}"
+    directory = base / "box"
+    up = subprocess.run(
+        [str(SDBOX), "up", str(directory), "--bind-ro", f"{wheelhouse}:{WHEELS}", "--bind-ro", f"{REPO}:{SRC}"],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert up.returncode == 0, f"sdbox.sh up failed:\n{up.stderr}"
+    try:
+        yield Box(directory)
+    finally:
+        subprocess.run([str(SDBOX), "down", str(directory), "--timeout", "30"], capture_output=True, timeout=120)
+
+
+def write_config(box: Box, text: str) -> None:
+    """Replace the daemon's config, keeping its owner and mode (0640 root:winopt)."""
+    box.sh(f"cat > {CONFIG} <<'EOF'\n{text}EOF")
+
+
+# ---------------------------------------------------------------- host: the unit file
+def exposure(text: str) -> float:
+    found = re.search(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)", text)
+    assert found, f"no exposure level in:\n{text}"
+    return float(found.group(1))
+
+
+def test_unit_security_exposure_is_at_most_2_5() -> None:
+    analyze = shutil.which("systemd-analyze")
+    if not analyze:
+        pytest.skip("no systemd-analyze (Debian package systemd)")
+    version = subprocess.run([analyze, "--version"], capture_output=True, text=True).stdout
+    if int(re.search(r"systemd (\d+)", version).group(1)) < 250:  # type: ignore[union-attr]
+        pytest.skip(f"security --offline needs systemd >= 250: {version.splitlines()[0]}")
+    proc = subprocess.run([analyze, "security", "--offline=true", "--no-pager", str(UNIT_FILE)],
+                          capture_output=True, text=True)
+    score = exposure(proc.stdout + proc.stderr)
+    print(f"\nsystemd-analyze security --offline=true {UNIT_FILE.name}: exposure {score}")
+    assert score <= MAX_EXPOSURE, proc.stdout
+
+
+# ---------------------------------------------------------------- box: install .. uninstall
+@in_box
+def test_install_twice_keeps_the_config_and_the_unit_verifies(box: Box) -> None:
+    box.sh(INSTALL)
+    box.sh(f"echo '# an operator was here' >> {CONFIG}")
+    again = box.sh(INSTALL)  # an upgrade: same result, config untouched
+    assert "start it with: systemctl enable --now winopt-daemon" in again.stdout
+    assert box.out(f"tail -n 1 {CONFIG}") == "# an operator was here"
+
+    assert box.out("winopt --version").startswith("winopt ")
+    assert box.out("readlink -f /opt/winopt/bin/python") == box.out("readlink -f /usr/bin/python3")
+    assert box.out("getent passwd winopt").split(":")[5:] == [STATE, "/usr/sbin/nologin"]
+    modes = box.out(f"stat -c '%n %a %U %G' {STATE} {STATE}/spool /etc/winopt {CONFIG}").splitlines()
+    assert modes == [
+        f"{STATE} 750 winopt winopt",
+        f"{STATE}/spool 2770 winopt winopt",
+        "/etc/winopt 755 root winopt",
+        f"{CONFIG} 640 root winopt",
+    ]
+
+    verify = box.sh(f"systemd-analyze verify /etc/systemd/system/{UNIT}", check=False)
+    assert verify.returncode == 0 and "winopt" not in verify.stdout + verify.stderr, verify.stderr
+    security = box.sh(f"systemd-analyze security --no-pager {UNIT}", check=False)
+    score = exposure(security.stdout + security.stderr)
+    print(f"\ninstalled unit, systemd-analyze security: exposure {score}")
+    assert score <= MAX_EXPOSURE
+
+
+@in_box
+def test_start_returns_after_ready_and_runs_hardened_as_winopt(box: Box) -> None:
+    box.sh(f"systemctl start {UNIT}")
+    # Type=notify: start returns once READY=1 arrived, with the STATUS= sent beside it
+    props = box.running()
+    assert props, box.story()
+    assert re.match(r"\d+ runs \(\d+ with errors\), \d+ conversions", props["StatusText"]), props
+    pid = int(props["MainPID"])
+    assert poll(lambda: box.status()["daemon"].get("state") == "running")
+    assert box.status()["daemon"]["pid"] == pid
+
+    uid, gid = box.out("id -u winopt"), box.out("id -g winopt")
+    proc_status = dict(
+        line.split(":", 1) for line in box.out(f"cat /proc/{pid}/status").splitlines() if ":" in line
+    )
+    assert proc_status["Uid"].split() == [uid] * 4 and proc_status["Gid"].split() == [gid] * 4
+    assert proc_status["NoNewPrivs"].strip() == "1"
+    assert proc_status["Seccomp"].strip() == "2"  # the system call filter
+    assert int(proc_status["CapEff"], 16) == 0 and int(proc_status["CapBnd"], 16) == 0
+    cgroup = box.out(f"systemctl show -P ControlGroup {UNIT}")
+    users = box.out(f"ps -o user= -p $(paste -sd, /sys/fs/cgroup{cgroup}/cgroup.procs)").split()
+    assert users and set(users) == {"winopt"}
+
+
+@in_box
+def test_group_winopt_can_use_the_spool_others_cannot(box: Box) -> None:
+    box.sh("id alice >/dev/null 2>&1 || useradd -m -G winopt alice; id bob >/dev/null 2>&1 || useradd -m bob")
+    wrote = box.sh(f"runuser -u alice -- sh -c 'echo x > {STATE}/spool/.alice.tmp'", check=False)
+    assert wrote.returncode == 0, wrote.stderr
+    assert box.out(f"stat -c '%U %G' {STATE}/spool/.alice.tmp") == "alice winopt"  # setgid spool
+    box.sh(f"rm {STATE}/spool/.alice.tmp")
+    denied = box.sh(f"runuser -u bob -- sh -c 'echo x > {STATE}/spool/.bob.tmp'", check=False)
+    assert denied.returncode != 0 and "Permission denied" in denied.stderr
+    assert box.sh(f"test -e {STATE}/spool/.bob.tmp", check=False).returncode == 1
+
+    # the status is the group's to read; an outsider gets one line, not a traceback
+    shown = box.sh("runuser -u alice -- winopt status --json", check=False)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["daemon"]["state"] == "running"
+    refused = box.sh("runuser -u bob -- winopt status", check=False)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert refused.stderr.startswith("winopt: error: ") and len(refused.stderr.splitlines()) == 1
+
+
+@in_box
+def test_reload_applies_a_good_config_and_keeps_it_over_a_bad_one(box: Box) -> None:
+    pid = box.main_pid()
+    box.sh(f"runuser -u winopt -- mkdir -p {RUN}")
+    good = f'watch = ["{RUN}"]\ndebounce = 0.2\n'
+    write_config(box, good)
+    mark = box.cursor()
+    box.sh(f"systemctl reload {UNIT}")
+    box.wait_journal(mark, lambda e: e.get("EVENT") == "reloaded", "the reload")
+    assert poll(lambda: box.status()["daemon"]["watching"] == [RUN]), box.status()
+
+    # the new config is live: a real optimizer run written there is converted
+    box.sh(
+        f"runuser -u winopt -- winopt optimize --draws {SRC}/samples/planted_java_lcg.json --out {RUN}"
+        " --trials 2 --seed-start 271000 --seed-count 2000 --window-size 8 --offset 72"
+        " --skip-min 0 --skip-max 5 --forward-threshold 0.9 --reverse-threshold 0.9 --time-of-day all"
+    )
+    survivors_sha = box.out(f"sha256sum {RUN}/bidirectional_survivors.json").split()[0]
+
+    def converted() -> bool:
+        meta = box.sh(f"cat {RUN}/bidirectional_survivors_binary.meta.json", check=False).stdout
+        return bool(meta) and json.loads(meta)["source"]["sha256"] == survivors_sha
+
+    assert poll(converted, 30, 0.2), box.story(mark)
+    assert box.out(f"stat -c %U {RUN}/bidirectional_survivors_binary.npz") == "winopt"
+
+    # a bad config: error in the journal, the daemon runs on with the old one
+    write_config(box, f'watch = ["{RUN}", "{STATE}/runs/r2"]\nbogus_key = 1\n')
+    mark = box.cursor()
+    box.sh(f"systemctl reload {UNIT}")
+    failed = box.wait_journal(mark, lambda e: e.get("EVENT") == "reload_failed", "the failed reload")
+    assert f"{CONFIG}: bogus_key: unknown key" in message(failed)
+    assert int(failed["PRIORITY"]) <= 3  # an error
+    assert box.running() and box.main_pid() == pid
+    assert box.status()["daemon"]["watching"] == [RUN]
+    write_config(box, good)
+
+
+@in_box
+def test_kill_9_systemd_restarts_the_daemon(box: Box) -> None:
+    before = box.running()
+    assert before, box.story()
+    pid = int(before["MainPID"])
+    mark = box.cursor()
+    box.sh(f"kill -9 {pid}")
+    after = box.wait_restarted(pid)
+    assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1
+    box.wait_journal(mark, lambda e: "status=9/KILL" in message(e), "the SIGKILL")
+    new = int(after["MainPID"])
+    assert poll(lambda: box.status()["daemon"].get("pid") == new and box.status()["daemon"]["state"] == "running")
+
+
+@in_box
+def test_sigstop_the_watchdog_kills_and_restarts_the_daemon(box: Box) -> None:
+    box.sh(f"mkdir -p {DROPIN_DIR} && printf '[Service]\\nWatchdogSec=2s\\n' > {DROPIN_DIR}/50-test-watchdog.conf"
+           f" && systemctl daemon-reload && systemctl restart {UNIT}")
+    try:
+        before = box.running()
+        assert before and before.get("StatusText"), box.story()
+        pid = int(before["MainPID"])
+        # WATCHDOG=1 keeps coming: the daemon outlives several 2 s periods
+        box.sh("sleep 5")
+        now = box.running()
+        assert now and (now["MainPID"], now["NRestarts"]) == (before["MainPID"], before["NRestarts"])
+        mark = box.cursor()
+        stopped_at = time.monotonic()
+        box.sh(f"kill -STOP {pid}")
+        after = box.wait_restarted(pid)
+        assert time.monotonic() - stopped_at >= 1.0  # a missed ping (1 s apart), not at once
+        assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1
+        box.wait_journal(mark, lambda e: "Watchdog timeout" in message(e), "the watchdog")
+    finally:
+        box.sh(f"rm -f {DROPIN_DIR}/50-test-watchdog.conf && systemctl daemon-reload && systemctl restart {UNIT}")
+
+
+@in_box
+def test_stop_ends_with_result_success(box: Box) -> None:
+    assert box.running(), box.story()
+    mark = box.cursor()
+    box.sh(f"systemctl stop {UNIT}")
+    props = box.show("ActiveState", "Result", "ExecMainStatus")
+    assert props == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}
+    box.wait_journal(mark, lambda e: e.get("EVENT") == "stopped", "the daemon's last words")
+    assert box.status()["daemon"]["state"] == "stopped"
+
+
+@in_box
+def test_uninstall_twice_keeps_state_config_and_user(box: Box) -> None:
+    box.sh(f"systemctl start {UNIT}")
+    config = box.out(f"cat {CONFIG}")
+    box.sh(UNINSTALL)
+    box.sh(UNINSTALL)
+    assert box.show("LoadState") == {"LoadState": "not-found"}
+    assert box.sh("pgrep -u winopt", check=False).returncode == 1
+    for path in ("/opt/winopt", "/usr/local/bin/winopt", f"/etc/systemd/system/{UNIT}",
+                 "/etc/sysusers.d/winopt.conf", "/etc/tmpfiles.d/winopt.conf"):
+        assert box.sh(f"test -e {path} || test -L {path}", check=False).returncode == 1, path
+    assert box.out(f"cat {CONFIG}") == config
+    assert box.sh(f"test -s {STATE}/status.json && test -d {STATE}/spool && test -s {RUN}/optuna.db",
+                  check=False).returncode == 0
+    assert box.out("id -un winopt") == "winopt"
