@@ -173,12 +173,33 @@ def step_optimize(demo: Demo) -> None:
         f"{c['skip_min']}..{c['skip_max']}; its survivors hold the planted seed {t['state']}")
 
 
+def step_convert_evaluate(demo: Demo) -> None:
+    """Convert the run's survivors to the rigs' NPZ and print the watcher's decision."""
+    import numpy as np
+
+    from winopt.handlers.convert import convert
+    from winopt.handlers.evaluate import evaluate, format_decision
+
+    run_dir = demo.out / OPTIMIZE_DIR
+    result = convert(run_dir / SURVIVORS_NAME)
+    with np.load(result.npz_path, allow_pickle=False) as npz:
+        seeds, skips = npz["seeds"], npz["skip"]
+        where = np.flatnonzero(seeds == demo.truth["state"])
+        if where.size == 0:
+            raise DemoFailed(f"{result.npz_path} lacks the planted seed {demo.truth['state']}")
+        say(f"winopt convert: {plural(result.count, 'survivor')} -> {result.npz_path} "
+            f"(seeds {seeds.dtype}); planted seed at row {where[0]}, skip {skips[where[0]]}")
+    decision = evaluate(run_dir)
+    say(f"winopt evaluate: {format_decision(decision)}")
+
+
 STEPS: list[Callable[[Demo], None]] = [
     step_read_truth,
     step_sieve,
     step_publish_survivors,
     step_check_planted,
     step_optimize,
+    step_convert_evaluate,
 ]
 
 
