@@ -173,12 +173,12 @@ def _check_thresholds(table: Mapping[str, Any], source: str) -> None:
     from winopt.handlers.evaluate import Thresholds
 
     known = [f.name for f in dataclasses.fields(Thresholds)]
-    for key, value in table.items():
+    for key, value in table.items():  # each value alone; the tiers' order is checked on the whole table
         where = f"{source}: decisions.{key}"
         if key not in known:
             raise ConfigError(f"{where}: unknown key (known: {', '.join(known)})")
         try:
-            Thresholds.from_mapping({key: value})
+            Thresholds.check_field(key, value)
         except UserError as exc:
             raise ConfigError(f"{where}: {str(exc).removeprefix(f'threshold {key}: ')}") from None
 

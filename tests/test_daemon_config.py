@@ -162,3 +162,13 @@ def test_without_a_file_the_defaults_serve(tmp_path: Path) -> None:
 def test_run_names_are_short_and_unique() -> None:
     dirs = (Path("/data/a/out"), Path("/data/b/out"), Path("/srv/run7"))
     assert run_names(dirs) == {dirs[0]: "a/out", dirs[1]: "b/out", dirs[2]: "run7"}
+
+
+def test_raised_proceed_tiers_are_judged_together_not_one_by_one(tmp_path: Path) -> None:
+    """Each [decisions] value is checked alone and the tiers' order on the whole table, so
+    raising both tiers is fine while an inverted order is still an error naming the table."""
+    config = load_config(write(tmp_path, "[decisions]\nproceed_min = 2000\nproceed_mid = 5000\n"))
+    thresholds = config.make_thresholds()
+    assert (thresholds.proceed_min, thresholds.proceed_mid) == (2000, 5000)
+    message = error_for(tmp_path, "[decisions]\nproceed_min = 5000\nproceed_mid = 2000\n")
+    assert "proceed" in message
