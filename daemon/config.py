@@ -31,10 +31,16 @@ class ConfigError(UserError):
 
 @dataclass(frozen=True)
 class JobsConfig:
-    """`[jobs]`: room for the spool handler (issue 5); validated now, used by it later."""
+    """`[jobs]`: the spool and its job runner (daemon/jobs.py)."""
 
     max_parallel_jobs: int = 1
     gpus: tuple[int | str, ...] = ()
+    #: where job draws files may live; None: STATE/draws (see `DaemonConfig.draws_dirs`)
+    allowed_draws_dirs: tuple[Path, ...] | None = None
+    #: seconds a spool file written in place must rest before it is read
+    grace: float = 2.0
+    #: seconds a stopped or cancelled optimizer gets after SIGTERM before SIGKILL
+    stop_timeout: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,13 @@ class DaemonConfig:
         from winopt.handlers.evaluate import Thresholds
 
         return Thresholds.from_mapping(self.thresholds)
+
+    def draws_dirs(self) -> tuple[Path, ...]:
+        """Where job draws files may live: `[jobs] allowed_draws_dirs`, else STATE/draws
+        (inside the state dir, which the service can always read)."""
+        if self.jobs.allowed_draws_dirs is not None:
+            return self.jobs.allowed_draws_dirs
+        return (self.state_dir / "draws",)
 
 
 # ---------------------------------------------------------------- checks
@@ -150,6 +163,9 @@ TOP_KEYS: dict[str, Check] = {
 }
 JOBS_KEYS: dict[str, Check] = {
     "max_parallel_jobs": _integer(1, 1024),
+    "allowed_draws_dirs": _path_list,
+    "grace": _number(0),
+    "stop_timeout": _number(0, strict=True),
     "gpus": _gpu_list,
 }
 SECTIONS = ("decisions", "jobs", "rigs")
@@ -218,7 +234,9 @@ def parse_config(raw: Mapping[str, Any], source: str) -> DaemonConfig:
         values["log_level"] = values["log_level"].lower()
     values["thresholds"] = dict(decisions)
     values["jobs"] = JobsConfig(
-        max_parallel_jobs=jobs.get("max_parallel_jobs", 1), gpus=tuple(jobs.get("gpus", ()))
+        max_parallel_jobs=jobs.get("max_parallel_jobs", 1), gpus=tuple(jobs.get("gpus", ())),
+        allowed_draws_dirs=tuple(map(Path, jobs["allowed_draws_dirs"])) if "allowed_draws_dirs" in jobs else None,
+        grace=float(jobs.get("grace", 2.0)), stop_timeout=float(jobs.get("stop_timeout", 60.0)),
     )
     values["rigs"] = _rigs(raw.get("rigs"), source)
     config = DaemonConfig(**values)

@@ -31,6 +31,7 @@ from winopt.contracts.locks import lock_for
 from winopt.daemon import notify
 from winopt.daemon.coalesce import CoalescingQueue
 from winopt.daemon.config import DaemonConfig, resolve_config, run_names
+from winopt.daemon.jobs import SPOOL_KIND, SpoolJobs
 from winopt.daemon.journal import set_level, setup_logging
 from winopt.daemon.runs import WatchedRuns
 from winopt.daemon.status import DecisionLog, StatusBook, now_iso, read_status
@@ -51,6 +52,8 @@ class Handler:
     route: Callable[[Path], Any | None]  # a changed file -> its target, or None (observer thread)
     dirs: Callable[[], Iterable[Path]]  # directories this handler needs watched
     targets: Callable[[], Iterable[Any]]  # what a reconcile looks at again
+    #: told (observer thread, before `route`) of each file renamed into a watched directory
+    moved: Callable[[Path], None] | None = None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +90,7 @@ class Daemon:
         self.config = load_config()  # ConfigError -> exit 2 before anything starts
         self._wakeup = Wakeup()
         self._reconcile_wanted = threading.Event()
+        self._watches_wanted = threading.Event()
         self._timers: dict[str, float] = {}
         self._healthy = True
         self._handlers: dict[str, Handler] = {}
@@ -122,8 +126,8 @@ class Daemon:
         self._thresholds_now = cfg.make_thresholds()
         self.queue = CoalescingQueue(self._work, workers=cfg.workers, debounce=cfg.debounce,
                                      max_delay=cfg.max_delay, on_error=self._work_failed)
-        self.register("run", Handler(self.runs.process, self.runs.run_for, self.runs.dirs, self.runs.dirs))
-        self.watcher = Watcher(self._file_changed, self._watcher_error)
+        self.register("run", Handler(self.runs.process, self.runs.run_for, self.runs.watch_dirs, self.runs.dirs))
+        self.watcher = Watcher(self._file_changed, self._watcher_error, moved=self._file_moved)
         self.book.update_daemon(
             pid=os.getpid(), version=__version__, started_at=now_iso(), state="starting",
             config=str(cfg.source) if cfg.source else None, state_dir=str(cfg.state_dir),
@@ -132,6 +136,11 @@ class Daemon:
                  cfg.state_dir, cfg.source or "none: defaults and flags", extra={"EVENT": "start"})
         self.book.start()
         self.runs.set_runs(run_names(cfg.watch), previous)
+        self.jobs = SpoolJobs(cfg, self.book, self.runs, schedule=self.queue.record,
+                              watches_changed=self.watches_changed)
+        self.register(SPOOL_KIND, Handler(self.jobs.scan, self.jobs.route, self.jobs.dirs, self.jobs.targets,
+                                         moved=self.jobs.moved))
+        self.jobs.start()  # resumes the jobs a stop or crash interrupted
         self.watcher.start(self._watched_dirs())
         self.queue.start()
         self._reconcile("start")
@@ -150,6 +159,7 @@ class Daemon:
         if left:
             log.info("left for the next start's reconcile: %s", ", ".join(map(_key_text, left)),
                      extra={"EVENT": "stopping"})
+        self.jobs.stop()  # children SIGTERMed: they write "interrupted"; resumed at next start
         self.book.update_daemon(state="stopped", stopped_at=now_iso(), observer_alive=False,
                                 workers={"alive": 0, "configured": self.config.workers})
         self.book.stop()
@@ -168,6 +178,9 @@ class Daemon:
                     self._reload()
             if self._reconcile_wanted.is_set():
                 self._reconcile("watcher error")
+            if self._watches_wanted.is_set():
+                self._watches_wanted.clear()
+                self.watcher.set_dirs(self._watched_dirs())
             self._run_due_timers()
 
     def _arm_timers(self) -> None:
@@ -233,6 +246,20 @@ class Daemon:
                 self.book.update_daemon(last_event={"path": str(path), "at": now_iso()})
                 return
 
+    def _file_moved(self, path: Path) -> None:
+        """Observer thread: a file renamed into a watched directory (complete by
+        construction); handlers that care hear it, then it is routed like any change."""
+        for handler in self._handlers.values():
+            if handler.moved is not None:
+                handler.moved(path)
+        self._file_changed(path)
+
+    def watches_changed(self) -> None:
+        """Any thread: a handler's `dirs()` changed (a job started or ended); the main
+        loop re-applies them (the watcher is the main thread's)."""
+        self._watches_wanted.set()
+        self._wakeup.wake()
+
     def _watcher_error(self, message: str) -> None:
         """Any thread: events may have been lost; reconcile from the main loop."""
         log.warning("watcher: %s; reconciling", message, extra={"EVENT": "watcher_error"})
@@ -263,7 +290,7 @@ class Daemon:
                   extra={"PATH": str(target), "EVENT": "handler_error"})
         self.book.count("handler_errors")
         if kind == "run":
-            name = run_names(self.config.watch).get(target, str(target))
+            name = self.runs.name_for(target) or str(target)
             self.book.update_run(name, state="error", error=f"handler failed: {type(exc).__name__}: {exc}")
 
     def _thresholds(self) -> Any:
@@ -287,6 +314,7 @@ class Daemon:
         self.queue.debounce, self.queue.max_delay = new.debounce, new.max_delay
         self.book.min_interval = new.status_interval
         self.runs.set_runs(run_names(new.watch))
+        self.jobs.reload(new)
         self.watcher.set_dirs(self._watched_dirs())
         self._reconcile("reload")
         self._arm_timers()
@@ -325,6 +353,9 @@ class Daemon:
         runs = doc.get("runs", {})
         errors = sum(1 for r in runs.values() if r.get("error"))
         text = f"{len(runs)} runs ({errors} with errors), {counters.get('conversions', 0)} conversions"
+        jobs = [j.get("state") for j in (doc.get("jobs") or {}).values()]
+        if jobs:
+            text += f", jobs: {jobs.count('running')} running, {jobs.count('queued')} queued"
         last = daemon.get("last_event")
         if last:
             text += f", last event {Path(last['path']).parent.name}/{Path(last['path']).name} at {last['at'][11:19]}"

@@ -69,27 +69,74 @@ class WatchedRuns:
         self._thresholds = thresholds
         self._names: dict[Path, str] = {}
         self._seen: dict[Path, _Seen] = {}
+        #: per run: kind ("watched": from the config; "job": a spool job's directory),
+        #: job_id, rigs (None: every rig) and watch (whether it wants an inotify watch)
+        self._attrs: dict[Path, dict[str, Any]] = {}
+        self._previous: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ set-up
     def set_runs(self, names: dict[Path, str], previous: dict[str, Any] | None = None) -> None:
         """Watch these directories under these names; `previous` (status.json's runs from
-        the last daemon) seeds the last decisions so a restart does not repeat them."""
+        the last daemon) seeds the last decisions so a restart does not repeat them. Runs
+        added by `add_run` (spool jobs) are not the config's: they stay."""
         with self._lock:
-            for d in [d for d in self._names if d not in names]:
-                self._book.remove_run(self._names.pop(d))
-                self._seen.pop(d, None)
+            if previous is not None:
+                self._previous = previous
+            for d in [d for d in self._names if d not in names and self._attrs[d]["kind"] == "watched"]:
+                self._forget(d)
             for d, name in names.items():
-                self._names[d] = name
-                seen = self._seen.setdefault(d, _Seen())
-                old = (previous or {}).get(name, {}).get("decision") or {}
-                if seen.decision is None and old.get("action"):
-                    seen.decision = (old["action"], old.get("reasoning", ""))
+                self._adopt(d, name, {"kind": "watched", "job_id": None, "rigs": None, "watch": True})
                 self._book.update_run(name, kind="watched", path=str(d))
 
+    def add_run(self, name: str, path: Path, *, kind: str = "job", job_id: str | None = None,
+                rigs: list[str] | tuple[str, ...] | None = None, watch: bool = True) -> None:
+        """Process `path` as a run named `name` although the config does not list it (a
+        spool job's directory), or update such a run's settings. `rigs`: the rigs its NPZ
+        goes to (None: all). `watch=False` keeps it in status, reconciles and decision
+        timers without an inotify watch (a job that is not running changes no files)."""
+        with self._lock:
+            self._adopt(path, name, {"kind": kind, "job_id": job_id,
+                                     "rigs": None if rigs is None else tuple(rigs), "watch": watch})
+        self._book.update_run(name, kind=kind, path=str(path), job_id=job_id)
+
+    def remove_run(self, path: Path) -> None:
+        """Stop processing a run added by `add_run` and drop it from status."""
+        with self._lock:
+            if path in self._names:
+                self._forget(path)
+
+    def _adopt(self, d: Path, name: str, attrs: dict[str, Any]) -> None:
+        self._names[d] = name
+        self._attrs[d] = attrs
+        seen = self._seen.setdefault(d, _Seen())
+        old = self._previous.get(name, {}).get("decision") or {}
+        if seen.decision is None and old.get("action"):
+            seen.decision = (old["action"], old.get("reasoning", ""))
+
+    def _forget(self, d: Path) -> None:
+        self._book.remove_run(self._names.pop(d))
+        self._seen.pop(d, None)
+        self._attrs.pop(d, None)
+
     def dirs(self) -> list[Path]:
+        """Every run: what reconciles and decision timers look at."""
         with self._lock:
             return list(self._names)
+
+    def watch_dirs(self) -> list[Path]:
+        """The runs that want an inotify watch (the config's, and running jobs)."""
+        with self._lock:
+            return [d for d in self._names if self._attrs[d]["watch"]]
+
+    def rigs_for(self, run_dir: Path) -> tuple[str, ...] | None:
+        """The rigs a run's NPZ goes to (None: every configured rig)."""
+        with self._lock:
+            return (self._attrs.get(run_dir) or {}).get("rigs")
+
+    def name_for(self, run_dir: Path) -> str | None:
+        with self._lock:
+            return self._names.get(run_dir)
 
     def run_for(self, path: Path) -> Path | None:
         """The watched run a changed file belongs to (only its two input files count)."""
@@ -104,6 +151,7 @@ class WatchedRuns:
         with self._lock:
             name = self._names.get(run_dir)
             seen = self._seen.get(run_dir)
+            kind = (self._attrs.get(run_dir) or {}).get("kind", "watched")
         if name is None or seen is None:
             return  # no longer watched (config reloaded)
         if not run_dir.is_dir():
@@ -115,7 +163,7 @@ class WatchedRuns:
             seen.error = self._convert(name, run_dir, snapshot)
         seen.sig = sigs
         decision = self._decide(run_dir, snapshot, sigs[0], seen.error)
-        self._record(name, run_dir, snapshot, snapshot_error, decision, seen)
+        self._record(name, run_dir, snapshot, snapshot_error, decision, seen, kind)
 
     @staticmethod
     def _sigs(run_dir: Path) -> tuple[FileSig, FileSig]:
@@ -182,11 +230,12 @@ class WatchedRuns:
         snapshot_error: str | None,
         decision: dict[str, Any],
         seen: _Seen,
+        kind: str = "watched",
     ) -> None:
         error = seen.error or snapshot_error
         self._book.update_run(
             name,
-            kind="watched",
+            kind=kind,
             path=str(run_dir),
             state=run_state(snapshot, error),
             snapshot=snapshot_summary(snapshot),

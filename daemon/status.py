@@ -57,6 +57,7 @@ class StatusBook:
             "daemon": {"counters": dict.fromkeys(COUNTERS, 0)},
             "runs": {},
             "jobs": {},  # spool jobs (issue 5)
+            "rejected": {},  # spool files refused, by their name in spool/rejected/ (issue 5)
             "rigs": {},  # distribution targets (issue 6)
         }
         self._dirty = False
@@ -81,6 +82,13 @@ class StatusBook:
         with self._cond:
             self._doc[section].setdefault(name, {}).update(fields)
             self._touch()
+
+    def set_section(self, section: str, entries: dict[str, Any]) -> None:
+        """Replace a whole section (rebuilt from disk at start and at reconciles)."""
+        with self._cond:
+            if self._doc[section] != entries:
+                self._doc[section] = copy.deepcopy(entries)
+                self._touch()
 
     def remove_entry(self, section: str, name: str) -> None:
         with self._cond:

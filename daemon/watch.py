@@ -38,24 +38,26 @@ def is_temp_name(name: str) -> bool:
 
 
 class PathRecorder(FileSystemEventHandler):
-    """Runs on the observer thread: passes each finished file's path to `record`."""
+    """Runs on the observer thread: passes each finished file's path to `record` (to
+    `moved` instead, when given, for a file renamed into place: complete by construction)."""
 
-    def __init__(self, record: Callable[[Path], None]) -> None:
+    def __init__(self, record: Callable[[Path], None], moved: Callable[[Path], None] | None = None) -> None:
         self._record = record
+        self._moved = moved or record
 
     def on_closed(self, event: FileClosedEvent) -> None:
         self._take(event.src_path)
 
     def on_moved(self, event: FileSystemEvent) -> None:
         if event.dest_path:  # empty when the file was moved out of the directory
-            self._take(event.dest_path)
+            self._take(event.dest_path, self._moved)
 
-    def _take(self, path: bytes | str) -> None:
+    def _take(self, path: bytes | str, record: Callable[[Path], None] | None = None) -> None:
         path = os.fsdecode(path)
         if is_temp_name(os.path.basename(path)):
             return
         try:
-            self._record(Path(path))
+            (record or self._record)(Path(path))
         except Exception:  # the observer thread must survive whatever the callback does
             log.exception("recording %s failed", path, extra={"PATH": path, "EVENT": "error"})
 
@@ -100,8 +102,9 @@ class Watcher:
         record: Callable[[Path], None],
         on_error: Callable[[str], None],
         observer_factory: ObserverFactory = ReportingObserver,
+        moved: Callable[[Path], None] | None = None,
     ) -> None:
-        self._handler = PathRecorder(record)
+        self._handler = PathRecorder(record, moved)
         self._on_error = on_error
         self._factory = observer_factory
         self._observer: BaseObserver | None = None

@@ -246,6 +246,7 @@ class JobRunner:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._free_gpus: list[str] | None = [str(g) for g in gpus] if gpus else None
+        self._gpus = {str(g) for g in gpus}
         self._heap: list[tuple[tuple[Any, ...], str]] = []
         self._queued: dict[str, tuple[Any, ...]] = {}
         self._children: dict[str, _Child] = {}
@@ -295,6 +296,20 @@ class JobRunner:
             self._changed.notify_all()
         self._flush()
 
+    def set_limits(self, max_parallel_jobs: int, gpus: Sequence[int | str] = ()) -> None:
+        """Apply new limits (a config reload). More room starts queued jobs now; less
+        lets the running children finish (none is stopped for it). A GPU dropped from the
+        list is given to no new child; the child using it keeps it until it exits."""
+        if max_parallel_jobs < 1:
+            raise ValueError("max_parallel_jobs must be at least 1")
+        with self._lock:
+            self.slots = min(max_parallel_jobs, len(gpus)) if gpus else max_parallel_jobs
+            self._gpus = {str(g) for g in gpus}
+            busy = {c.gpu for c in self._children.values()}
+            self._free_gpus = [str(g) for g in gpus if str(g) not in busy] if gpus else None
+            self._fill()
+        self._flush()
+
     def handle_scan(self, result: ScanResult) -> None:
         """Act on a spool scan: report its events, queue what it accepted, cancel what it
         was asked to."""
@@ -325,7 +340,8 @@ class JobRunner:
             try:
                 child.proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                log.warning("job %s: no exit %.0fs after SIGTERM; SIGKILL", child.job_id, timeout)
+                log.warning("job %s: no exit %.0fs after SIGTERM; SIGKILL", child.job_id, timeout,
+                            extra={"JOB_ID": child.job_id, "EVENT": "job_killed"})
                 _killpg(child.proc, signal.SIGKILL)
         for waiter in waiters:
             waiter.join()
@@ -376,7 +392,8 @@ class JobRunner:
 
     def _fill(self) -> None:
         """Start queued jobs while there are free slots."""
-        while not self._stopping and len(self._children) < self.slots and self._heap:
+        while not self._stopping and len(self._children) < self.slots and self._heap \
+                and (self._free_gpus is None or self._free_gpus):
             rank, job_id = heapq.heappop(self._heap)
             if self._queued.get(job_id) != rank:
                 continue  # cancelled or re-queued since
@@ -384,7 +401,7 @@ class JobRunner:
             try:
                 self._spawn(job_id)
             except Exception as exc:  # one broken job must not stop the others
-                log.exception("job %s: could not start", job_id)
+                log.exception("job %s: could not start", job_id, extra={"JOB_ID": job_id})
                 self._fail_to_start(job_id, f"could not start: {exc}")
         self._changed.notify_all()
 
@@ -457,7 +474,7 @@ class JobRunner:
             publish_json(job_dir / PID_FILE, {"pid": proc.pid, "start_time": proc_start_time(proc.pid),
                                               "argv": argv, "started_at": now_iso()})
         except OSError as exc:  # the lock still marks it; start() falls back to a /proc scan
-            log.warning("job %s: cannot write %s: %s", record.id, PID_FILE, exc)
+            log.warning("job %s: cannot write %s: %s", record.id, PID_FILE, exc, extra={"JOB_ID": record.id})
 
     def _wait(self, child: _Child) -> None:
         rc = child.proc.wait()
@@ -465,7 +482,7 @@ class JobRunner:
             try:
                 self._reap(child, rc)
             except Exception:
-                log.exception("job %s: could not record its exit", child.job_id)
+                log.exception("job %s: could not record its exit", child.job_id, extra={"JOB_ID": child.job_id})
             finally:
                 self._waiters = [w for w in self._waiters if w is not threading.current_thread()]
                 self._fill()
@@ -487,7 +504,7 @@ class JobRunner:
             (job_dir / PID_FILE).unlink(missing_ok=True)
             child.lock.release()
             del self._children[child.job_id]
-            if child.gpu is not None and self._free_gpus is not None:
+            if child.gpu is not None and self._free_gpus is not None and child.gpu in self._gpus:
                 self._free_gpus.append(child.gpu)
 
     def _record_exit(self, record: JobRecord, rc: int, state: str, reason: str) -> None:
@@ -518,7 +535,7 @@ class JobRunner:
             if not record.terminal:
                 self._finish_record(record, "failed", reason, error=reason)
         except Exception:
-            log.exception("job %s: could not record the failure to start", job_id)
+            log.exception("job %s: could not record the failure to start", job_id, extra={"JOB_ID": job_id})
 
     def _signal_cancel(self, child: _Child) -> None:
         if child.cancelling:
@@ -532,7 +549,8 @@ class JobRunner:
     # -- events ---------------------------------------------------------------------
 
     def _emit(self, kind: str, job_id: str, reason: str) -> None:
-        log.info("job %s: %s: %s", job_id, kind, reason)
+        # debug: `on_event` is where the story is told (the daemon logs it with JOB_ID)
+        log.debug("job %s: %s: %s", job_id, kind, reason, extra={"JOB_ID": job_id})
         self._pending.append(JobEvent(kind, job_id, reason))
 
     def _flush(self) -> None:

@@ -5,6 +5,8 @@ directory listing and every job file is in exactly one place at every instant:
 
     spool/NAME.toml|json     dropped by users or `winopt submit` (dotfiles and *.tmp ignored)
     spool/ID.cancel          a cancel request (`winopt cancel ID`)
+    spool/NAME.sync          a resync request (`winopt sync`): not ours, the distribution
+                             handler consumes it; the spool leaves it alone
     spool/.accepting/ID@NAME a file being accepted as job ID (moved there by one rename)
     spool/rejected/NAME      a refused file, beside NAME.error saying why
     jobs/ID/                 an accepted job: job.toml|json (the bytes accepted), state.json,
@@ -54,6 +56,8 @@ log = logging.getLogger("winopt.jobs")
 SPOOL_DIR, REJECTED_DIR, ACCEPTING_DIR, JOBS_DIR = "spool", "rejected", ".accepting", "jobs"
 STATE_FILE, PID_FILE, LOG_FILE = "state.json", "optimizer.pid", "optimizer.log"
 CANCEL_SUFFIX = ".cancel"
+#: requests that other daemon handlers take from the spool directory (never jobs)
+FOREIGN_SUFFIXES = (".sync",)
 STATE_SCHEMA_VERSION = 1
 JOB_STATES = ("queued", "running", "complete", "failed", "cancelled")
 TERMINAL = frozenset({"complete", "failed", "cancelled"})
@@ -263,6 +267,8 @@ class JobEvent:
     job_id: str | None
     reason: str = ""
     name: str | None = None
+    #: for rejected and cancel_rejected: the file's name in `spool/rejected/`
+    rejected_as: str | None = None
 
 
 @dataclass
@@ -355,6 +361,25 @@ class Spool:
                         result.events.append(JobEvent("error", None, f"cannot process: {exc}", path.name))
                         result.defer(max(self.grace, ERROR_RETRY))
             return result
+
+    def rejected_files(self) -> dict[str, dict[str, Any]]:
+        """Every refused file in `rejected/`: name -> {reason, at} (from its `.error`)."""
+        found: dict[str, dict[str, Any]] = {}
+        try:
+            entries = list(os.scandir(self.rejected))
+        except OSError:
+            return found
+        for entry in entries:
+            if entry.name.startswith(".") or entry.name.endswith(".error"):
+                continue
+            try:
+                with open(os.path.join(self.rejected, entry.name + ".error"), "rb") as fh:
+                    reason = fh.read(4096).decode(errors="replace").strip()
+                at = dt.datetime.fromtimestamp(entry.stat(follow_symlinks=False).st_mtime).astimezone()
+            except OSError:
+                reason, at = None, None
+            found[entry.name] = {"reason": reason, "at": at.isoformat(timespec="seconds") if at else None}
+        return found
 
     def is_spool_entry(self, path: str | os.PathLike[str]) -> bool:
         """Whether a watcher event on `path` concerns the spool (for the daemon's filter)."""
@@ -454,7 +479,7 @@ class Spool:
         fsync_dir(path.parent)
         fsync_dir(self.rejected)
         stem = name.rsplit(".", 1)[0]
-        result.events.append(JobEvent(kind, stem if is_job_id(stem) else None, reason, name))
+        result.events.append(JobEvent(kind, stem if is_job_id(stem) else None, reason, name, target.name))
 
     def _writers(self) -> set[str]:
         if self._open_for_writing is None:
@@ -516,7 +541,7 @@ class Spool:
 
 
 def _is_candidate_name(name: str) -> bool:
-    return not name.startswith(".") and not name.endswith(".tmp")
+    return not name.startswith(".") and not name.endswith((".tmp", *FOREIGN_SUFFIXES))
 
 
 def _is_dir(st: os.stat_result) -> bool:

@@ -74,7 +74,7 @@ def test_a_new_best_becomes_an_npz_a_status_and_a_decision(daemon, run_dir: Path
     assert poll(lambda: part(d, "decision").get("action") == "proceed"), d.log()
     assert poll(lambda: d.decisions()[-1]["action"] == "proceed")
     daemon_info = d.status()["daemon"]
-    assert daemon_info["pid"] == d.pid and daemon_info["watching"] == [str(run_dir)]
+    assert daemon_info["pid"] == d.pid and daemon_info["watching"] == [str(run_dir), str(d.state_dir / "spool")]
     assert daemon_info["workers"]["alive"] == daemon_info["workers"]["configured"]
     assert d.stop() == 0
     assert d.status()["daemon"]["state"] == "stopped"

@@ -1,0 +1,218 @@
+"""Spool jobs inside the daemon (SPEC §5, issue 5): the spool as one handler target, the
+job runner, and what each job event means for status.json, the journal and the runs.
+
+Any finished file in STATE/spool/ (close-after-write or rename-into), a reconcile, or a
+scan's own "not ready yet, look again in N s" schedules one spool scan on a worker thread;
+the jobs it accepts go to the `JobRunner`, which starts at most `max_parallel_jobs`
+`winopt optimize` children. Files renamed into the spool are complete by construction
+(`winopt submit`, `mv`): the observer tells us their names and the scan skips their
+grace period. `*.sync` requests belong to the distribution handler and are never read.
+
+Each job directory is also a run (`WatchedRuns.add_run`, named by the job id), so it is
+converted and decided like a watched directory; it holds an inotify watch only while its
+child runs (a finished job changes no files, and inotify instances are a scarce per-user
+resource). Every `JobEvent` is one journal line with a JOB_ID field, and the job's
+status.json entry is rebuilt from its state file, the truth on disk, with the job's
+history, so no transition is lost to coalesced status writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from winopt.daemon.config import DaemonConfig
+from winopt.daemon.runs import WatchedRuns
+from winopt.daemon.status import StatusBook, now_iso
+from winopt.handlers.jobrunner import JobRunner
+from winopt.handlers.spool import TERMINAL, JobEvent, JobRecord, Spool
+
+log = logging.getLogger(__name__)
+
+#: the daemon's handler kinds (its queue keys are `(kind, target)`), and the one spool target
+SPOOL_KIND, RUN_KIND = "spool", "run"
+SPOOL_TARGET = "spool"
+#: event kinds after which a job's child no longer runs (its directory needs no watch)
+ENDED = frozenset({*TERMINAL, "stopped", "interrupted"})
+LEVELS = {
+    "rejected": logging.WARNING, "cancel_rejected": logging.WARNING, "blocked": logging.WARNING,
+    "orphan_stopped": logging.WARNING, "failed": logging.ERROR, "error": logging.ERROR,
+}
+COUNTED = ("accepted", "rejected", "complete", "failed", "cancelled")
+#: history lines a status entry carries (the state file keeps up to 50)
+STATUS_HISTORY = 20
+
+Record = Callable[..., None]  # CoalescingQueue.record(key, reason, delay=...)
+
+
+class SpoolJobs:
+    """The spool handler's work, routing and events; `start` once, `stop` on SIGTERM."""
+
+    def __init__(
+        self,
+        config: DaemonConfig,
+        book: StatusBook,
+        runs: WatchedRuns,
+        *,
+        schedule: Record,
+        watches_changed: Callable[[], None],
+    ) -> None:
+        self._book = book
+        self._runs = runs
+        self._schedule = schedule
+        self._watches_changed = watches_changed
+        jobs = config.jobs
+        self.spool = Spool(config.state_dir, allowed_draws_dirs=config.draws_dirs(),
+                           known_rigs=list(config.rigs), grace=jobs.grace)
+        self.runner = JobRunner(self.spool.store, max_parallel_jobs=jobs.max_parallel_jobs, gpus=jobs.gpus,
+                                stop_timeout=jobs.stop_timeout, on_event=self._on_event)
+        self._renamed: set[str] = set()
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Finish what a crash left half done, show every job, then let the runner stop
+        orphans, resume interrupted jobs and queue the rest."""
+        recovered = self.spool.recover()
+        records = self.spool.store.jobs()
+        for record in records:
+            self._track(record, watch=False)
+            self._publish(record)
+        self._book.set_section("rejected", self.spool.rejected_files())
+        draws = ", ".join(map(str, self.spool.allowed_draws_dirs))
+        log.info("spool %s: %d jobs on record; draws allowed under %s", self.spool.dir, len(records), draws,
+                 extra={"EVENT": "spool_start", "PATH": str(self.spool.dir)})
+        self.runner.start()
+        self.runner.handle_scan(recovered)
+
+    def stop(self) -> None:
+        """SIGTERM the children and wait (they write "interrupted"; their jobs stay
+        `running` on disk and resume at the next start), then record their last state."""
+        running = list(self.runner.running())
+        self.runner.stop()
+        for job_id in running:
+            try:
+                self._runs.process(self.spool.store.dir(job_id), frozenset({"stop"}))
+            except Exception as exc:  # the stop goes on whatever one run's files hold
+                log.error("job %s: cannot record its final state: %s", job_id, exc,
+                          extra={"JOB_ID": job_id, "EVENT": "handler_error"})
+
+    def reload(self, config: DaemonConfig) -> None:
+        """New `[jobs]` limits and draws directories, and the rigs jobs may name; running
+        children are not disturbed."""
+        jobs = config.jobs
+        self.spool.allowed_draws_dirs = list(config.draws_dirs())
+        self.spool.known_rigs = list(config.rigs)
+        self.spool.grace = jobs.grace
+        self.runner.stop_timeout = jobs.stop_timeout
+        self.runner.set_limits(jobs.max_parallel_jobs, jobs.gpus)
+        log.info("jobs: at most %d at once%s", self.runner.slots,
+                 f" on GPUs {', '.join(map(str, jobs.gpus))}" if jobs.gpus else "", extra={"EVENT": "reload"})
+        self._schedule((SPOOL_KIND, SPOOL_TARGET), "reload", delay=0)
+
+    # ------------------------------------------------------------ the daemon's Handler
+    def route(self, path: Path) -> str | None:
+        """Observer thread: a job file or cancel request in the spool -> the spool target."""
+        return SPOOL_TARGET if self.spool.is_spool_entry(path) else None
+
+    def moved(self, path: Path) -> None:
+        """Observer thread: `path` was renamed into place, so it is complete."""
+        if self.spool.is_spool_entry(path):
+            with self._lock:
+                self._renamed.add(path.name)
+
+    def dirs(self) -> list[Path]:
+        return [self.spool.dir]
+
+    def targets(self) -> list[str]:
+        return [SPOOL_TARGET]
+
+    def scan(self, _target: Any, reasons: frozenset[str]) -> None:
+        """Worker thread: take every ready spool file; look again when some were not."""
+        with self._lock:
+            renamed = set(self._renamed)
+        result = self.spool.scan(renamed=renamed)
+        with self._lock:
+            self._renamed -= {n for n in renamed if not os.path.lexists(self.spool.dir / n)}
+        self.runner.handle_scan(result)
+        if result.retry_after is not None:
+            self._schedule((SPOOL_KIND, SPOOL_TARGET), "retry", delay=result.retry_after)
+        if "reconcile" in reasons:  # someone may have cleaned rejected/
+            self._book.set_section("rejected", self.spool.rejected_files())
+
+    # ------------------------------------------------------------ events
+    def _on_event(self, event: JobEvent) -> None:
+        """Any thread: one job event -> journal line, counters, status entry, run."""
+        self._log(event)
+        if event.kind in COUNTED:
+            self._book.count(f"jobs_{event.kind}")
+        if event.kind in ("rejected", "cancel_rejected") and event.rejected_as:
+            self._book.update_entry("rejected", event.rejected_as, source=event.name,
+                                    reason=event.reason, at=now_iso())
+        if event.job_id is None or not self.spool.store.exists(event.job_id):
+            return
+        record = self.spool.store.load(event.job_id)
+        if event.kind in ("started", "resumed"):
+            self._track(record, watch=True)
+            self._watches_changed()
+        elif event.kind in ENDED:
+            self._track(record, watch=False)
+            self._watches_changed()
+            self._schedule((RUN_KIND, self.spool.store.dir(record.id)), "job ended", delay=0)
+        elif event.kind == "accepted":
+            self._track(record, watch=False)
+        self._publish(record)
+
+    @staticmethod
+    def _log(event: JobEvent) -> None:
+        fields = {"JOB_ID": event.job_id or "", "EVENT": f"job_{event.kind}"}
+        if event.kind in ("rejected", "cancel_rejected", "error"):
+            where = f"spool/{event.name}"
+            if event.rejected_as:
+                fields["PATH"] = f"rejected/{event.rejected_as}"
+            text = f"{where}: {event.kind.replace('_', ' ')}: {event.reason}"
+        elif event.kind == "accepted":
+            text = f"job {event.job_id}: accepted from spool/{event.name}, {event.reason}"
+        else:
+            text = f"job {event.job_id}: {event.kind.replace('_', ' ')}: {event.reason}"
+        log.log(LEVELS.get(event.kind, logging.INFO), "%s", text, extra=fields)
+
+    def _track(self, record: JobRecord, *, watch: bool) -> None:
+        """The job's directory as a run (watched by inotify only while it runs)."""
+        rigs = list(record.spec.rigs) or None  # none named: every rig
+        self._runs.add_run(record.id, self.spool.store.dir(record.id), kind="job", job_id=record.id,
+                           rigs=rigs, watch=watch)
+
+    def _publish(self, record: JobRecord) -> None:
+        self._book.update_entry("jobs", record.id, **self.entry(record, self.runner.running().get(record.id)))
+
+    def entry(self, record: JobRecord, pid: int | None) -> dict[str, Any]:
+        """A job's status.json entry. On disk a stopped job stays `running` (that is what
+        makes it resume); without a child it shows as `interrupted` here."""
+        history = list(record.history)
+        state = "interrupted" if record.state == "running" and pid is None else record.state
+        started = next((h["at"] for h in history if h.get("state") == "running"), None)
+        return {
+            "state": state,
+            "name": record.spec.name,
+            "priority": record.priority,
+            "pid": pid,
+            "trials": record.spec.trials,
+            "run": record.id,
+            "dir": str(self.spool.store.dir(record.id)),
+            "source": record.source,
+            "accepted_at": record.accepted_at,
+            "started_at": started,
+            "ended_at": record.updated_at if record.terminal else None,
+            "attempts": record.attempts,
+            "exit_code": record.exit_code,
+            "reason": history[-1]["reason"] if history else None,
+            "error": record.error,
+            "cancel_requested": record.cancel_requested,
+            "rigs": list(record.spec.rigs) or None,
+            "history": history[-STATUS_HISTORY:],
+        }
