@@ -36,15 +36,13 @@ def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
                         "draws directories and rigs (default /etc/winopt/daemon.toml when present)")
 
 
-def daemon_settings(args: argparse.Namespace) -> tuple[Path, list[Path] | None, list[str] | None]:
-    """(state dir, allowed draws dirs or None when unknown, rig names or None) as the
-    daemon will see them, from its config file and --state-dir."""
+def daemon_settings(args: argparse.Namespace) -> tuple[Path, list[Path], list[str]]:
+    """(state dir, allowed draws dirs, rig names) as the daemon will see them, from its
+    config file and --state-dir: the checks here are the daemon's own."""
     from winopt.daemon.config import resolve_config
 
     config = resolve_config(args.config, state_dir=args.state_dir)
-    allowed = getattr(config.jobs, "allowed_draws_dirs", None)
-    rigs = [getattr(rig, "name", rig) for rig in config.rigs] if config.rigs else None
-    return Path(config.state_dir), (list(map(Path, allowed)) if allowed is not None else None), rigs
+    return Path(config.state_dir), list(config.draws_dirs()), list(config.rigs)
 
 
 def spool_dir(state_dir: Path) -> Path:

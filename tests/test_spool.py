@@ -55,6 +55,13 @@ def winopt(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[s
                           cwd=cwd, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
+def daemon_toml(tmp_path: Path, state_dir: Path) -> Path:
+    """A daemon config allowing the test's draws directory, as the daemon would run."""
+    config = tmp_path / "daemon.toml"
+    config.write_text(f'state_dir = "{state_dir}"\n[jobs]\nallowed_draws_dirs = ["{tmp_path / "draws"}"]\n')
+    return config
+
+
 # ---------------------------------------------------------------------------- accept / reject
 
 
@@ -98,13 +105,16 @@ def test_a_bad_file_moves_to_rejected_beside_its_reason(state: Path) -> None:
 
 
 def test_hidden_and_temp_names_and_directories_are_left_alone(state: Path) -> None:
+    """...and `winopt sync` requests, which the distribution handler consumes."""
     spool = make_spool(state)
-    for name in (".partial.toml", "x.toml.tmp"):
+    for name in (".partial.toml", "x.toml.tmp", "sync-all.1a2b.sync"):
         (spool.dir / name).write_text("trials = ")
     (spool.dir / "somedir").mkdir()
     result = spool.scan(now=later())
     assert not result.events
-    assert spool_names(spool) == {".partial.toml", "x.toml.tmp"}
+    assert spool_names(spool) == {".partial.toml", "x.toml.tmp", "sync-all.1a2b.sync"}
+    assert not spool.is_spool_entry(spool.dir / "sync-all.1a2b.sync")
+    assert spool.is_spool_entry(spool.dir / "job.toml")
 
 
 def test_other_suffixes_and_symlinks_are_rejected(state: Path, tmp_path: Path) -> None:
@@ -352,7 +362,8 @@ def test_submit_then_cancel_round_trip(state: Path, tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
     (work / "job.toml").write_text(toml_job(draws="../draws/plain.json", trials=3, name="from-file"))
-    done = winopt("submit", "job.toml", "--name", "cli-name", "--state-dir", str(state), cwd=work)
+    config = daemon_toml(tmp_path, state)
+    done = winopt("submit", "job.toml", "--name", "cli-name", "--config", str(config), cwd=work)
     assert done.returncode == 0, done.stderr
     job_id = done.stdout.strip()
     assert JOB_ID_RE.fullmatch(job_id) and "-cli-name-" in job_id
@@ -384,7 +395,7 @@ def test_submit_refuses_a_bad_job_with_one_line_and_exit_2(state: Path, tmp_path
 def test_submit_needs_an_existing_spool(tmp_path: Path, state: Path) -> None:
     job = tmp_path / "ok.toml"
     job.write_text(toml_job(draws="draws/plain.json", trials=5))
-    done = winopt("submit", str(job), "--state-dir", str(tmp_path / "nowhere"))
+    done = winopt("submit", str(job), "--config", str(daemon_toml(tmp_path, tmp_path / "nowhere")))
     assert done.returncode == 2 and "no spool directory" in done.stderr
     assert done.stderr.count("\n") == 1
 
@@ -404,10 +415,14 @@ def test_cancel_refuses_unknown_finished_and_malformed_ids(state: Path) -> None:
 def test_submit_reads_the_state_dir_from_the_daemon_config(state: Path, tmp_path: Path) -> None:
     spool = make_spool(state)
     config = tmp_path / "daemon.toml"
-    config.write_text(f'state_dir = "{state}"\n[jobs]\nmax_parallel_jobs = 2\n')
+    config.write_text(f'state_dir = "{state}"\n[jobs]\nmax_parallel_jobs = 2\n'
+                      f'allowed_draws_dirs = ["{tmp_path / "draws"}"]\n')
     job = tmp_path / "ok.json"
     job.write_text(json.dumps({"draws": "draws/plain.json", "trials": 2}))
     done = winopt("submit", str(job), "--config", str(config))
     assert done.returncode == 0, done.stderr
     assert spool_names(spool) == {done.stdout.strip() + ".json"}
     assert "-ok-" in done.stdout
+    config.write_text(f'state_dir = "{state}"\n')  # no allowed_draws_dirs: STATE/draws only
+    done = winopt("submit", str(job), "--config", str(config))
+    assert done.returncode == 2 and f"is not under an allowed draws directory ({state / 'draws'})" in done.stderr
