@@ -44,6 +44,23 @@ class JobsConfig:
 
 
 @dataclass(frozen=True)
+class DistributionConfig:
+    """`[distribution]`: how NPZ files reach the rigs (daemon/distribution.py)."""
+
+    #: rsync transfers at once, over all rigs (each rig still sends one at a time)
+    max_parallel: int = 4
+    #: a failed transfer is tried again after retry_base * retry_factor**(n-1) seconds,
+    #: never more than retry_cap, each delay shortened by up to retry_jitter (a fraction)
+    retry_base: float = 2.0
+    retry_cap: float = 300.0
+    retry_factor: float = 2.0
+    retry_jitter: float = 0.5
+    #: configuration failures (rsync exit 1, 2, 4; permission denied; unknown host key)
+    #: after this many tries mark the rig `failed`; it is then tried once per retry_cap
+    config_tries: int = 3
+
+
+@dataclass(frozen=True)
 class DaemonConfig:
     """Everything the daemon reads from its config file, after validation and overrides."""
 
@@ -60,6 +77,7 @@ class DaemonConfig:
     jobs: JobsConfig = JobsConfig()
     #: rig name -> `handlers.rigs.Rig`, validated by the distribution handler's own parser
     rigs: Mapping[str, Any] = field(default_factory=dict)
+    distribution: DistributionConfig = DistributionConfig()
     source: Path | None = None
 
     def make_thresholds(self) -> Any:
@@ -143,6 +161,13 @@ def _gpu_list(value: Any) -> str | None:
     return None
 
 
+def _fraction(value: Any) -> str | None:
+    problem = _number(0)(value)
+    if problem is None and value > 1:
+        return f"must be between 0 and 1, got {value}"
+    return problem
+
+
 def _show(value: Any) -> str:
     kind = {bool: "boolean", str: "string", list: "array", dict: "table"}.get(type(value))
     return f"{kind} {value!r}" if kind else repr(value)
@@ -168,7 +193,15 @@ JOBS_KEYS: dict[str, Check] = {
     "stop_timeout": _number(0, strict=True),
     "gpus": _gpu_list,
 }
-SECTIONS = ("decisions", "jobs", "rigs")
+DISTRIBUTION_KEYS: dict[str, Check] = {
+    "max_parallel": _integer(1, 256),
+    "retry_base": _number(0, strict=True),
+    "retry_cap": _number(0, strict=True),
+    "retry_factor": _number(1),
+    "retry_jitter": _fraction,
+    "config_tries": _integer(1, 1000),
+}
+SECTIONS = ("decisions", "jobs", "rigs", "distribution")
 
 
 def _check_table(table: Mapping[str, Any], keys: Mapping[str, Check], where: str, source: str) -> None:
@@ -239,6 +272,9 @@ def parse_config(raw: Mapping[str, Any], source: str) -> DaemonConfig:
         grace=float(jobs.get("grace", 2.0)), stop_timeout=float(jobs.get("stop_timeout", 60.0)),
     )
     values["rigs"] = _rigs(raw.get("rigs"), source)
+    distribution = _section(raw, "distribution", source) or {}
+    _check_table(distribution, DISTRIBUTION_KEYS, "distribution.", source)
+    values["distribution"] = DistributionConfig(**distribution)
     config = DaemonConfig(**values)
     _cross_checks(config, source)
     return config
@@ -252,6 +288,9 @@ def _cross_checks(config: DaemonConfig, source: str) -> None:
         )
     if len(set(config.watch)) != len(config.watch):
         raise ConfigError(f"{source}: watch: lists a directory twice")
+    if config.distribution.retry_cap < config.distribution.retry_base:
+        raise ConfigError(f"{source}: distribution.retry_cap: must be >= retry_base "
+                          f"({config.distribution.retry_base:g}), got {config.distribution.retry_cap:g}")
     try:
         config.make_thresholds()
     except UserError as exc:
@@ -278,8 +317,10 @@ def with_overrides(
     state_dir: str | None = None,
     watch: list[str] | None = None,
     log_level: str | None = None,
+    rigs: list[str] | None = None,
 ) -> DaemonConfig:
-    """Apply command-line flags: they win over the file; `--watch` adds to the file's list.
+    """Apply command-line flags: they win over the file; `--watch` adds to the file's list,
+    `--rig NAME=TARGET` to its rigs (a name the file has is an error, not an override).
 
     Relative paths on the command line are taken from the current directory, as a person
     typing them expects."""
@@ -294,6 +335,13 @@ def with_overrides(
         if problem:
             raise ConfigError(f"--log-level: {problem}")
         changes["log_level"] = log_level.lower()
+    if rigs:
+        from winopt.handlers.rigs import merge_rigs, parse_rig_arg
+
+        try:
+            changes["rigs"] = merge_rigs(config.rigs, [parse_rig_arg(text) for text in rigs])
+        except UserError as exc:
+            raise ConfigError(str(exc)) from None
     return dataclasses.replace(config, **changes)
 
 
@@ -303,6 +351,7 @@ def resolve_config(
     state_dir: str | None = None,
     watch: list[str] | None = None,
     log_level: str | None = None,
+    rigs: list[str] | None = None,
 ) -> DaemonConfig:
     """The config the daemon runs with: the file (when given or present at the default
     path, else the defaults) with the command-line flags applied."""
@@ -312,7 +361,7 @@ def resolve_config(
         base = load_config(DEFAULT_CONFIG_PATH)
     else:
         base = DaemonConfig()
-    return with_overrides(base, state_dir=state_dir, watch=watch, log_level=log_level)
+    return with_overrides(base, state_dir=state_dir, watch=watch, log_level=log_level, rigs=rigs)
 
 
 def run_names(dirs: tuple[Path, ...]) -> dict[Path, str]:

@@ -31,6 +31,7 @@ from winopt.contracts.locks import lock_for
 from winopt.daemon import notify
 from winopt.daemon.coalesce import CoalescingQueue
 from winopt.daemon.config import DaemonConfig, resolve_config, run_names
+from winopt.daemon.distribution import RigDistribution
 from winopt.daemon.jobs import SPOOL_KIND, SpoolJobs
 from winopt.daemon.journal import set_level, setup_logging
 from winopt.daemon.runs import WatchedRuns
@@ -63,11 +64,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--watch", metavar="DIR", action="append", default=[],
                         help="a run directory to watch (repeatable; adds to the config's list)")
     parser.add_argument("--log-level", metavar="LEVEL", help="debug, info, warning or error")
+    parser.add_argument("--rig", metavar="NAME=TARGET", action="append", default=[],
+                        help="a rig receiving every NPZ: a local directory or [user@]host:/path/ "
+                             "(repeatable; adds to the config's [rigs])")
 
 
 def run(args: argparse.Namespace) -> int:
     load = lambda: resolve_config(  # noqa: E731 - re-run verbatim at each reload
-        args.config, state_dir=args.state_dir, watch=args.watch, log_level=args.log_level
+        args.config, state_dir=args.state_dir, watch=args.watch, log_level=args.log_level, rigs=args.rig
     )
     return Daemon(load).serve()
 
@@ -122,11 +126,14 @@ class Daemon:
         cfg = self.config
         previous = self._previous_runs(cfg.state_dir)
         self.book = StatusBook(cfg.state_dir, min_interval=cfg.status_interval, on_written=self._status_written)
-        self.runs = WatchedRuns(self.book, DecisionLog(cfg.state_dir), self._thresholds)
+        self.rigs = RigDistribution(self.book, cfg.state_dir, cfg.rigs, cfg.distribution)
+        self.runs = WatchedRuns(self.book, DecisionLog(cfg.state_dir), self._thresholds, on_npz=self.rigs.on_npz)
         self._thresholds_now = cfg.make_thresholds()
         self.queue = CoalescingQueue(self._work, workers=cfg.workers, debounce=cfg.debounce,
                                      max_delay=cfg.max_delay, on_error=self._work_failed)
         self.register("run", Handler(self.runs.process, self.runs.run_for, self.runs.watch_dirs, self.runs.dirs))
+        # before the spool jobs: `winopt sync` requests (spool/*.sync) are routed first-match
+        self.register("sync", Handler(self.rigs.work, self.rigs.route, self.rigs.dirs, self.rigs.targets))
         self.watcher = Watcher(self._file_changed, self._watcher_error, moved=self._file_moved)
         self.book.update_daemon(
             pid=os.getpid(), version=__version__, started_at=now_iso(), state="starting",
@@ -147,7 +154,7 @@ class Daemon:
         self._arm_timers()
         self.book.update_daemon(state="running")
         notify.notify("READY=1", "STATUS=" + self._summary(self.book.snapshot()))
-        log.info("ready: watching %d of %d directories", len(self.watcher.watching), len(cfg.watch),
+        log.info("ready: watching %d of %d directories", len(self.watcher.watching), len(self._watched_dirs()),
                  extra={"EVENT": "ready"})
 
     def _stop(self) -> None:
@@ -155,6 +162,7 @@ class Daemon:
         log.info("stopping: finishing the work in hand", extra={"EVENT": "stopping"})
         self.book.update_daemon(state="stopping")
         self.watcher.stop()
+        self.rigs.stop()  # transfers in flight end now; the next start checks every rig
         left = self.queue.stop()
         if left:
             log.info("left for the next start's reconcile: %s", ", ".join(map(_key_text, left)),
@@ -315,6 +323,7 @@ class Daemon:
         self.book.min_interval = new.status_interval
         self.runs.set_runs(run_names(new.watch))
         self.jobs.reload(new)
+        self.rigs.reload(new.rigs, new.distribution)
         self.watcher.set_dirs(self._watched_dirs())
         self._reconcile("reload")
         self._arm_timers()

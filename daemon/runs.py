@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 #: os.stat identity of a file: (inode, size, mtime_ns), or None when absent
 FileSig = tuple[int, int, int] | None
+#: (run name, NPZ, meta, the NPZ's sha256, rig subset or None for every rig): told after
+#: each conversion check that leaves a run with an NPZ (daemon/distribution.py sends it)
+OnNpz = Callable[[str, Path, Path, str | None, tuple[str, ...] | None], None]
 
 
 def file_sig(path: Path) -> FileSig:
@@ -63,10 +66,12 @@ class WatchedRuns:
         book: StatusBook,
         decisions: DecisionLog,
         thresholds: Callable[[], Any],
+        on_npz: OnNpz | None = None,
     ) -> None:
         self._book = book
         self._decisions = decisions
         self._thresholds = thresholds
+        self._on_npz = on_npz
         self._names: dict[Path, str] = {}
         self._seen: dict[Path, _Seen] = {}
         #: per run: kind ("watched": from the config; "job": a spool job's directory),
@@ -206,6 +211,9 @@ class WatchedRuns:
             self._book.count("conversions")
             log.info("run %s: converted %d survivors to %s", name, result.count, result.npz_path.name,
                      extra={**fields, "EVENT": "converted", "SHA256": result.meta.get("npz_sha256", "")})
+        if self._on_npz is not None:  # a new NPZ, or the check of an old one (start, reconcile)
+            self._on_npz(name, result.npz_path, result.meta_path, result.meta.get("npz_sha256"),
+                         self.rigs_for(run_dir))
         return None
 
     def _decide(

@@ -20,7 +20,7 @@ from winopt.daemon.config import DEFAULT_CONFIG_PATH, DEFAULT_STATE_DIR, load_co
 from winopt.daemon.status import STATUS_NAME
 from winopt.errors import UserError
 
-COLUMNS = ("RUN", "STATE", "TRIALS", "BEST", "DECISION", "NPZ AGE")
+COLUMNS = ("RUN", "STATE", "TRIALS", "BEST", "DECISION", "NPZ AGE", "RIGS")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +58,10 @@ def _state_dir(args: argparse.Namespace) -> Path:
 def render(doc: dict[str, Any], *, now: datetime) -> str:
     """Header line about the daemon, then one row per run."""
     lines = [_header(doc.get("daemon") or {}, now)]
-    rows = [_row(name, run, now) for name, run in sorted((doc.get("runs") or {}).items())]
+    rigs = doc.get("rigs") or {}
+    if rigs:
+        lines.append("rigs: " + ", ".join(f"{name} {rig.get('target', '?')}" for name, rig in sorted(rigs.items())))
+    rows = [(*_row(name, run, now), _rigs_cell(name, rigs)) for name, run in sorted((doc.get("runs") or {}).items())]
     if not rows:
         lines.append("no runs watched")
         return "\n".join(lines)
@@ -68,6 +71,7 @@ def render(doc: dict[str, Any], *, now: datetime) -> str:
     for name, run in sorted((doc.get("runs") or {}).items()):
         if run.get("error"):
             lines.append(f"{name}: {run['error']}")
+    lines += _rig_problems(rigs)
     return "\n".join(lines)
 
 
@@ -102,6 +106,29 @@ def _row(name: str, run: dict[str, Any], now: datetime) -> tuple[str, ...]:
     npz = run.get("npz") or {}
     npz_age = _age(npz["converted_at"], now) if npz.get("converted_at") else "-"
     return (name, str(run.get("state", "-")), trials, "-" if best is None else str(best), decided, npz_age)
+
+
+def _rigs_cell(run: str, rigs: dict[str, Any]) -> str:
+    """Where `run`'s NPZ stands on the rigs: `2/2 synced`, `1/2 synced, b retrying`."""
+    states = {rig: ((entry.get("runs") or {}).get(run) or {}).get("state") for rig, entry in sorted(rigs.items())}
+    states = {rig: state for rig, state in states.items() if state}
+    if not states:
+        return "-"
+    synced = sum(state == "synced" for state in states.values())
+    others = [f"{rig} {state}" for rig, state in states.items() if state != "synced"]
+    return ", ".join([f"{synced}/{len(states)} synced", *others])
+
+
+def _rig_problems(rigs: dict[str, Any]) -> list[str]:
+    """One line per run and rig that is retrying or failed, with its last error."""
+    lines = []
+    for rig, entry in sorted(rigs.items()):
+        for run, state in sorted((entry.get("runs") or {}).items()):
+            if state.get("state") in ("retrying", "failed") and state.get("last_error"):
+                when = f", next try {state['next_try'][11:19]}" if state.get("next_try") else ""
+                lines.append(f"rig {rig}: {run} {state['state']} (attempt {state.get('attempts', '?')}{when}): "
+                             f"{state['last_error']}")
+    return lines
 
 
 def _age(iso: str, now: datetime) -> str:

@@ -29,6 +29,7 @@ import logging
 import os
 import random
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -41,7 +42,7 @@ from typing import Any
 
 from winopt.errors import UserError, in_file
 from winopt.handlers.rigs import Rig, check_run_name
-from winopt.handlers.rsync import Outcome, RsyncResult, rsync_binary, send_file
+from winopt.handlers.rsync import KILL_GRACE, Outcome, RsyncResult, rsync_binary, send_file
 
 log = logging.getLogger("winopt.distribute")
 
@@ -154,9 +155,9 @@ class Distributor:
         policy: RetryPolicy = RetryPolicy(),
         seed: int | None = None,
     ) -> None:
-        rsync_binary()  # fail at start, not at the first publish
         self._cond = threading.Condition()
-        self._slots = threading.BoundedSemaphore(max(1, max_parallel))
+        self._max_parallel = max(1, max_parallel)
+        self._slots = threading.BoundedSemaphore(self._max_parallel)
         self._policy = policy
         self._rng = random.Random(seed)
         self._on_change = on_change
@@ -220,6 +221,8 @@ class Distributor:
         """Take a new rig set (config reload): new rigs get every run, removed ones stop
         after the transfer in hand, changed settings apply from the next transfer."""
         new = dict(rigs) if isinstance(rigs, Mapping) else {r.name: r for r in rigs}
+        if new:
+            rsync_binary()  # fail now (at start, at reload), not at the first publish
         changed: list[tuple[str, str]] = []
         with self._cond:
             for name in set(self._queues) - set(new):
@@ -236,6 +239,16 @@ class Distributor:
                 changed += self._place(run, version, subset)
             self._cond.notify_all()
         self._emit(changed)
+
+    def configure(self, *, policy: RetryPolicy | None = None, max_parallel: int | None = None) -> None:
+        """New retry policy and bound on parallel transfers (config reload). Delays already
+        scheduled stand; transfers holding a slot of the old bound finish under it."""
+        with self._cond:
+            if policy is not None:
+                self._policy = policy
+            if max_parallel is not None and max_parallel != self._max_parallel:
+                self._max_parallel = max(1, max_parallel)
+                self._slots = threading.BoundedSemaphore(self._max_parallel)
 
     def snapshot(self) -> dict[str, dict[str, dict[str, Any]]]:
         """{run: {rig: state}} in plain JSON types, for status.json and `winopt sync`."""
@@ -267,22 +280,25 @@ class Distributor:
             return self._cond.wait_for(settled, timeout)
 
     def stop(self, timeout: float = 10.0) -> bool:
-        """Stop the workers; transfers still running after `timeout` are killed.
+        """Stop the workers; transfers still running after `timeout` get SIGTERM (rsync
+        tidies its temp file away), then SIGKILL after `KILL_GRACE`.
 
-        True when every worker ended. A killed transfer leaves the rig's old copy intact
-        (rsync renames only complete files)."""
+        True when every worker ended. A stopped transfer leaves the rig's old copy intact
+        (rsync renames only complete files) and counts as no failure: the next start's
+        check sends it again."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
             threads = [q.thread for q in self._queues.values() if q.thread]
-        deadline = time.monotonic() + timeout
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        if any(t.is_alive() for t in threads):
-            self._kill_in_flight()
+        for sig, wait in ((None, timeout), (signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, 5.0)):
+            if sig is not None:
+                self._signal_in_flight(sig)
+            deadline = time.monotonic() + wait
             for thread in threads:
-                thread.join(5.0)
-        return not any(t.is_alive() for t in threads)
+                thread.join(max(0.0, deadline - time.monotonic()))
+            if not any(t.is_alive() for t in threads):
+                return True
+        return False
 
     # -- bookkeeping (called with the lock held) -----------------------------------------
 
@@ -438,6 +454,12 @@ class Distributor:
             return []  # forgotten or deselected meanwhile
         now, rig = time.monotonic(), queue.rig
         result = attempt.result
+        if self._stopping and not (result is not None and result.ok):  # stop() ended it
+            entry.state = "pending"
+            log.info("rig %s: run %s transfer stopped after %.2f s (shutting down)", rig.name, entry.run,
+                     result.duration if result else 0.0,
+                     extra=_fields(rig, entry, "stopped", result.duration if result else 0.0))
+            return [(entry.run, rig.name)]
         if attempt.raced:  # the rig works; the NPZ changed under rsync: again, at once
             entry.state, entry.attempts, entry.due = "pending", 0, now
             return [(entry.run, rig.name)]
@@ -483,13 +505,14 @@ class Distributor:
             entry.state = "retrying"
             entry.due = now + self._policy.delay(entry.attempts, self._rng)
 
-    def _kill_in_flight(self) -> None:
+    def _signal_in_flight(self, sig: int) -> None:
+        """Send `sig` to the process group of every rsync in flight (rsync and its ssh)."""
         with self._cond:
             procs = [q.proc for q in self._queues.values() if q.proc is not None]
         for proc in procs:
             if proc.poll() is None:
                 try:
-                    os.killpg(proc.pid, 9)
+                    os.killpg(proc.pid, sig)
                 except ProcessLookupError:
                     pass
 

@@ -94,9 +94,9 @@ def test_the_table_reads_at_a_glance() -> None:
     text = render(SAMPLE, now=now)
     lines = text.splitlines()
     assert "not running" in lines[0] and "7 conversions" in lines[0]
-    assert lines[1].split() == ["RUN", "STATE", "TRIALS", "BEST", "DECISION", "NPZ", "AGE"]
-    assert lines[2].split() == ["old", "error", "-", "-", "escalate", "0.90", "-"]
-    assert lines[3].split() == ["r1", "running", "12/50", "1800", "wait", "0.70", "5m"]
+    assert lines[1].split() == ["RUN", "STATE", "TRIALS", "BEST", "DECISION", "NPZ", "AGE", "RIGS"]
+    assert lines[2].split() == ["old", "error", "-", "-", "escalate", "0.90", "-", "-"]  # no rigs: "-"
+    assert lines[3].split() == ["r1", "running", "12/50", "1800", "wait", "0.70", "5m", "-"]
     assert lines[4] == "old: survivors.json: not valid JSON"
     assert render({"daemon": {}, "runs": {}}, now=now).endswith("no runs watched")
     assert "up 2h" in lines[0]
