@@ -1,0 +1,3 @@
+"""Fixtures several test modules share (pytest registers what this module holds)."""
+
+from rigs_support import ssh_rigs  # noqa: F401 - session scope: one pair of sshd rigs per test session
