@@ -462,6 +462,9 @@ class Distributor:
             return [(entry.run, rig.name)]
         if attempt.raced:  # the rig works; the NPZ changed under rsync: again, at once
             entry.state, entry.attempts, entry.due = "pending", 0, now
+            duration = result.duration if result else 0.0
+            log.info("rig %s: run %s NPZ replaced during the transfer (%.2f s); sending the newest", rig.name,
+                     entry.run, duration, extra=_fields(rig, entry, "pending", duration))
             return [(entry.run, rig.name)]
         if result is not None and result.ok and attempt.version is not None:
             self._succeeded(entry, generation, attempt, now)
