@@ -169,12 +169,14 @@ class SpoolJobs:
 
     @staticmethod
     def _log(event: JobEvent) -> None:
-        fields = {"JOB_ID": event.job_id or "", "EVENT": f"job_{event.kind}"}
+        fields = {"EVENT": f"job_{event.kind}"}
+        if event.job_id:
+            fields["JOB_ID"] = event.job_id
         if event.kind in ("rejected", "cancel_rejected", "error"):
             where = f"spool/{event.name}"
             if event.rejected_as:
                 fields["PATH"] = f"rejected/{event.rejected_as}"
-            text = f"{where}: {event.kind.replace('_', ' ')}: {event.reason}"
+            text = f"{where}: {event.kind.replace('_', ' ')}: {event.reason.removeprefix(where + ': ')}"
         elif event.kind == "accepted":
             text = f"job {event.job_id}: accepted from spool/{event.name}, {event.reason}"
         else:

@@ -77,7 +77,7 @@ class StatusBook:
             counters[counter] = counters.get(counter, 0) + n
             self._touch()
 
-    def update_entry(self, section: str, name: str, **fields: Any) -> None:
+    def update_entry(self, section: str, name: str, /, **fields: Any) -> None:
         """Merge `fields` into `section[name]` ("runs", "jobs", "rigs")."""
         with self._cond:
             self._doc[section].setdefault(name, {}).update(fields)

@@ -21,12 +21,18 @@ from winopt.daemon.status import STATUS_NAME
 from winopt.errors import UserError
 
 COLUMNS = ("RUN", "STATE", "TRIALS", "BEST", "DECISION", "NPZ AGE", "RIGS")
+JOB_COLUMNS = ("JOB", "STATE", "PRIO", "TRIALS", "BEST", "DECISION", "RIGS", "SINCE")
+#: finished jobs shown without --all (the newest; every active job is always shown)
+FINISHED_SHOWN = 20
+FINISHED = ("complete", "failed", "cancelled")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", metavar="DIR", help="the daemon's state dir")
     parser.add_argument("--config", metavar="FILE", help="read state_dir from this daemon config")
     parser.add_argument("--json", action="store_true", help="print status.json as it is")
+    parser.add_argument("--all", action="store_true",
+                        help=f"list every finished job (default: the {FINISHED_SHOWN} newest)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(data.decode("utf-8"))
         return 0
-    print(render(doc, now=datetime.now(timezone.utc)))
+    print(render(doc, now=datetime.now(timezone.utc), all_jobs=args.all))
     return 0
 
 
@@ -55,24 +61,65 @@ def _state_dir(args: argparse.Namespace) -> Path:
     return DEFAULT_STATE_DIR
 
 
-def render(doc: dict[str, Any], *, now: datetime) -> str:
-    """Header line about the daemon, then one row per run."""
+def render(doc: dict[str, Any], *, now: datetime, all_jobs: bool = False) -> str:
+    """Header line about the daemon, one row per watched run, then one per spool job
+    (a job's directory is a run too: its row is in the jobs table, not twice)."""
     lines = [_header(doc.get("daemon") or {}, now)]
     rigs = doc.get("rigs") or {}
     if rigs:
         lines.append("rigs: " + ", ".join(f"{name} {rig.get('target', '?')}" for name, rig in sorted(rigs.items())))
-    rows = [(*_row(name, run, now), _rigs_cell(name, rigs)) for name, run in sorted((doc.get("runs") or {}).items())]
-    if not rows:
+    all_runs = doc.get("runs") or {}
+    runs = {name: run for name, run in all_runs.items() if run.get("kind") != "job"}
+    rows = [(*_row(name, run, now), _rigs_cell(name, rigs)) for name, run in sorted(runs.items())]
+    if rows:
+        lines += _table(COLUMNS, rows)
+    elif not doc.get("jobs"):
         lines.append("no runs watched")
-        return "\n".join(lines)
-    widths = [max(len(r[i]) for r in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
-    for row in [COLUMNS, *rows]:
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-    for name, run in sorted((doc.get("runs") or {}).items()):
+    for name, run in sorted(all_runs.items()):
         if run.get("error"):
             lines.append(f"{name}: {run['error']}")
+    lines += _jobs_lines(doc, rigs, now, all_jobs)
     lines += _rig_problems(rigs)
     return "\n".join(lines)
+
+
+def _table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [columns, *rows]) for i in range(len(columns))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [columns, *rows]]
+
+
+def _jobs_lines(doc: dict[str, Any], rigs: dict[str, Any], now: datetime, all_jobs: bool) -> list[str]:
+    """The jobs table (active jobs, then the newest finished ones), each failed job's
+    reason, and a line about refused spool files."""
+    jobs = doc.get("jobs") or {}
+    order = sorted(jobs, key=lambda i: (jobs[i].get("accepted_at") or "", i))
+    active = [i for i in order if jobs[i].get("state") not in FINISHED]
+    finished = [i for i in order if jobs[i].get("state") in FINISHED]
+    hidden = 0 if all_jobs else max(0, len(finished) - FINISHED_SHOWN)
+    shown = active + finished[hidden:]
+    lines = []
+    if shown:
+        runs = doc.get("runs") or {}
+        lines += _table(JOB_COLUMNS, [_job_row(i, jobs[i], runs.get(i) or {}, rigs, now) for i in shown])
+    if hidden:
+        lines.append(f"... and {hidden} older finished jobs (winopt status --all)")
+    lines += [f"{i}: {jobs[i].get('reason')}" for i in shown if jobs[i].get("state") == "failed"]
+    rejected = doc.get("rejected") or {}
+    if rejected:
+        name = max(rejected, key=lambda n: rejected[n].get("at") or "")
+        lines.append(f"{len(rejected)} rejected in spool/rejected/ (latest {name}: "
+                     f"{(rejected[name].get('reason') or '?').split(': ', 1)[-1]})")
+    return lines
+
+
+def _job_row(job_id: str, job: dict[str, Any], run: dict[str, Any], rigs: dict[str, Any], now: datetime) -> tuple[str, ...]:
+    _, _, trials, best, decided, _ = _row(job_id, run, now)
+    if trials == "-":
+        trials = f"-/{job.get('trials', '-')}"
+    history = job.get("history") or []
+    since = _age(history[-1]["at"], now) if history and history[-1].get("at") else "-"
+    state = str(job.get("state", "-")) + (" (cancelling)" if job.get("cancel_requested") and job.get("state") == "running" else "")
+    return (job_id, state, str(job.get("priority", 0)), trials, best, decided, _rigs_cell(job_id, rigs), since)
 
 
 def _header(daemon: dict[str, Any], now: datetime) -> str:

@@ -102,7 +102,7 @@ def test_ready_status_watchdog_reload_and_stop(tmp_path: Path, fake_systemd: Fak
         assert fake_systemd.texts()[reloading].split("\n")[1].startswith("MONOTONIC_USEC=")
         fake_systemd.wait_for("READY=1", reloading + 1)
         assert poll(lambda: f"reload failed, keeping the current config: {config}: workers: " in d.log())
-        assert d.alive() and d.status()["daemon"]["watching"] == [str(run1)]
+        assert d.alive() and d.status()["daemon"]["watching"] == [str(run1), str(d.state_dir / "spool")]
         digest = write_trial(run1, 75, start=3000)
         assert poll(lambda: npz_source_sha(run1) == digest), d.log()
 
@@ -112,7 +112,8 @@ def test_ready_status_watchdog_reload_and_stop(tmp_path: Path, fake_systemd: Fak
         d.proc.send_signal(signal.SIGHUP)
         reloading = fake_systemd.wait_for("RELOADING=1", mark)
         fake_systemd.wait_for("READY=1", reloading + 1)
-        assert poll(lambda: d.status()["daemon"].get("watching") == [str(run1), str(run2)]), d.status()
+        assert poll(lambda: d.status()["daemon"].get("watching") == [str(run1), str(run2), str(d.state_dir / "spool")]), \
+            d.status()
         digest = write_trial(run2, 80)
         assert poll(lambda: npz_source_sha(run2) == digest), d.log()
 

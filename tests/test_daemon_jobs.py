@@ -1,0 +1,499 @@
+"""Spool jobs through the real daemon (issue 5): `winopt daemon` subprocesses on a temp
+state dir, real `winopt optimize` children, real inotify, `winopt submit/cancel/status`
+as a person runs them, and polling with deadlines. The unit-level cases (validator,
+scheduling rules, crash points of an accept) are in test_jobfile, test_spool and
+test_jobrunner; here every "Must show" of the issue holds end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon_support import REPO, DaemonProcess, poll
+from jobs_support import toml_job
+from optimize_support import MOD, write_history
+from winopt.handlers.jobfile import MAX_JOB_BYTES
+from winopt.handlers.jobrunner import runs_job, terminate
+from winopt.handlers.spool import JobRecord, JobStore
+
+#: a real optimizer run that costs well under a second of CPU per job
+FAST = {"mod": MOD, "seed_count": 300, "strategy": "random", "window_size": [2, 5], "offset": [0, 30],
+        "skip_min": [0, 2], "skip_max": [3, 8], "forward_threshold": [0.2, 0.5], "reverse_threshold": [0.2, 0.5]}
+
+
+def job_text(trials: int, **keys: Any) -> str:
+    return toml_job(draws="h.json", trials=trials, **{**FAST, **keys})
+
+
+#: (file name suffix, content, words its .error must hold): bad jobs of many kinds
+INVALID: list[tuple[str, str | bytes, str]] = [
+    (".toml", job_text(0), "trials: must be between 1 and"),
+    (".toml", job_text(2, colour="red"), "colour: unknown key"),
+    (".toml", job_text(2, command="sh -c reboot"), "command: a job cannot name a command"),
+    (".toml", job_text(2, window_size=[9, 3]), "window_size: range [9, 3] is empty"),
+    (".toml", toml_job(draws="/etc/passwd", trials=2), "draws: /etc/passwd is not under an allowed draws directory"),
+    (".toml", toml_job(draws="missing.json", trials=2), "missing.json: cannot read: No such file"),
+    (".toml", "trials = = 2\n", "not valid TOML"),
+    (".toml", job_text(2, name="a/b"), "name: 'a/b' is not a name"),
+    (".json", json.dumps({"draws": "h.json", "trials": 2, "forward_threshold": 2}), "forward_threshold: 2 is outside"),
+    (".json", "[1, 2, 3]", "expected a table of job keys, got list"),
+    (".yaml", "trials: 2\n", "not a job file"),
+    (".toml", job_text(2, rigs=["nowhere"]), "rigs: unknown rig 'nowhere'"),
+    (".toml", job_text(2, prng="mt19937"), "prng: must be one of"),
+    (".toml", job_text(2).replace("trials = 2", "trials = 2.5"), "trials: must be an integer"),
+    (".toml", job_text(2, window_size=100), "fewer than 2 * window_size = 200"),
+    (".toml", toml_job(draws="bad.json", trials=2), "bad.json: not valid JSON"),
+    (".toml", "", "draws: missing"),
+    (".toml", "# " + "x" * MAX_JOB_BYTES + "\n", "too large for a job file"),
+    (".toml", b"draws = \"h.json\"\ntrials = 2\nname = \"\xff\"\n", "not UTF-8 text"),
+    (".json", '{"draws": "h.json", "trials": 2, "trials": 3}', "appears twice"),
+    (".toml", job_text(2, storage="postgresql://x"), "storage: a job's Optuna storage is always"),
+    (".toml", job_text(2, seed_count=-5), "seed_count: must be between 1"),
+    (".toml", job_text(2, time_of_day="night"), "time_of_day: must be one of"),
+    (".toml", job_text(2, priority=5000), "priority: must be between"),
+]
+
+
+# ---------------------------------------------------------------- the set-up
+class Site:
+    """A state dir, a draws dir and a daemon config: one head node in a temp dir."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.state = root / "state"
+        self.draws = root / "draws"
+        self.config = root / "daemon.toml"
+        self.draws.mkdir()
+        write_history(self.draws / "h.json")
+        (self.draws / "bad.json").write_text("[1, 2,")
+        self.daemons: list[DaemonProcess] = []
+        self.configure()
+
+    def configure(self, *, max_parallel_jobs: int = 2, grace: float = 1.0) -> None:
+        self.config.write_text(
+            "debounce = 0.1\nmax_delay = 1.0\n"
+            f"[jobs]\nmax_parallel_jobs = {max_parallel_jobs}\nallowed_draws_dirs = [\"{self.draws}\"]\n"
+            f"grace = {grace}\nstop_timeout = 30\n"
+        )
+
+    def start(self) -> DaemonProcess:
+        d = DaemonProcess(self.state, [], args=["--config", str(self.config)], env={"WINOPT_DEVICE": "cpu"})
+        self.daemons.append(d.start())
+        return d
+
+    @property
+    def spool(self) -> Path:
+        return self.state / "spool"
+
+    def drop(self, name: str, content: str | bytes) -> None:
+        """Write elsewhere, rename into the spool: the way a careful person copies."""
+        tmp = self.spool / f".{name}.tmp"
+        tmp.write_bytes(content.encode() if isinstance(content, str) else content)
+        tmp.rename(self.spool / name)
+
+    def store(self) -> JobStore:
+        return JobStore(self.state / "jobs")
+
+    def record(self, job_id: str) -> JobRecord:
+        return self.store().load(job_id)
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.state / "jobs" / job_id
+
+    def snapshot(self, job_id: str) -> dict[str, Any]:
+        try:
+            return json.loads((self.job_dir(job_id) / "optimal_window_config.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def winopt(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "winopt", *argv, "--config", str(self.config),
+                               "--state-dir", str(self.state)], capture_output=True, text=True, timeout=60,
+                              cwd=self.root)
+
+    def optimizers(self) -> dict[str, list[int]]:
+        """Job id -> pids of live optimizers on its directory (from /proc)."""
+        found: dict[str, list[int]] = {}
+        jobs = self.state / "jobs"
+        for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+            for job_dir in jobs.iterdir() if jobs.is_dir() else ():
+                if runs_job(pid, job_dir):
+                    found.setdefault(job_dir.name, []).append(pid)
+        return found
+
+    def close(self) -> None:
+        """Stop every daemon (SIGTERM stops its children), then any optimizer a killed
+        daemon left: no test leaves a process behind."""
+        for d in self.daemons:
+            if d.alive():
+                try:
+                    d.stop(timeout=60)
+                except subprocess.TimeoutExpired:
+                    d.kill()
+        terminate([pid for pids in self.optimizers().values() for pid in pids], 10)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    s = Site(tmp_path)
+    yield s
+    s.close()
+
+
+def starts(site: Site, job_id: str) -> list[str]:
+    """The runner's start/resume lines in the job's optimizer.log, one per child."""
+    try:
+        return [ln for ln in (site.job_dir(job_id) / "optimizer.log").read_text().splitlines() if ln.startswith("=== ")]
+    except FileNotFoundError:
+        return []
+
+
+def complete_trials(site: Site, job_id: str) -> int:
+    """COMPLETE trials in the job's Optuna study, counted by Optuna itself."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{site.job_dir(job_id) / 'optuna.db'}"
+    study = optuna.load_study(study_name=job_id, storage=storage)
+    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+
+
+def status_jobs(d: DaemonProcess) -> dict[str, dict[str, Any]]:
+    return d.status().get("jobs") or {}
+
+
+class NeverTwice:
+    """A poll condition wrapper that also checks, at every poll, that no job directory
+    has two optimizers and that at most `limit` run at once."""
+
+    def __init__(self, site: Site, limit: int) -> None:
+        self.site, self.limit, self.most = site, limit, 0
+
+    def check(self) -> None:
+        running = self.site.optimizers()
+        doubles = {job: pids for job, pids in running.items() if len(pids) > 1}
+        assert not doubles, f"two optimizers on one job: {doubles}"
+        self.most = max(self.most, len(running))
+        assert len(running) <= self.limit, f"{len(running)} optimizers, limit {self.limit}"
+
+    def until(self, condition, timeout: float, what: str) -> Any:
+        def probe() -> Any:
+            self.check()
+            return condition()
+
+        value = poll(probe, timeout, 0.05)
+        assert value, f"timed out after {timeout}s waiting for {what}"
+        return value
+
+
+# ---------------------------------------------------------------- many files at once
+def drop_at_once(site: Site, d: DaemonProcess, valid: int, invalid: int, parallel: int, timeout: float) -> None:
+    """`valid` small real jobs and `invalid` bad files of many kinds, all renamed into the
+    spool at once: every valid one ends complete exactly once, every invalid one is in
+    rejected/ with its precise reason, status.json accounts for all, the daemon stays up."""
+    expected: dict[str, str | None] = {}  # spool name -> words its .error holds (None: valid)
+    files: list[tuple[str, str | bytes]] = []
+    for i in range(valid):
+        name = f"ok{i:03d}.toml"
+        files.append((name, job_text(2, priority=i % 3)))
+        expected[name] = None
+    for i in range(invalid):
+        suffix, content, words = INVALID[i % len(INVALID)]
+        name = f"bad{i:03d}{suffix}"
+        files.append((name, content))
+        expected[name] = words
+    random.Random(5).shuffle(files)
+    for name, content in files:
+        site.drop(name, content)
+
+    never_twice = NeverTwice(site, parallel)
+
+    def settled() -> bool:
+        jobs = status_jobs(d)
+        done = [j for j in jobs.values() if j["state"] in ("complete", "failed", "cancelled")]
+        return len(done) == valid and len(d.status().get("rejected") or {}) == invalid
+
+    never_twice.until(settled, timeout, "every job to end and every bad file to be rejected")
+    assert d.alive()
+
+    records = site.store().jobs()
+    assert sorted(r.source for r in records) == sorted(n for n, w in expected.items() if w is None)
+    for record in records:
+        assert (record.state, record.attempts, record.exit_code) == ("complete", 1, 0), record
+        assert len(starts(site, record.id)) == 1, f"{record.id} ran more than once"
+        snap = site.snapshot(record.id)
+        assert (snap["status"], snap["completed_trials"], snap["total_trials"]) == ("complete", 2, 2)
+    assert never_twice.most == parallel  # the limit was reached, and never passed
+
+    rejected = d.status()["rejected"]
+    for name, words in expected.items():
+        if words is not None:
+            error = (site.spool / "rejected" / f"{name}.error").read_text()
+            assert words in error and error.count("\n") == 1, (name, error)
+            assert (site.spool / "rejected" / name).is_file()
+            assert words in rejected[name]["reason"] and rejected[name]["source"] == name
+    assert not [p for p in site.spool.iterdir() if p.is_file()], "files left in the spool"
+
+    jobs = poll(lambda: (j := status_jobs(d)) and all(e["state"] == "complete" for e in j.values()) and j)
+    assert set(jobs) == {r.id for r in records}
+    for job_id, entry in jobs.items():
+        assert entry["run"] == job_id and entry["trials"] == 2 and entry["pid"] is None
+        states = [h["state"] for h in entry["history"]]
+        assert states[0] == "queued" and states[-2:] == ["running", "complete"], states
+        assert entry["started_at"] and entry["ended_at"]
+    runs = poll(lambda: all((d.run(i).get("snapshot") or {}).get("status") == "complete" for i in jobs)
+                and {i: d.run(i) for i in jobs})
+    assert all(run["kind"] == "job" and run["decision"]["action"] for run in runs.values())
+    counters = d.status()["daemon"]["counters"]
+    assert (counters["jobs_accepted"], counters["jobs_rejected"], counters["jobs_complete"]) == (valid, invalid, valid)
+    assert d.status()["daemon"]["watching"] == [str(site.spool)], "finished jobs keep no inotify watch"
+
+    shown = site.winopt("status")
+    assert shown.returncode == 0, shown.stderr
+    for job_id in jobs:
+        assert any(line.startswith(job_id) and " complete " in line for line in shown.stdout.splitlines()), shown.stdout
+    assert f"{invalid} rejected" in shown.stdout
+
+
+def test_files_dropped_at_once_each_valid_job_completes_once_each_bad_one_is_rejected(site: Site) -> None:
+    site.configure(max_parallel_jobs=2)
+    d = site.start()
+    drop_at_once(site, d, valid=12, invalid=6, parallel=2, timeout=120)
+    assert d.stop() == 0
+
+
+@pytest.mark.stress
+def test_200_files_dropped_at_once(site: Site) -> None:
+    site.configure(max_parallel_jobs=4)
+    d = site.start()
+    drop_at_once(site, d, valid=150, invalid=50, parallel=4, timeout=600)
+    assert d.stop() == 0
+
+
+# ---------------------------------------------------------------- a slow copy
+def test_a_job_file_copied_in_slowly_is_not_read_before_it_is_whole(site: Site) -> None:
+    """Written in place in pieces over more than a second, reopened for each piece (a
+    close-after-write event each time), no rename: every prefix of it is a bad job (an
+    unterminated string, then a missing `trials`), so a premature read would reject it."""
+    d = site.start()
+    text = job_text(1)
+    cut = text.index("trials")
+    pieces = [text[:10], text[10:cut], text[cut:cut + 4], text[cut + 4:]]
+    target = site.spool / "slow.toml"
+    for piece in pieces:
+        with open(target, "a") as fh:
+            fh.write(piece)
+        time.sleep(0.35)  # < grace (1 s): the file never looks finished in between
+    written_ns = time.time_ns()
+    jobs = poll(lambda: status_jobs(d), 20)
+    assert len(jobs) == 1, d.log()
+    (job_id,) = jobs
+    record = site.record(job_id)
+    assert record.source == "slow.toml" and record.accepted_ns >= written_ns
+    assert (site.job_dir(job_id) / "job.toml").read_text() == text
+    assert not list((site.spool / "rejected").iterdir())
+    assert poll(lambda: status_jobs(d)[job_id]["state"] == "complete", 30), status_jobs(d)
+    assert d.stop() == 0
+
+
+# ---------------------------------------------------------------- crashes and stops
+def kill_9_and_restart(site: Site, jobs: int, trials: int, parallel: int, seed: int) -> None:
+    """kill -9 the daemon while its children run, start a new one: the orphans are found
+    and stopped, every job ends complete with exactly its trials (Optuna's own count) and
+    no job directory ever has two optimizers."""
+    site.configure(max_parallel_jobs=parallel)
+    d = site.start()
+    for i in range(jobs):
+        site.drop(f"long{i}.toml", job_text(trials))
+    never_twice = NeverTwice(site, parallel)
+    rng = random.Random(seed)
+    progress = rng.randint(2, trials // 4)
+    running = never_twice.until(
+        lambda: [i for i, j in status_jobs(d).items()
+                 if j["state"] == "running" and site.snapshot(i).get("completed_trials", 0) >= progress],
+        60, f"a job {progress} trials in")
+    d.proc.send_signal(signal.SIGKILL)
+    d.proc.wait(10)
+    orphans = site.optimizers()
+    assert set(running) <= set(orphans), "the children outlive a killed daemon"
+
+    d2 = site.start()
+    never_twice.until(lambda: len(status_jobs(d2)) == jobs
+                      and all(j["state"] == "complete" for j in status_jobs(d2).values()), 120,
+                      "every job to complete after the restart")
+    for record in site.store().jobs():
+        snap = site.snapshot(record.id)
+        assert (record.state, snap["status"], snap["completed_trials"], snap["total_trials"]) == \
+            ("complete", "complete", trials, trials)
+        assert complete_trials(site, record.id) == trials
+    for job_id in orphans:
+        assert site.record(job_id).attempts == 2 and len(starts(site, job_id)) == 2
+        assert f"job {job_id}: orphan stopped: stopping optimizer pid" in d2.log()
+    assert d2.stop() == 0
+
+
+def test_kill_9_of_the_daemon_while_jobs_run(site: Site) -> None:
+    kill_9_and_restart(site, jobs=3, trials=60, parallel=2, seed=0)
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("seed", range(4))
+def test_kill_9_of_the_daemon_at_random_moments(site: Site, seed: int) -> None:
+    kill_9_and_restart(site, jobs=5, trials=50, parallel=3, seed=seed)
+
+
+def test_reload_raises_the_limit_and_sigterm_interrupts_then_the_next_start_resumes(site: Site) -> None:
+    """SIGHUP applies a new max_parallel_jobs to queued jobs; SIGTERM stops the children
+    (their snapshots say interrupted), exits 0 and leaves the jobs resumable; the next
+    daemon resumes them to complete with exactly their trials."""
+    site.configure(max_parallel_jobs=1)
+    d = site.start()
+    for i in range(2):
+        site.drop(f"j{i}.toml", job_text(80))
+    first = poll(lambda: [i for i, j in status_jobs(d).items() if j["state"] == "running"], 30)
+    assert len(first) == 1 and len(status_jobs(d)) == 2
+    site.configure(max_parallel_jobs=2)
+    d.proc.send_signal(signal.SIGHUP)
+    both = NeverTwice(site, 2).until(
+        lambda: len(site.optimizers()) == 2 and all(site.snapshot(i).get("completed_trials", 0) >= 2
+                                                    for i in status_jobs(d)), 30, "both jobs to run")
+    assert both and "jobs: at most 2 at once" in d.log()
+
+    assert d.stop() == 0
+    assert site.optimizers() == {}, "children outlived the daemon's stop"
+    ids = sorted(status_jobs(d))
+    for job_id in ids:
+        snap = site.snapshot(job_id)
+        assert snap["status"] == "interrupted" and snap["completed_trials"] < 80
+        assert site.record(job_id).state == "running"  # on disk: resumable
+        assert status_jobs(d)[job_id]["state"] == "interrupted"
+        assert (d.run(job_id).get("snapshot") or {}).get("status") == "interrupted"
+    assert d.status()["daemon"]["state"] == "stopped"
+
+    d2 = site.start()
+    assert poll(lambda: all(status_jobs(d2)[i]["state"] == "complete" for i in ids), 90), status_jobs(d2)
+    for job_id in ids:
+        assert site.snapshot(job_id)["completed_trials"] == 80 and complete_trials(site, job_id) == 80
+        assert site.record(job_id).attempts == 2
+        assert f"job {job_id}: resumed: attempt 2" in d2.log()
+    assert d2.stop() == 0
+
+
+# ---------------------------------------------------------------- submit and cancel
+def test_submit_and_cancel_round_trip_through_the_daemon(site: Site) -> None:
+    """A running job and a queued one, both submitted and cancelled with the CLI."""
+    site.configure(max_parallel_jobs=1)
+    d = site.start()
+    (site.root / "long.toml").write_text(toml_job(draws="draws/h.json", trials=5000, **FAST))
+    (site.root / "short.toml").write_text(toml_job(draws="draws/h.json", trials=2, **FAST))
+    done = site.winopt("submit", "long.toml", "--name", "long")
+    assert done.returncode == 0, done.stderr
+    running = done.stdout.strip()
+    assert poll(lambda: site.snapshot(running).get("completed_trials", 0) >= 1, 30), d.log()
+    done = site.winopt("submit", "short.toml")
+    queued = done.stdout.strip()
+    assert poll(lambda: status_jobs(d).get(queued, {}).get("state") == "queued", 20), d.log()
+    assert status_jobs(d)[running]["state"] == "running" and status_jobs(d)[running]["pid"]
+
+    bad = site.root / "bad.toml"
+    bad.write_text(toml_job(draws="draws/h.json", trials=2, window_size=[9, 3]))
+    done = site.winopt("submit", "bad.toml")
+    assert done.returncode == 2 and done.stderr == "winopt: error: bad.toml: window_size: range [9, 3] is empty: lo is above hi\n"
+    assert not list(site.spool.glob("*.json")), "a bad job reached the spool"
+
+    for job_id in (queued, running):
+        done = site.winopt("cancel", job_id)
+        assert done.returncode == 0 and done.stdout == f"cancel requested for {job_id}\n", done.stderr
+    ended = poll(lambda: all(status_jobs(d)[i]["state"] == "cancelled" for i in (queued, running)), 30)
+    assert ended, status_jobs(d)
+    assert site.snapshot(running)["status"] == "interrupted"
+    assert site.record(running).exit_code != 0 and site.record(queued).attempts == 0
+    assert site.snapshot(queued) == {} and starts(site, queued) == [], "the cancelled queued job ran"
+    assert site.optimizers() == {}
+    assert "cancelled on request" in status_jobs(d)[running]["reason"]
+
+    again = site.winopt("cancel", running)
+    assert again.returncode == 2 and again.stderr == f"winopt: error: job {running} is already cancelled\n"
+    shown = site.winopt("status").stdout
+    assert all(any(ln.startswith(i) and " cancelled " in ln for ln in shown.splitlines()) for i in (queued, running))
+    assert d.stop() == 0
+
+
+# ---------------------------------------------------------------- the journal, under systemd
+SDBOX = REPO.parent / "shared" / "tools" / "sdbox.sh"
+
+
+@pytest.fixture
+def box(tmp_path: Path):
+    """A throw-away booted systemd (../shared/tools/sdbox.sh) seeing this checkout."""
+    import shutil
+
+    if os.geteuid() != 0 or not SDBOX.exists() or shutil.which("systemd-run") is None:
+        pytest.skip("needs root, systemd and ../shared/tools/sdbox.sh")
+    state = tmp_path / "box"
+    up = subprocess.run([str(SDBOX), "up", str(state)], capture_output=True, text=True, timeout=120)
+    if up.returncode != 0:
+        pytest.skip(f"sdbox cannot boot here: {up.stderr.strip()[-300:]}")
+
+    def run(script: str, timeout: float = 60) -> str:
+        out = subprocess.run([str(SDBOX), "exec", str(state), "--", "bash", "-c", script],
+                             capture_output=True, text=True, timeout=timeout)
+        assert out.returncode == 0, f"{script}\n{out.stdout}\n{out.stderr}"
+        return out.stdout
+
+    yield run
+    subprocess.run([str(SDBOX), "down", str(state), "--timeout", "20"], capture_output=True, timeout=60)
+
+
+@pytest.mark.systemd
+def test_every_transition_is_in_the_journal_with_its_job_id(box) -> None:
+    winopt = REPO / ".venv" / "bin" / "winopt"
+    unit = "winopt-jobs-test"
+    job = job_text(3).replace('"h.json"', '"/srv/t/draws/h.json"')
+    box(f"mkdir -p /srv/t/draws && cd {REPO} && PYTHONPATH=tests {sys.executable} -c 'from optimize_support "
+        "import write_history; from pathlib import Path; write_history(Path(\"/srv/t/draws/h.json\"))'")
+    box(f"printf '[jobs]\\nallowed_draws_dirs = [\"/srv/t/draws\"]\\n' > /srv/t/daemon.toml && "
+        f"cat > /srv/t/job.toml <<'EOF'\n{job}EOF")
+    box(f"systemd-run --unit={unit} -p Type=notify -p KillMode=mixed -E WINOPT_DEVICE=cpu "
+        f"{winopt} daemon --config /srv/t/daemon.toml --state-dir /srv/t/state")
+    job_id = box(f"{winopt} submit /srv/t/job.toml --config /srv/t/daemon.toml --state-dir /srv/t/state").strip()
+    box("printf 'trials = 0\\n' > /srv/t/state/spool/.bad.toml.tmp && mv /srv/t/state/spool/.bad.toml.tmp "
+        "/srv/t/state/spool/bad.toml")
+
+    def events(query: str) -> list[dict[str, Any]]:
+        out = box(f"journalctl -u {unit} {query} -o json --no-pager")
+        return [json.loads(line) for line in out.splitlines()]
+
+    assert poll(lambda: any(e.get("EVENT") == "job_complete" for e in events(f"JOB_ID={job_id}")), 60, 0.3), \
+        box(f"journalctl -u {unit} -o cat --no-pager")
+    story = events(f"JOB_ID={job_id}")
+    kinds = [e["EVENT"] for e in story if e["EVENT"].startswith("job_")]
+    assert kinds == ["job_accepted", "job_started", "job_complete"], kinds
+    assert all(e["SYSLOG_IDENTIFIER"] == "winopt-daemon" and int(e["PRIORITY"]) == 6 for e in story)
+    rejected = poll(lambda: events("EVENT=job_rejected"), 20, 0.3)
+    assert rejected and int(rejected[0]["PRIORITY"]) == 4 and rejected[0]["PATH"] == "rejected/bad.toml"
+    assert rejected[0]["MESSAGE"] == "spool/bad.toml: rejected: draws: missing (every job needs draws and trials)"
+    status = box(f"{winopt} status --state-dir /srv/t/state")
+    assert any(ln.startswith(job_id) and " complete " in ln for ln in status.splitlines()), status
+
+    # `systemctl stop` while a job runs: the child is stopped and says so, the daemon exits 0
+    box("sed -i 's/^trials = 3$/trials = 100000/' /srv/t/job.toml")
+    long_id = box(f"{winopt} submit /srv/t/job.toml --config /srv/t/daemon.toml --state-dir /srv/t/state").strip()
+    snapshot = f"/srv/t/state/jobs/{long_id}/optimal_window_config.json"
+    box(f"timeout 30 bash -c 'until grep -q in_progress {snapshot} 2>/dev/null; do sleep 0.1; done'")
+    box(f"systemctl stop {unit}")
+    shown = box(f"systemctl show {unit} -p Result -p ExecMainStatus")
+    assert "Result=success" in shown and "ExecMainStatus=0" in shown, shown
+    assert json.loads(box(f"cat {snapshot}"))["status"] == "interrupted"
+    kinds = [e["EVENT"] for e in events(f"JOB_ID={long_id}")]
+    assert kinds == ["job_accepted", "job_started", "job_stopped"], kinds
