@@ -40,6 +40,17 @@ STATE = "/var/lib/winopt"
 CONFIG = "/etc/winopt/daemon.toml"
 DROPIN_DIR = f"/etc/systemd/system/{UNIT}.d"
 RUN = f"{STATE}/runs/r1"  # a watched run directory (under the state dir: writable)
+RIG_DIR = "/srv/winopt-rig"  # a local-directory rig, writable through a drop-in
+DRAWS = f"{STATE}/draws/planted_java_lcg.json"  # in the default allowed draws directory
+PLANTED = json.loads((REPO / "samples" / "planted_java_lcg.truth.json").read_text())
+GOOD_CONFIG = f'''watch = ["{RUN}"]
+debounce = 0.2
+
+[rigs.local]
+target = "{RIG_DIR}/"
+'''
+# a job that takes seconds: long enough to be killed or stopped halfway
+LONG_TRIALS, LONG_SEEDS = 10, 20_000_000
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -92,9 +103,13 @@ class Box:
         return json.loads(self.out("journalctl -n 1 -o json --no-pager"))["__CURSOR"]
 
     def journal(self, after: str) -> list[dict[str, Any]]:
-        """The unit's journal entries (its own and systemd's about it) after `after`."""
-        text = self.out(f"journalctl -u {UNIT} -o json --no-pager --after-cursor='{after}'")
-        return [json.loads(line) for line in text.splitlines()]
+        """The unit's journal entries (its own and systemd's about it) after `after`.
+
+        `--cursor` and dropping that one entry, because journalctl 252's `--after-cursor`
+        also skips the first entry that matches `-u` when the cursor's own entry does not."""
+        text = self.out(f"journalctl -u {UNIT} -o json --no-pager --cursor='{after}'")
+        entries = (json.loads(line) for line in text.splitlines())
+        return [e for e in entries if e["__CURSOR"] != after]
 
     def wait_journal(self, after: str, match: Callable[[dict[str, Any]], bool], what: str,
                      timeout: float = 30) -> dict[str, Any]:
@@ -105,7 +120,7 @@ class Box:
 
     def story(self, after: str = "") -> str:
         """The unit's journal as text, for failure messages."""
-        since = f"--after-cursor='{after}'" if after else ""
+        since = f"--cursor='{after}'" if after else ""
         return self.sh(f"journalctl -u {UNIT} --no-pager -o short-monotonic {since} | tail -n 60",
                        check=False).stdout
 
@@ -170,6 +185,60 @@ def write_config(box: Box, text: str) -> None:
     box.sh(f"cat > {CONFIG} <<'EOF'\n{text}EOF")
 
 
+def job_file(name: str, trials: int, seed_count: int) -> str:
+    """A spool job sieving the bundled sample around its planted state (fixed window)."""
+    return f'''name = "{name}"
+draws = "{DRAWS}"
+trials = {trials}
+prng = "{PLANTED['prng']}"
+strategy = "random"
+seed_start = {PLANTED['state'] - 1000}
+seed_count = {seed_count}
+window_size = 8
+offset = {PLANTED['at'] - 8}
+skip_min = 0
+skip_max = 5
+forward_threshold = 0.9
+reverse_threshold = 0.9
+time_of_day = "all"
+'''
+
+
+def submit(box: Box, user: str, text: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """`winopt submit` run by `user` on a job file in their home directory."""
+    path = f"/home/{user}/job.toml"
+    box.sh(f"runuser -u {user} -- tee {path} >/dev/null <<'EOF'\n{text}EOF")
+    return box.sh(f"cd /home/{user} && runuser -u {user} -- winopt submit {path}", check=check)
+
+
+def job_state(box: Box, job_id: str) -> str | None:
+    """The job's state in status.json."""
+    return box.status().get("jobs", {}).get(job_id, {}).get("state")
+
+
+def snapshot(box: Box, job_id: str) -> dict[str, Any]:
+    """The job's optimal_window_config.json ({} before its first write)."""
+    text = box.sh(f"cat {STATE}/jobs/{job_id}/optimal_window_config.json", check=False).stdout
+    return json.loads(text) if text else {}
+
+
+def halfway(box: Box, job_id: str) -> dict[str, Any]:
+    """Wait until the job's optimizer has finished a trial and has more to go; its snapshot."""
+    snap = poll(lambda: (s := snapshot(box, job_id)).get("completed_trials", 0) >= 1 and s, 120, 0.1)
+    assert snap, box.story()
+    assert snap["status"] == "in_progress" and snap["completed_trials"] < snap["total_trials"], snap
+    return snap
+
+
+def wait_complete(box: Box, job_id: str, trials: int, timeout: float = 180) -> dict[str, Any]:
+    """Wait for the job to complete; its final snapshot, with exactly `trials` trials."""
+    assert poll(lambda: job_state(box, job_id) == "complete", timeout, 0.3), (
+        f"{box.status().get('jobs', {}).get(job_id)}\n{box.story()}")
+    snap = snapshot(box, job_id)
+    assert snap["status"] == "complete" and snap["completed_trials"] == trials, snap
+    return snap
+
+
 # ---------------------------------------------------------------- host: the unit file
 def exposure(text: str) -> float:
     found = re.search(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)", text)
@@ -203,10 +272,11 @@ def test_install_twice_keeps_the_config_and_the_unit_verifies(box: Box) -> None:
     assert box.out("winopt --version").startswith("winopt ")
     assert box.out("readlink -f /opt/winopt/bin/python") == box.out("readlink -f /usr/bin/python3")
     assert box.out("getent passwd winopt").split(":")[5:] == [STATE, "/usr/sbin/nologin"]
-    modes = box.out(f"stat -c '%n %a %U %G' {STATE} {STATE}/spool /etc/winopt {CONFIG}").splitlines()
-    assert modes == [
+    modes = box.out(f"stat -c '%n %a %U %G' {STATE} {STATE}/spool {STATE}/draws /etc/winopt {CONFIG}")
+    assert modes.splitlines() == [
         f"{STATE} 750 winopt winopt",
         f"{STATE}/spool 2770 winopt winopt",
+        f"{STATE}/draws 2770 winopt winopt",
         "/etc/winopt 755 root winopt",
         f"{CONFIG} 640 root winopt",
     ]
@@ -221,6 +291,10 @@ def test_install_twice_keeps_the_config_and_the_unit_verifies(box: Box) -> None:
 
 @in_box
 def test_start_returns_after_ready_and_runs_hardened_as_winopt(box: Box) -> None:
+    # as the README tells an operator: a local rig directory made writable by a drop-in
+    box.sh(f"install -d -o winopt -g winopt {RIG_DIR} {DROPIN_DIR}"
+           f" && printf '[Service]\\nReadWritePaths={RIG_DIR}\\n' > {DROPIN_DIR}/10-rig.conf"
+           " && systemctl daemon-reload")
     box.sh(f"systemctl start {UNIT}")
     # Type=notify: start returns once READY=1 arrived, with the STATUS= sent beside it
     props = box.running()
@@ -267,12 +341,11 @@ def test_group_winopt_can_use_the_spool_others_cannot(box: Box) -> None:
 def test_reload_applies_a_good_config_and_keeps_it_over_a_bad_one(box: Box) -> None:
     pid = box.main_pid()
     box.sh(f"runuser -u winopt -- mkdir -p {RUN}")
-    good = f'watch = ["{RUN}"]\ndebounce = 0.2\n'
-    write_config(box, good)
+    write_config(box, GOOD_CONFIG)
     mark = box.cursor()
     box.sh(f"systemctl reload {UNIT}")
     box.wait_journal(mark, lambda e: e.get("EVENT") == "reloaded", "the reload")
-    assert poll(lambda: box.status()["daemon"]["watching"] == [RUN]), box.status()
+    assert poll(lambda: box.status()["daemon"]["watching"] == [RUN, f"{STATE}/spool"]), box.status()
 
     # the new config is live: a real optimizer run written there is converted
     box.sh(
@@ -297,15 +370,59 @@ def test_reload_applies_a_good_config_and_keeps_it_over_a_bad_one(box: Box) -> N
     assert f"{CONFIG}: bogus_key: unknown key" in message(failed)
     assert int(failed["PRIORITY"]) <= 3  # an error
     assert box.running() and box.main_pid() == pid
-    assert box.status()["daemon"]["watching"] == [RUN]
-    write_config(box, good)
+    assert box.status()["daemon"]["watching"] == [RUN, f"{STATE}/spool"]
+    write_config(box, GOOD_CONFIG)
 
 
 @in_box
-def test_kill_9_systemd_restarts_the_daemon(box: Box) -> None:
+def test_a_job_from_the_group_completes_is_converted_and_reaches_the_rig(box: Box) -> None:
+    box.sh(f"runuser -u alice -- cp {SRC}/samples/planted_java_lcg.json {DRAWS}")
+    refused = submit(box, "bob", job_file("bobs", 3, 100_000), check=False)
+    assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1, refused.stderr
+    mark = box.cursor()
+    job_id = submit(box, "alice", job_file("quick", 3, 100_000)).stdout.strip()
+    wait_complete(box, job_id, 3)
+
+    # the optimizer child found the planted state; the daemon converted its survivors
+    job_dir = f"{STATE}/jobs/{job_id}"
+    found = json.loads(box.out(f"cat {job_dir}/bidirectional_survivors.json"))
+    assert any(s["seed"] == PLANTED["state"] and s["score"] == 1.0 for s in found), found
+    survivors_sha = box.out(f"sha256sum {job_dir}/bidirectional_survivors.json").split()[0]
+
+    def meta() -> dict[str, Any] | None:
+        text = box.sh(f"cat {job_dir}/bidirectional_survivors_binary.meta.json", check=False).stdout
+        doc = json.loads(text) if text else None
+        return doc if doc and doc["source"]["sha256"] == survivors_sha else None
+
+    converted = poll(meta, 30, 0.2)
+    assert converted, box.story(mark)
+
+    # ...and rsync, run by the hardened service, put the NPZ into the local rig
+    rig_npz = f"{RIG_DIR}/{job_id}/bidirectional_survivors_binary.npz"
+    synced = lambda: box.sh(f"sha256sum {rig_npz}", check=False).stdout.split()[:1]  # noqa: E731
+    assert poll(lambda: synced() == [converted["npz_sha256"]], 60, 0.3), box.story(mark)
+
+    # the journal tells the job's story, each line carrying its JOB_ID
+    lines = box.out(f"journalctl -u {UNIT} JOB_ID={job_id} -o json --no-pager").splitlines()
+    events = [json.loads(line).get("EVENT") for line in lines]
+    for earlier, later in (("job_accepted", "job_started"), ("job_started", "job_complete")):
+        assert earlier in events and later in events and events.index(earlier) < events.index(later), events
+    assert any(e.get("RIG") == "local" for e in box.journal(mark)), box.story(mark)
+    print("\n" + "\n".join(message(e) for e in box.journal(mark)))
+
+
+@in_box
+def test_kill_9_systemd_restarts_the_daemon_and_the_job_completes(box: Box) -> None:
+    job_id = submit(box, "alice", job_file("crash", LONG_TRIALS, LONG_SEEDS)).stdout.strip()
+    halfway(box, job_id)
     before = box.running()
     assert before, box.story()
-    pid = int(before["MainPID"])
+    pid, child = int(before["MainPID"]), box.status()["jobs"][job_id]["pid"]
+    # the optimizer child runs as winopt under the unit's hardening, which it inherits
+    child_status = box.out(f"cat /proc/{child}/status")
+    assert re.search(r"^NoNewPrivs:\s+1$", child_status, re.M) and re.search(r"^Seccomp:\s+2$", child_status, re.M)
+    assert box.out(f"ps -o user= -p {child}") == "winopt"
+
     mark = box.cursor()
     box.sh(f"kill -9 {pid}")
     after = box.wait_restarted(pid)
@@ -313,6 +430,10 @@ def test_kill_9_systemd_restarts_the_daemon(box: Box) -> None:
     box.wait_journal(mark, lambda e: "status=9/KILL" in message(e), "the SIGKILL")
     new = int(after["MainPID"])
     assert poll(lambda: box.status()["daemon"].get("pid") == new and box.status()["daemon"]["state"] == "running")
+    # systemd killed the rest of the unit with it; the new daemon resumes the job
+    wait_complete(box, job_id, LONG_TRIALS)
+    assert any(e.get("JOB_ID") == job_id and e.get("EVENT") == "job_resumed" for e in box.journal(mark)), (
+        box.story(mark))
 
 
 @in_box
@@ -339,14 +460,24 @@ def test_sigstop_the_watchdog_kills_and_restarts_the_daemon(box: Box) -> None:
 
 
 @in_box
-def test_stop_ends_with_result_success(box: Box) -> None:
+def test_stop_succeeds_interrupts_the_job_and_start_completes_it(box: Box) -> None:
     assert box.running(), box.story()
+    job_id = submit(box, "alice", job_file("stopped", LONG_TRIALS, LONG_SEEDS)).stdout.strip()
+    halfway(box, job_id)
     mark = box.cursor()
     box.sh(f"systemctl stop {UNIT}")
     props = box.show("ActiveState", "Result", "ExecMainStatus")
     assert props == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}
     box.wait_journal(mark, lambda e: e.get("EVENT") == "stopped", "the daemon's last words")
     assert box.status()["daemon"]["state"] == "stopped"
+    # the child was told (SIGTERM), wrote "interrupted" and ended before the daemon did
+    snap = snapshot(box, job_id)
+    assert snap["status"] == "interrupted" and snap["completed_trials"] < LONG_TRIALS, snap
+    assert job_state(box, job_id) == "interrupted"
+    assert box.sh("pgrep -u winopt", check=False).returncode == 1
+
+    box.sh(f"systemctl start {UNIT}")
+    wait_complete(box, job_id, LONG_TRIALS)
 
 
 @in_box
