@@ -27,7 +27,7 @@ from typing import Any
 
 from winopt.daemon.config import DaemonConfig
 from winopt.daemon.runs import WatchedRuns
-from winopt.daemon.status import StatusBook, now_iso
+from winopt.daemon.status import StatusBook
 from winopt.handlers.jobrunner import JobRunner
 from winopt.handlers.spool import TERMINAL, JobEvent, JobRecord, Spool
 
@@ -151,8 +151,8 @@ class SpoolJobs:
         if event.kind in COUNTED:
             self._book.count(f"jobs_{event.kind}")
         if event.kind in ("rejected", "cancel_rejected") and event.rejected_as:
-            self._book.update_entry("rejected", event.rejected_as, source=event.name,
-                                    reason=event.reason, at=now_iso())
+            # as `Spool.rejected_files` rebuilds it at reconciles (the reason names the spool file)
+            self._book.update_entry("rejected", event.rejected_as, **self.spool.rejected_entry(event.rejected_as))
         if event.job_id is None or not self.spool.store.exists(event.job_id):
             return
         record = self.spool.store.load(event.job_id)

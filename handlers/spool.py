@@ -370,16 +370,19 @@ class Spool:
         except OSError:
             return found
         for entry in entries:
-            if entry.name.startswith(".") or entry.name.endswith(".error"):
-                continue
-            try:
-                with open(os.path.join(self.rejected, entry.name + ".error"), "rb") as fh:
-                    reason = fh.read(4096).decode(errors="replace").strip()
-                at = dt.datetime.fromtimestamp(entry.stat(follow_symlinks=False).st_mtime).astimezone()
-            except OSError:
-                reason, at = None, None
-            found[entry.name] = {"reason": reason, "at": at.isoformat(timespec="seconds") if at else None}
+            if not entry.name.startswith(".") and not entry.name.endswith(".error"):
+                found[entry.name] = self.rejected_entry(entry.name)
         return found
+
+    def rejected_entry(self, name: str) -> dict[str, Any]:
+        """{reason, at} of one refused file, from its `.error` (written when it was refused)."""
+        try:
+            with open(self.rejected / (name + ".error"), "rb") as fh:
+                reason = fh.read(4096).decode(errors="replace").strip()
+                at = dt.datetime.fromtimestamp(os.fstat(fh.fileno()).st_mtime).astimezone()
+        except OSError:
+            return {"reason": None, "at": None}
+        return {"reason": reason, "at": at.isoformat(timespec="seconds")}
 
     def is_spool_entry(self, path: str | os.PathLike[str]) -> bool:
         """Whether a watcher event on `path` concerns the spool (for the daemon's filter)."""
