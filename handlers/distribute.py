@@ -16,7 +16,7 @@ The daemon's integration (SPEC §5):
 
 * after each NPZ publish: ``distributor.submit(run, npz, meta, sha256, rigs=job_rigs)``;
 * at start, for every run with an NPZ: the same ``submit``. That is the cheap check of
-  every rig: rsync's quick check (size and mtime) sends nothing to a rig already up to date;
+  every rig: rsync compares checksums and sends nothing to a rig already up to date;
 * ``winopt sync [RUN]`` and SIGHUP: ``resync(run)`` / ``update_rigs(new_rigs)``;
 * ``on_change(run, rig, state)`` fires on every state change (write status.json there),
   ``snapshot()`` gives the whole picture, ``stop(timeout)`` at shutdown.

@@ -5,6 +5,8 @@ and `winopt status` as a person runs them, signals as systemd sends them."""
 from __future__ import annotations
 
 import json
+import os
+import random
 import re
 import signal
 import subprocess
@@ -18,13 +20,15 @@ import numpy as np
 import pytest
 
 from daemon_support import REPO, DaemonProcess, npz_source_sha, poll, write_trial
-from rigs_support import SshRigs, alive, descendants, wait_until
+from rigs_support import SshRigs, alive, descendants, publish, wait_until
 from test_daemon_systemd import box, until  # noqa: F401 - the sdbox fixture (a booted systemd)
+from winopt.contracts import sha256_file
 from winopt.contracts.schemas import NPZ_META_NAME, NPZ_NAME
 from winopt.daemon.config import ConfigError, DaemonConfig, DistributionConfig, load_config, resolve_config
-from winopt.daemon.distribution import read_request, request_name, rig_run_name
+from winopt.daemon.distribution import REQUESTS, RigDistribution, read_request, request_name, rig_run_name
+from winopt.daemon.status import StatusBook
 from winopt.errors import UserError
-from winopt.handlers.rigs import KEYS
+from winopt.handlers.rigs import KEYS, rig_from_dict
 
 #: quick retries, so a rig that comes back converges within seconds
 FAST = {"retry_base": 0.2, "retry_cap": 2.0}
@@ -75,15 +79,25 @@ def synced(d: DaemonProcess, run: str, sha: str, rigs: list[str]) -> Callable[[]
     return check
 
 
-def copy_sha(directory: Path) -> str | None:
-    """The sha256 a rig copy's meta names, after checking the NPZ loads whole."""
+def copy_shas(directory: Path) -> tuple[str, str] | None:
+    """(sha256 of the NPZ, sha256 its meta names) of a rig copy, after loading every array
+    as Step 2.5 would (None: no copy yet)."""
     try:
         meta = json.loads((directory / NPZ_META_NAME).read_text())
         with np.load(directory / NPZ_NAME, allow_pickle=False) as npz:
-            assert len(npz["seeds"]) == meta["count"]
+            assert all(npz[name] is not None for name in npz.files)
+        return sha256_file(directory / NPZ_NAME), meta["npz_sha256"]
     except FileNotFoundError:
         return None
-    return meta["npz_sha256"]
+
+
+def copy_sha(directory: Path) -> str | None:
+    """The sha256 of a whole rig copy whose meta names its NPZ."""
+    shas = copy_shas(directory)
+    if shas is None:
+        return None
+    assert shas[0] == shas[1], f"{directory}: the meta names another NPZ"
+    return shas[0]
 
 
 def transfer_started(directory: Path) -> bool:
@@ -174,13 +188,51 @@ def test_bad_sync_requests(tmp_path: Path) -> None:
         read_request(bad)
 
 
+def test_job_rig_subsets_odd_run_names_and_forgotten_runs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """RigDistribution in-process, with a real StatusBook and real rsync: a job's rig list
+    is honoured (a rig it names that is gone is skipped, said once), `a/out` lands in
+    `a-out/`, and a run the daemon dropped stops being distributed."""
+    book = StatusBook(tmp_path / "state")
+    (tmp_path / "state").mkdir()
+    rigs = {n: rig_from_dict(n, {"target": str(tmp_path / f"rig-{n}")}) for n in ("a", "b")}
+    dist = RigDistribution(book, tmp_path / "state", rigs, DistributionConfig(**FAST))
+    run_dir = tmp_path / "run"
+    sha = publish(run_dir, 1)
+    npz, meta = run_dir / NPZ_NAME, run_dir / NPZ_META_NAME
+
+    def rig_runs() -> dict[str, dict[str, Any]]:
+        return {rig: entry["runs"] for rig, entry in book.snapshot()["rigs"].items()}
+
+    try:
+        for run in ("a/out", "job1"):
+            book.update_run(run, kind="watched")
+        dist.on_npz("a/out", npz, meta, sha)
+        dist.on_npz("job1", npz, meta, sha, ("b", "gone"))
+        assert poll(lambda: all(r.get("a/out", {}).get("state") == "synced" for r in rig_runs().values())
+                    and rig_runs()["b"].get("job1", {}).get("state") == "synced"), rig_runs()
+        assert "job1" not in rig_runs()["a"]  # the job asked for b only
+        assert "rig(s) gone not configured" in caplog.text
+        assert copy_sha(tmp_path / "rig-a" / "a-out") == sha and copy_sha(tmp_path / "rig-b" / "job1") == sha
+        assert not (tmp_path / "rig-a" / "job1").exists()
+
+        book.remove_run("job1")
+        assert dist.targets() == [REQUESTS]  # a reconcile forgets runs the daemon dropped
+        assert "job1" not in rig_runs()["b"] and "job1" not in dist.snapshot()
+        dist.on_npz("a/out", npz, meta, sha)  # unchanged: nothing to send again
+        assert dist.snapshot()["a/out"]["a"]["transfers"] == 1
+    finally:
+        assert dist.stop(5)
+
+
 # ---------------------------------------------------------------- local-directory rigs
 def test_every_publish_reaches_both_local_rigs_and_status_shows_each(tmp_path: Path, run1: Path, daemons) -> None:
-    rigs = {"a": {"target": str(tmp_path / "rig-a")}, "b": {"target": str(tmp_path / "rig-b")}}
+    (tmp_path / "plain").write_text("a file where the rig's directory should be\n")
+    rigs = {"a": {"target": str(tmp_path / "rig-a")}, "b": {"target": str(tmp_path / "rig-b")},
+            "bad": {"target": str(tmp_path / "plain" / "rig")}}
     d = daemons(write_config(tmp_path / "daemon.toml", [run1], rigs))
     for trial in range(3):
         sha = publish_trial(run1, 60 + trial, trial)
-        assert poll(synced(d, "run1", sha, ["a", "b"])), rig_states(d, "run1")
+        assert poll(synced(d, "run1", sha, ["a", "b"])), rig_states(d, "run1")  # bad holds no one up
         for rig in ("a", "b"):
             copy = tmp_path / f"rig-{rig}" / "run1"
             assert copy_sha(copy) == sha  # the rig copy loads whole and is this publish
@@ -188,6 +240,11 @@ def test_every_publish_reaches_both_local_rigs_and_status_shows_each(tmp_path: P
     states = rig_states(d, "run1")
     assert states["a"]["last_error"] is None and states["a"]["last_success"] and states["a"]["attempts"] == 0
     assert d.status()["rigs"]["a"]["target"] == str(tmp_path / "rig-a")
+    # the unwritable rig: classified as a configuration problem and escalated (failed, error line)
+    assert poll(lambda: rig_states(d, "run1")["bad"]["state"] == "failed"), rig_states(d, "run1")
+    bad = rig_states(d, "run1")["bad"]
+    assert "Not a directory" in bad["last_error"] and bad["sha256"] is None
+    assert re.search(r"ERROR +rig bad: run run1 failed \(attempt 3\): .*Not a directory", d.log()), d.log()
     # one log line (the journal's MESSAGE) per transfer, with the rig and the duration
     for rig in ("a", "b"):
         durations = transfer_lines(d, rig, "run1")
@@ -196,7 +253,8 @@ def test_every_publish_reaches_both_local_rigs_and_status_shows_each(tmp_path: P
     shown = winopt("status", "--state-dir", str(d.state_dir))
     assert shown.returncode == 0, shown.stderr
     header, row = [line for line in shown.stdout.splitlines() if line.startswith(("RUN ", "run1 "))]
-    assert header.split()[-1] == "RIGS" and row.endswith("2/2 synced")
+    assert header.split()[-1] == "RIGS" and row.endswith("2/3 synced, bad failed")
+    assert re.search(r"^rig bad: run1 failed \(attempt 3, next try [\d:]+\): .*Not a directory", shown.stdout, re.M)
     assert d.stop() == 0
 
 
@@ -298,6 +356,39 @@ def test_sigterm_mid_transfer_stops_it_and_exits_0(tmp_path: Path, run1: Path, d
     assert not (tmp_path / "slow" / "run1" / NPZ_NAME).exists()
     assert re.search(r"rig slow: run run1 transfer stopped after \d+\.\d+ s", d.log()), d.log()
     assert d.status()["daemon"]["state"] == "stopped"
+
+
+@pytest.mark.stress
+def test_stress_kill_9_at_random_moments_then_every_rig_converges(tmp_path: Path, run1: Path, daemons,
+                                                                  request: pytest.FixtureRequest) -> None:
+    rigs = {"fast": {"target": str(tmp_path / "fast")}, "slow": {"target": str(tmp_path / "slow"), "bwlimit": 4}}
+    copies = {name: tmp_path / name / "run1" for name in rigs}
+    try:
+        ssh: SshRigs | None = request.getfixturevalue("ssh_rigs")
+    except pytest.skip.Exception:
+        ssh = None
+    if ssh is not None:
+        for i in (1, 2):
+            rigs[f"ssh{i}"] = ssh.table(i, tmp_path.name, bwlimit=4)
+            copies[f"ssh{i}"] = ssh.data(i, tmp_path.name) / "run1"
+    config = write_config(tmp_path / "daemon.toml", [run1], rigs)
+    rng, published = random.Random(os.getpid()), []
+    for round_ in range(5):  # kill early, mid-NPZ, between NPZ and meta, after: every rig must heal
+        d = daemons(config)
+        sha = publish_trial(run1, 5000, round_)
+        published.append(sha)
+        wait_until(lambda: transfer_started(copies["slow"]), 20, "the slow transfer to start")
+        time.sleep(rng.uniform(0.0, 3.5))  # not synchronisation: a chosen moment to kill at
+        children = descendants(d.pid)
+        d.kill()
+        wait_until(lambda: not any(alive(pid) for pid in children), 10, "the daemon's rsyncs to die with it")
+        for copy in copies.values():  # absent, or whole, with a meta never newer than its NPZ
+            shas = copy_shas(copy)
+            assert shas is None or published.index(shas[1]) <= published.index(shas[0]), (copy, shas)
+        d2 = daemons(config)
+        assert poll(synced(d2, "run1", sha, list(rigs)), 60), rig_states(d2, "run1")
+        assert all(copy_sha(copy) == sha for copy in copies.values())
+        assert d2.stop() == 0
 
 
 # ---------------------------------------------------------------- the journal
