@@ -139,6 +139,12 @@ class WatchedRuns:
         with self._lock:
             return (self._attrs.get(run_dir) or {}).get("rigs")
 
+    def _log_fields(self, name: str, run_dir: Path) -> dict[str, str]:
+        """Journal fields naming a run (and its job, so `journalctl JOB_ID=` has it all)."""
+        with self._lock:
+            job_id = (self._attrs.get(run_dir) or {}).get("job_id")
+        return {"RUN": name, "JOB_ID": job_id} if job_id else {"RUN": name}
+
     def name_for(self, run_dir: Path) -> str | None:
         with self._lock:
             return self._names.get(run_dir)
@@ -191,7 +197,7 @@ class WatchedRuns:
         from winopt.handlers.convert import SurvivorsInFlux, convert
 
         expected = (snapshot or {}).get("survivors_sha256") or None
-        fields = {"RUN": name, "PATH": str(survivors)}
+        fields = {**self._log_fields(name, run_dir), "PATH": str(survivors)}
         try:
             result = convert(survivors, if_stale=True, expected_sha256=expected)
         except SurvivorsInFlux as exc:
@@ -260,7 +266,7 @@ class WatchedRuns:
         self._book.count("decisions")
         level = logging.WARNING if key[0] == "escalate" else logging.INFO
         log.log(level, "run %s: decision %s (%s)", name, key[0], key[1],
-                extra={"RUN": name, "EVENT": "decision", "ACTION": key[0]})
+                extra={**self._log_fields(name, run_dir), "EVENT": "decision", "ACTION": key[0]})
 
 
 def run_state(snapshot: dict[str, Any] | None, error: str | None) -> str:
