@@ -49,6 +49,7 @@ debounce = 0.2
 [rigs.local]
 target = "{RIG_DIR}/"
 '''
+RIG_SSH_PORT = 2222  # the ssh rig's sshd, on the box's own loopback
 # a job that takes seconds: long enough to be killed or stopped halfway
 LONG_TRIALS, LONG_SEEDS = 10, 20_000_000
 
@@ -409,6 +410,42 @@ def test_a_job_from_the_group_completes_is_converted_and_reaches_the_rig(box: Bo
         assert earlier in events and later in events and events.index(earlier) < events.index(later), events
     assert any(e.get("RIG") == "local" for e in box.journal(mark)), box.story(mark)
     print("\n" + "\n".join(message(e) for e in box.journal(mark)))
+
+
+@in_box
+def test_an_ssh_rig_set_up_as_the_readme_says_gets_every_run(box: Box) -> None:
+    # the rig: an sshd on the box's loopback, user rig (unlocked: sshd refuses locked ones)
+    box.sh("useradd -m -p '*' rig && install -d -o rig -g rig -m 700 /home/rig/.ssh /home/rig/data"
+           " && ssh-keygen -A -q && install -d -m 755 /run/sshd")
+    box.sh(f"systemd-run --unit=rig-sshd -q /usr/sbin/sshd -D -e -p {RIG_SSH_PORT}"
+           " -o ListenAddress=127.0.0.1 -o UsePAM=no -o PasswordAuthentication=no")
+    # the README's steps, as user winopt (runuser standing in for sudo -u)
+    as_winopt = "runuser -u winopt --"
+    box.sh(f"{as_winopt} mkdir -p -m 700 {STATE}/.ssh"
+           f" && {as_winopt} ssh-keygen -q -t ed25519 -N '' -f {STATE}/.ssh/id_ed25519")
+    scan = f"ssh-keyscan -p {RIG_SSH_PORT} 127.0.0.1 2>/dev/null"
+    assert poll(lambda: box.sh(scan, check=False).stdout.strip(), 20, 0.2), "the rig's sshd never answered"
+    box.sh(f"{scan} | {as_winopt} tee -a {STATE}/.ssh/known_hosts >/dev/null")
+    box.sh(f"install -o rig -g rig -m 600 {STATE}/.ssh/id_ed25519.pub /home/rig/.ssh/authorized_keys")
+    write_config(box, GOOD_CONFIG + f'''
+[rigs.remote]
+target = "rig@127.0.0.1:/home/rig/data/"
+port = {RIG_SSH_PORT}
+''')
+    mark = box.cursor()
+    box.sh(f"systemctl reload {UNIT}")
+    try:
+        # a rig added by a reload gets every run; rsync over ssh from inside the sandbox
+        expected = json.loads(box.out(f"cat {RUN}/bidirectional_survivors_binary.meta.json"))["npz_sha256"]
+        copy = "/home/rig/data/r1/bidirectional_survivors_binary.npz"
+        arrived = lambda: box.sh(f"sha256sum {copy}", check=False).stdout.split()[:1]  # noqa: E731
+        assert poll(lambda: arrived() == [expected], 60, 0.3), box.story(mark)
+        assert box.out(f"stat -c %U {copy}") == "rig"
+        sent = [e for e in box.journal(mark) if e.get("RIG") == "remote" and e.get("RUN") == "r1"]
+        assert sent and int(sent[-1]["PRIORITY"]) >= 6, box.story(mark)  # info, not an error
+    finally:
+        write_config(box, GOOD_CONFIG)
+        box.sh(f"systemctl reload {UNIT} && systemctl stop rig-sshd")
 
 
 @in_box
