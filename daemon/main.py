@@ -365,6 +365,9 @@ class Daemon:
         jobs = [j.get("state") for j in (doc.get("jobs") or {}).values()]
         if jobs:
             text += f", jobs: {jobs.count('running')} running, {jobs.count('queued')} queued"
+        copies = [c.get("state") for r in (doc.get("rigs") or {}).values() for c in (r.get("runs") or {}).values()]
+        if copies:
+            text += f", rig copies: {copies.count('synced')}/{len(copies)} synced"
         last = daemon.get("last_event")
         if last:
             text += f", last event {Path(last['path']).parent.name}/{Path(last['path']).name} at {last['at'][11:19]}"
