@@ -27,7 +27,22 @@ from daemon_support import poll
 
 REPO = Path(__file__).resolve().parents[1]
 UNIT_FILE = REPO / "systemd" / "winopt-daemon.service"
-SDBOX = Path(os.environ.get("WINOPT_SDBOX", REPO.parent / "shared" / "tools" / "sdbox.sh"))
+
+
+def find_sdbox() -> Path:
+    """sdbox.sh: $WINOPT_SDBOX, else shared/tools/ beside this checkout, else beside the
+    checkout this one was cloned from (a fresh clone elsewhere, as CI makes)."""
+    if os.environ.get("WINOPT_SDBOX"):
+        return Path(os.environ["WINOPT_SDBOX"])
+    beside = REPO.parent / "shared" / "tools" / "sdbox.sh"
+    if beside.is_file():
+        return beside
+    origin = subprocess.run(["git", "-C", str(REPO), "remote", "get-url", "origin"],
+                            capture_output=True, text=True).stdout.strip()
+    return Path(origin).parent / "shared" / "tools" / "sdbox.sh" if origin.startswith("/") else beside
+
+
+SDBOX = find_sdbox()
 MAX_EXPOSURE = 2.5
 
 # paths inside the box
