@@ -148,7 +148,10 @@ def box(tmp_path: Path):
     if os.geteuid() != 0 or not SDBOX.exists() or shutil.which("systemd-run") is None:
         pytest.skip("needs root, systemd and ../shared/tools/sdbox.sh")
     state = tmp_path / "box"
-    up = subprocess.run([str(SDBOX), "up", str(state)], capture_output=True, text=True, timeout=120)
+    # the checkout (and its .venv) bound read-only at its own path: the box's /tmp is a fresh
+    # tmpfs, so a clone under /tmp would otherwise be invisible inside it
+    up = subprocess.run([str(SDBOX), "up", str(state), "--bind-ro", str(REPO)],
+                        capture_output=True, text=True, timeout=120)
     if up.returncode != 0:
         pytest.skip(f"sdbox cannot boot here: {up.stderr.strip()[-300:]}")
 
