@@ -106,6 +106,7 @@ class RigDistribution:
         self._lock = threading.Lock()
         self._rigs: dict[str, Rig] = dict(rigs)
         self._runs: dict[str, str] = {}  # name on the rigs -> daemon run name
+        self._warned: set[tuple[str, ...]] = set()  # problems already logged (once each, not per check)
         self._stopped = False
         self._spool.mkdir(mode=0o775, parents=True, exist_ok=True)
         self._dist = Distributor(self._rigs, on_change=self._changed, max_parallel=settings.max_parallel,
@@ -127,12 +128,15 @@ class RigDistribution:
             owner = self._runs.setdefault(safe, run)
             subset = None if rigs is None else [r for r in rigs if r in self._rigs]
             missing = [] if rigs is None else [r for r in rigs if r not in self._rigs]
+            clash = owner != run and self._first_time("clash", run, owner)
+            missing_news = bool(missing) and self._first_time("missing", run, *missing)
         fields = {"RUN": run, "EVENT": "distribute_error"}
         if owner != run:
-            log.error("run %s: not distributed: run %s already goes to the rigs as %s/", run, owner, safe,
-                      extra=fields)
+            if clash:
+                log.error("run %s: not distributed: run %s already goes to the rigs as %s/", run, owner, safe,
+                          extra=fields)
             return
-        if missing:
+        if missing_news:
             log.warning("run %s: rig(s) %s not configured (any more); sending to the others", run,
                         ", ".join(missing), extra=fields)
         try:
@@ -141,6 +145,13 @@ class RigDistribution:
             log.warning("run %s: not distributed: %s", run, exc, extra=fields)
         except RuntimeError:  # stopped meanwhile
             pass
+
+    def _first_time(self, *problem: str) -> bool:
+        """Whether `problem` is new (with our lock held): each is logged once, not at every check."""
+        if problem in self._warned:
+            return False
+        self._warned.add(problem)
+        return True
 
     # ------------------------------------------------------------ handler parts
     def route(self, path: Path) -> str | None:
