@@ -189,6 +189,8 @@ class Daemon:
             if self._watches_wanted.is_set():
                 self._watches_wanted.clear()
                 self.watcher.set_dirs(self._watched_dirs())
+                self.book.update_daemon(watching=[str(d) for d in self.watcher.watching],
+                                        missing=[str(d) for d in self.watcher.missing])
             self._run_due_timers()
 
     def _arm_timers(self) -> None:

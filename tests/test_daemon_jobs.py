@@ -268,7 +268,8 @@ def drop_at_once(site: Site, d: DaemonProcess, valid: int, invalid: int, paralle
         {r.id: (r.spec.rigs, on_rigs(r)) for r in records}
     counters = d.status()["daemon"]["counters"]
     assert (counters["jobs_accepted"], counters["jobs_rejected"], counters["jobs_complete"]) == (valid, invalid, valid)
-    assert d.status()["daemon"]["watching"] == [str(site.spool)], "finished jobs keep no inotify watch"
+    assert poll(lambda: d.status()["daemon"]["watching"] == [str(site.spool)], 10), \
+        "finished jobs keep no inotify watch"
 
     # a reconcile (here: of a reload) rebuilds the rejected section from rejected/, where a
     # person may have cleaned up: the same entries, less the one removed
