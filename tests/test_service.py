@@ -3,9 +3,11 @@
 The unit's `systemd-analyze security` exposure is checked on the host. Everything else
 runs in a throw-away booted systemd (`sdbox.sh`: its own pid, mount and network namespaces
 over an overlay of this machine's root, so nothing reaches the host): `make install` from
-a wheelhouse built here (the box has no network), then start/READY, groups, reload, kill -9,
-the watchdog, stop and uninstall, each read back through systemctl, /proc and the journal.
-The box tests run in the stress pass (a couple of minutes); they share one box, in order.
+a wheelhouse built here (the box has no network), then start/READY, groups, reload, a
+group member's job converted and rsynced to a local and an ssh rig, kill -9 and the
+watchdog, stop and uninstall, each read back through systemctl, /proc and the journal,
+so the hardening is shown to allow what the daemon does. The box tests run in the stress
+pass (two or three minutes); they share one box, in order.
 """
 
 from __future__ import annotations
