@@ -231,14 +231,17 @@ def test_unwritable_rig_escalates_and_others_are_unaffected(tmp_path: Path, how:
 
 def test_stop_kills_a_transfer_in_flight_and_leaves_the_rig_copy_whole(tmp_path: Path) -> None:
     run_dir, rig_dir = tmp_path / "run", tmp_path / "slow" / "r1"
+    before = descendants(os.getpid())  # the session's own children (an sshd restarted by a rig test)
     dist = Distributor([local_rig("slow", tmp_path / "slow", bwlimit=300)])
     submit(dist, "r1", run_dir, publish(run_dir, 1, megabytes=3))  # ~10 s at 300 KiB/s
     wait_until(lambda: temp_file_in(rig_dir), 10, "the transfer to start")
+    transfers = descendants(os.getpid()) - before
+    assert transfers, "no rsync running"
     begin = time.monotonic()
     assert dist.stop(timeout=0.3)
     assert time.monotonic() - begin < 5
     assert not (rig_dir / NPZ_NAME).exists()  # no partial file under the real name
-    assert not any(alive(pid) for pid in descendants(os.getpid()))
+    assert not any(alive(pid) for pid in transfers | (descendants(os.getpid()) - before))
 
 
 def test_subsets_flat_rigs_and_reloaded_rigs(tmp_path: Path) -> None:
