@@ -345,6 +345,19 @@ def with_overrides(
     return dataclasses.replace(config, **changes)
 
 
+def default_config_path() -> Path | None:
+    """/etc/winopt/daemon.toml unless it is missing. A file we may not even stat (a user
+    outside group winopt) still counts, so that loading it says so in one line instead of
+    silently falling back to the defaults (or raising a traceback from `Path.exists`)."""
+    try:
+        DEFAULT_CONFIG_PATH.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError:
+        pass
+    return DEFAULT_CONFIG_PATH
+
+
 def resolve_config(
     config_path: str | None,
     *,
@@ -355,12 +368,8 @@ def resolve_config(
 ) -> DaemonConfig:
     """The config the daemon runs with: the file (when given or present at the default
     path, else the defaults) with the command-line flags applied."""
-    if config_path is not None:
-        base = load_config(Path(config_path).absolute())
-    elif DEFAULT_CONFIG_PATH.exists():
-        base = load_config(DEFAULT_CONFIG_PATH)
-    else:
-        base = DaemonConfig()
+    path = Path(config_path).absolute() if config_path is not None else default_config_path()
+    base = load_config(path) if path is not None else DaemonConfig()
     return with_overrides(base, state_dir=state_dir, watch=watch, log_level=log_level, rigs=rigs)
 
 

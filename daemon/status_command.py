@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from winopt.daemon.config import DEFAULT_CONFIG_PATH, DEFAULT_STATE_DIR, load_config
+from winopt.daemon.config import DEFAULT_STATE_DIR, default_config_path, load_config
 from winopt.daemon.status import STATUS_NAME
 from winopt.errors import UserError
 
@@ -55,10 +55,8 @@ def run(args: argparse.Namespace) -> int:
 def _state_dir(args: argparse.Namespace) -> Path:
     if args.state_dir:
         return Path(args.state_dir)
-    config = Path(args.config) if args.config else DEFAULT_CONFIG_PATH
-    if args.config or config.exists():
-        return load_config(config).state_dir
-    return DEFAULT_STATE_DIR
+    config = Path(args.config) if args.config else default_config_path()
+    return load_config(config).state_dir if config is not None else DEFAULT_STATE_DIR
 
 
 def render(doc: dict[str, Any], *, now: datetime, all_jobs: bool = False) -> str:
