@@ -71,7 +71,8 @@ class SpoolJobs:
         self.runner = JobRunner(self.spool.store, max_parallel_jobs=jobs.max_parallel_jobs, gpus=jobs.gpus,
                                 stop_timeout=jobs.stop_timeout, on_event=self._on_event)
         self._renamed: set[str] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the renamed names
+        self._events_lock = threading.Lock()  # one event at a time
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -81,7 +82,7 @@ class SpoolJobs:
         records = self.spool.store.jobs()
         for record in records:
             self._track(record, watch=False)
-            self._publish(record)
+            self._book.update_entry("jobs", record.id, **self.entry(record, None))
         self._book.set_section("rejected", self.spool.rejected_files())
         draws = ", ".join(map(str, self.spool.allowed_draws_dirs))
         log.info("spool %s: %d jobs on record; draws allowed under %s", self.spool.dir, len(records), draws,
@@ -153,19 +154,22 @@ class SpoolJobs:
         if event.kind in ("rejected", "cancel_rejected") and event.rejected_as:
             # as `Spool.rejected_files` rebuilds it at reconciles (the reason names the spool file)
             self._book.update_entry("rejected", event.rejected_as, **self.spool.rejected_entry(event.rejected_as))
-        if event.job_id is None or not self.spool.store.exists(event.job_id):
+        if event.job_id is None:
             return
-        record = self.spool.store.load(event.job_id)
-        if event.kind in ("started", "resumed"):
-            self._track(record, watch=True)
-            self._watches_changed()
-        elif event.kind in ENDED:
-            self._track(record, watch=False)
-            self._watches_changed()
-            self._schedule((RUN_KIND, self.spool.store.dir(record.id)), "job ended", delay=0)
-        elif event.kind == "accepted":
-            self._track(record, watch=False)
-        self._publish(record)
+        # Events reach us from several threads, not always in order (a short job's
+        # "complete" may overtake its "started"): so one at a time, and what is recorded is
+        # read now from the state file and the runner, never inferred from the event.
+        with self._events_lock:
+            if not self.spool.store.exists(event.job_id):
+                return
+            record = self.spool.store.load(event.job_id)
+            pid = self.runner.running().get(record.id)
+            self._track(record, watch=pid is not None)
+            if event.kind in ("started", "resumed", *ENDED):
+                self._watches_changed()
+            if event.kind in ENDED:
+                self._schedule((RUN_KIND, self.spool.store.dir(record.id)), "job ended", delay=0)
+            self._book.update_entry("jobs", record.id, **self.entry(record, pid))
 
     @staticmethod
     def _log(event: JobEvent) -> None:
@@ -188,9 +192,6 @@ class SpoolJobs:
         rigs = list(record.spec.rigs) or None  # none named: every rig
         self._runs.add_run(record.id, self.spool.store.dir(record.id), kind="job", job_id=record.id,
                            rigs=rigs, watch=watch)
-
-    def _publish(self, record: JobRecord) -> None:
-        self._book.update_entry("jobs", record.id, **self.entry(record, self.runner.running().get(record.id)))
 
     def entry(self, record: JobRecord, pid: int | None) -> dict[str, Any]:
         """A job's status.json entry. On disk a stopped job stays `running` (that is what
