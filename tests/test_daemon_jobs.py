@@ -521,3 +521,34 @@ def test_every_transition_is_in_the_journal_with_its_job_id(box) -> None:
     assert json.loads(box(f"cat {snapshot}"))["status"] == "interrupted"
     kinds = [e["EVENT"] for e in events(f"JOB_ID={long_id}") if e["EVENT"].startswith("job_")]
     assert kinds == ["job_accepted", "job_started", "job_stopped"], kinds
+
+
+# ---------------------------------------------------------------- events out of order
+def test_a_late_event_never_overwrites_a_newer_state(tmp_path: Path) -> None:
+    """Runner events come from several threads; a "started" handled after its job's
+    "complete" must leave the entry complete and the directory unwatched."""
+    from winopt.daemon.config import DaemonConfig, JobsConfig
+    from winopt.daemon.jobs import SpoolJobs
+    from winopt.daemon.runs import WatchedRuns
+    from winopt.daemon.status import DecisionLog, StatusBook
+    from winopt.handlers.spool import JobEvent
+
+    site = Site(tmp_path)
+    config = DaemonConfig(state_dir=site.state, jobs=JobsConfig(allowed_draws_dirs=(site.draws,), grace=0))
+    book = StatusBook(site.state)
+    runs = WatchedRuns(book, DecisionLog(site.state), lambda: None)
+    scheduled: list[tuple] = []
+    jobs = SpoolJobs(config, book, runs, schedule=lambda key, reason, delay=None: scheduled.append(key),
+                     watches_changed=lambda: None)
+    jobs.spool.ensure_layout()
+    site.drop("a.toml", job_text(2))
+    (record,) = jobs.spool.scan(renamed={"a.toml"}).accepted
+    store = jobs.spool.store
+    store.transition(record.id, "running", "started: attempt 1", attempts=1)
+    store.transition(record.id, "complete", "optimizer finished")
+    jobs._on_event(JobEvent("complete", record.id, "optimizer finished"))
+    jobs._on_event(JobEvent("started", record.id, "attempt 1, pid 123"))  # late
+    entry = book.snapshot()["jobs"][record.id]
+    assert (entry["state"], entry["pid"], entry["ended_at"] is not None) == ("complete", None, True)
+    assert runs.watch_dirs() == [] and runs.dirs() == [site.job_dir(record.id)]
+    assert scheduled == [("run", site.job_dir(record.id))]  # the final convert + decide
