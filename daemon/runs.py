@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from winopt.contracts.publish import sweep_temps
 from winopt.contracts.schemas import (
     CONFIG_NAME,
     NPZ_NAME,
@@ -168,6 +169,8 @@ class WatchedRuns:
         if not run_dir.is_dir():
             self._book.update_run(name, state="missing", error=f"{run_dir}: directory not found")
             return
+        if "reconcile" in reasons:
+            sweep_temps(run_dir)  # what a killed writer (optimizer or converter) left behind
         sigs = self._sigs(run_dir)
         snapshot, snapshot_error = self._read_snapshot(run_dir)
         if sigs != seen.sig or reasons != {"timer"}:

@@ -28,7 +28,7 @@ from filelock import Timeout
 from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from winopt.contracts import lock_for, sha256_file
+from winopt.contracts import lock_for, sha256_file, sweep_temps
 from winopt.contracts.schemas import (
     CONFIG_NAME,
     PRNG_CODES,
@@ -120,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
     except Timeout:
         raise in_file(out, "another winopt optimize is running in this directory "
                            f"(it holds {LOCK_NAME}.lock)") from None
+    sweep_temps(out)  # temps a killed earlier run left behind (writer gone, over a minute old)
     stop = SignalStop()
     try:
         stop.install()

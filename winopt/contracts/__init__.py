@@ -3,6 +3,6 @@ publish, and the locks that guard multi-step publishes. One copy, imported by th
 optimizer, the handlers and the daemon alike."""
 
 from winopt.contracts.locks import lock_for
-from winopt.contracts.publish import publish_atomic, publish_bytes, publish_json, sha256_file
+from winopt.contracts.publish import publish_atomic, publish_bytes, publish_json, sha256_file, sweep_temps
 
-__all__ = ["lock_for", "publish_atomic", "publish_bytes", "publish_json", "sha256_file"]
+__all__ = ["lock_for", "publish_atomic", "publish_bytes", "publish_json", "sha256_file", "sweep_temps"]
