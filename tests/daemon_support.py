@@ -9,24 +9,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from winopt.contracts.publish import publish_json, sha256_file
 from winopt.contracts.schemas import CONFIG_NAME, NPZ_META_NAME, NPZ_NAME, SURVIVORS_NAME
+from polling import poll  # noqa: F401 - re-exported for the daemon tests
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def poll(condition: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02) -> Any:
-    """Wait for `condition()` to be truthy; return its value (or the last falsy one)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
 
 
 # ---------------------------------------------------------------- the optimizer's files

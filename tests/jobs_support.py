@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 #: start/end line per run in runs.log. Options: --out DIR --trials N [--delay S] [--fail].
 STANDIN = r'''
 import fcntl, json, os, signal, sys, time
+from polling import wait_for  # noqa: F401 - re-exported
 args = sys.argv[1:]
 out = args[args.index("--out") + 1]
 trials = int(args[args.index("--trials") + 1])
@@ -103,14 +103,3 @@ def standin_command(script: Path, delay: float = 0.05, fail: bool = False) -> Ca
 
     return command
 
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
-    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from winopt.optimizer.draws import load_history
 from winopt.optimizer.sieve import run_sieve
 from winopt.optimizer.study import RunSettings, sieve_params
 from winopt.optimizer.survivors import survivor_records
+from polling import wait_for  # noqa: F401 - re-exported
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,19 +72,6 @@ def read_config_or_none(out: Path) -> dict[str, Any] | None:
         return read_config(out)
     except FileNotFoundError:
         return None
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
-             interval: float = 0.01) -> Any:
-    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def reference_survivors(config: dict[str, Any], draws: Path) -> bytes:

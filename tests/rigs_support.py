@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from polling import wait_for
 from winopt.contracts import publish_atomic, publish_json, sha256_file
 from winopt.contracts.schemas import NPZ_META_NAME, NPZ_NAME
 from winopt.handlers.rigs import Rig, rig_from_dict
@@ -81,10 +81,7 @@ def alive(pid: int) -> bool:
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll `condition` until it holds; fail the test naming `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.02)
+    wait_for(condition, timeout, what)
 
 
 def temp_file_in(directory: Path) -> bool:

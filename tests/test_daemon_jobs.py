@@ -453,31 +453,6 @@ def test_submit_and_cancel_round_trip_through_the_daemon(site: Site) -> None:
 
 
 # ---------------------------------------------------------------- the journal, under systemd
-SDBOX = REPO.parent / "shared" / "tools" / "sdbox.sh"
-
-
-@pytest.fixture
-def box(tmp_path: Path):
-    """A throw-away booted systemd (../shared/tools/sdbox.sh) seeing this checkout."""
-    import shutil
-
-    if os.geteuid() != 0 or not SDBOX.exists() or shutil.which("systemd-run") is None:
-        pytest.skip("needs root, systemd and ../shared/tools/sdbox.sh")
-    state = tmp_path / "box"
-    up = subprocess.run([str(SDBOX), "up", str(state)], capture_output=True, text=True, timeout=120)
-    if up.returncode != 0:
-        pytest.skip(f"sdbox cannot boot here: {up.stderr.strip()[-300:]}")
-
-    def run(script: str, timeout: float = 60) -> str:
-        out = subprocess.run([str(SDBOX), "exec", str(state), "--", "bash", "-c", script],
-                             capture_output=True, text=True, timeout=timeout)
-        assert out.returncode == 0, f"{script}\n{out.stdout}\n{out.stderr}"
-        return out.stdout
-
-    yield run
-    subprocess.run([str(SDBOX), "down", str(state), "--timeout", "20"], capture_output=True, timeout=60)
-
-
 @pytest.mark.systemd
 def test_every_transition_is_in_the_journal_with_its_job_id(box) -> None:
     winopt = REPO / ".venv" / "bin" / "winopt"

@@ -21,7 +21,7 @@ import pytest
 
 from daemon_support import REPO, DaemonProcess, npz_source_sha, poll, write_trial
 from rigs_support import SshRigs, alive, descendants, publish, wait_until
-from test_daemon_systemd import box, until  # noqa: F401 - the sdbox fixture (a booted systemd)
+from sdbox_support import until
 from winopt.contracts import sha256_file
 from winopt.contracts.schemas import NPZ_META_NAME, NPZ_NAME
 from winopt.daemon.config import ConfigError, DaemonConfig, DistributionConfig, load_config, resolve_config

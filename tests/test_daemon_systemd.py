@@ -4,11 +4,8 @@ standing in for systemd as NOTIFY_SOCKET."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -16,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from daemon_support import REPO, DaemonProcess, npz_source_sha, poll, write_trial
+from sdbox_support import until
 
 
 class FakeSystemd:
@@ -139,37 +137,6 @@ def test_no_watchdog_pings_for_another_pid(tmp_path: Path, fake_systemd: FakeSys
 
 
 # ---------------------------------------------------------------- under a real systemd
-SDBOX = REPO.parent / "shared" / "tools" / "sdbox.sh"
-
-
-@pytest.fixture
-def box(tmp_path: Path):
-    """A throw-away booted systemd (../shared/tools/sdbox.sh) seeing this checkout."""
-    if os.geteuid() != 0 or not SDBOX.exists() or shutil.which("systemd-run") is None:
-        pytest.skip("needs root, systemd and ../shared/tools/sdbox.sh")
-    state = tmp_path / "box"
-    # the checkout (and its .venv) bound read-only at its own path: the box's /tmp is a fresh
-    # tmpfs, so a clone under /tmp would otherwise be invisible inside it
-    up = subprocess.run([str(SDBOX), "up", str(state), "--bind-ro", str(REPO)],
-                        capture_output=True, text=True, timeout=120)
-    if up.returncode != 0:
-        pytest.skip(f"sdbox cannot boot here: {up.stderr.strip()[-300:]}")
-
-    def run(script: str, timeout: float = 60) -> str:
-        out = subprocess.run([str(SDBOX), "exec", str(state), "--", "bash", "-c", script],
-                             capture_output=True, text=True, timeout=timeout)
-        assert out.returncode == 0, f"{script}\n{out.stdout}\n{out.stderr}"
-        return out.stdout
-
-    yield run
-    subprocess.run([str(SDBOX), "down", str(state), "--timeout", "20"], capture_output=True, timeout=60)
-
-
-def until(condition: str, seconds: int = 20) -> str:
-    """A bash poll with a deadline, run inside the box."""
-    return f"timeout {seconds} bash -c 'until {condition}; do sleep 0.1; done'"
-
-
 @pytest.mark.systemd
 def test_under_systemd_notify_watchdog_journal_reload_stop(box) -> None:
     winopt = REPO / ".venv" / "bin" / "winopt"
