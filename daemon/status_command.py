@@ -8,7 +8,6 @@ config file's `state_dir`, else /var/lib/winopt.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from winopt.contracts.publish import pid_alive
 from winopt.daemon.config import DEFAULT_STATE_DIR, default_config_path, load_config
 from winopt.daemon.status import STATUS_NAME
 from winopt.errors import UserError
@@ -123,7 +123,7 @@ def _job_row(job_id: str, job: dict[str, Any], run: dict[str, Any], rigs: dict[s
 def _header(daemon: dict[str, Any], now: datetime) -> str:
     pid = daemon.get("pid")
     state = daemon.get("state", "unknown")
-    if state not in ("stopped",) and isinstance(pid, int) and not _pid_alive(pid):
+    if state not in ("stopped",) and isinstance(pid, int) and not pid_alive(pid):
         state = f"not running (last state {state})"
     text = f"daemon pid {pid} {state}"
     if state == "stopped" and daemon.get("stopped_at"):
@@ -190,12 +190,3 @@ def _age(iso: str, now: datetime) -> str:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
 
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -62,7 +62,7 @@ def sweep_temps(directory: str | os.PathLike[str], *, grace: float = 60.0,
             continue
         try:
             age = now - entry.stat(follow_symlinks=False).st_mtime
-            if age > max_age or (age > grace and not _pid_alive(int(match["pid"]))):
+            if age > max_age or (age > grace and not pid_alive(int(match["pid"]))):
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
         except OSError:
@@ -70,7 +70,8 @@ def sweep_temps(directory: str | os.PathLike[str], *, grace: float = 60.0,
     return removed
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process `pid` exists on this host (in our pid namespace), ours or not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
