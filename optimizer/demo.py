@@ -32,7 +32,8 @@ from winopt.optimizer.draws import load_history
 from winopt.optimizer.sieve import SieveParams, SieveResult
 from winopt.optimizer.sieve_command import sieve_file
 from winopt.optimizer.survivors import survivor_records
-from winopt.optimizer.synth import load_truth, truth_path
+from winopt.optimizer.synth import Plan, load_truth, truth_path
+from winopt.optimizer.synth import write as write_history
 
 SAMPLE_NAME = "planted_java_lcg.json"
 #: the demo's sieve: a window of 8 draws each side of the pivot, thresholds at 1/2, and a
@@ -77,6 +78,20 @@ def step_read_truth(demo: Demo) -> None:
         f"sample {demo.sample.name}: {t['entries']} draws, {t['prng']} seed {t['state']} planted "
         f"at draw {t['at']} (time_of_day={t['time_of_day']}), skip {t['skip']}"
     )
+
+
+def step_synth(demo: Demo) -> None:
+    """Re-plant the sample with `winopt synth` and check it matches the bundled file."""
+    t = demo.truth
+    plan = Plan(prng=t["prng"], state=t["state"], at=t["at"], skip=t["skip"], draws=t["draws"],
+                mod=t["mod"], sessions=tuple(t["sessions"]), plant_in=t["time_of_day"],
+                rng_seed=t["rng_seed"], start_date=t["start_date"])
+    plan.check()
+    fresh, _, entries = write_history(plan, demo.out / f"synth-{demo.sample.name}")
+    if fresh.read_bytes() != demo.sample.read_bytes():
+        raise DemoFailed(f"winopt synth wrote {fresh}, which differs from {demo.sample}")
+    say(f"winopt synth --prng {t['prng']} --state {t['state']} --at {t['at']} --skip {t['skip']} "
+        f"--draws {t['draws']}: {entries} draws, identical to the bundled sample")
 
 
 def step_sieve(demo: Demo) -> None:
@@ -195,6 +210,7 @@ def step_convert_evaluate(demo: Demo) -> None:
 
 STEPS: list[Callable[[Demo], None]] = [
     step_read_truth,
+    step_synth,
     step_sieve,
     step_publish_survivors,
     step_check_planted,

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from polling import wait_for  # noqa: F401 - re-exported
+
 #: A stand-in for `winopt optimize` with the behaviour the runner relies on: atomic
 #: snapshots after each trial, resume from the snapshot's count, SIGTERM -> "interrupted"
 #: and exit 143, an exclusive flock for its whole life (a second one on the same
@@ -16,7 +18,6 @@ from typing import Any
 #: start/end line per run in runs.log. Options: --out DIR --trials N [--delay S] [--fail].
 STANDIN = r'''
 import fcntl, json, os, signal, sys, time
-from polling import wait_for  # noqa: F401 - re-exported
 args = sys.argv[1:]
 out = args[args.index("--out") + 1]
 trials = int(args[args.index("--trials") + 1])

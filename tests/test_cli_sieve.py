@@ -379,9 +379,18 @@ def test_demo_fails_loudly_when_the_seed_is_not_there(
     truth_path(copy).write_text(json.dumps({**truth, "state": truth["state"] + 1}))
     code, out, _ = run_cli(capsys, "demo", "--out", str(tmp_path / "demo"), "--sample", str(copy))
     assert code == 1
-    assert (
-        f"demo FAILED: planted seed {truth['state'] + 1} NOT found" in out and "demo OK" not in out
-    )
+    # re-planting from that truth gives another history: caught before any sieving
+    assert "demo FAILED: winopt synth wrote" in out and f"differs from {copy}" in out
+    assert "demo OK" not in out
+
+
+def test_demo_check_fails_when_the_planted_seed_did_not_survive(tmp_path: Path) -> None:
+    from winopt.optimizer.demo import Demo, DemoFailed, step_check_planted
+
+    demo = Demo(out=tmp_path, sample=tmp_path / "h.json", truth={"state": 5, "skip": 3})
+    demo.survivors = [{"seed": 6, "skip": 3, "forward_match_rate": 1.0, "reverse_match_rate": 1.0}]
+    with pytest.raises(DemoFailed, match="planted seed 5 NOT found among 1 survivors"):
+        step_check_planted(demo)
 
 
 def test_demo_without_its_sample_is_one_line(
