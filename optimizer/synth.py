@@ -71,6 +71,7 @@ class Plan:
             ("--skip", self.skip, 0),
             ("--state", self.state, 0),
             ("--mod", self.mod, 2),
+            ("--rng-seed", self.rng_seed, 0),
         ):
             if value < low:
                 raise UserError(f"{name} must be >= {low}, got {value}")
@@ -81,9 +82,15 @@ class Plan:
         if self.plant_in != "all" and self.plant_in not in self.sessions:
             raise UserError(f"--plant-in {self.plant_in} needs that session in --sessions")
         try:
-            dt.date.fromisoformat(self.start_date)
+            start = dt.date.fromisoformat(self.start_date)
         except ValueError:
             raise UserError(f"--start-date must be YYYY-MM-DD, got {self.start_date!r}") from None
+        per_day = 1 if self.plant_in != "all" else max(1, len(self.sessions))
+        days = -(-self.draws // per_day)
+        if self.sessions and (dt.date.max - start).days < days - 1:
+            raise UserError(
+                f"--start-date {self.start_date}: {days} days of draws run past year 9999"
+            )
 
 
 def planted_draws(prng: str, state: int, at: int, skip: int, draws: int, mod: int) -> list[int]:
@@ -159,6 +166,8 @@ def write(plan: Plan, out: str | os.PathLike[str]) -> tuple[Path, Path, int]:
     """Publish the history at `out` and its truth beside it; returns both paths and the size."""
     out = Path(out)
     entries = build_history(plan)
+    if not out.parent.is_dir():
+        raise in_file(out, "output directory does not exist")
     publish_json(out, entries)
     truth = truth_path(out)
     publish_json(truth, truth_record(plan, out, len(entries)))

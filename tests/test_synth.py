@@ -247,6 +247,8 @@ def test_truth_path_sits_beside_the_history() -> None:
         (["--sessions", "night"], "--sessions must list midday and/or evening"),
         (["--sessions", "none", "--plant-in", "midday"], "--plant-in midday needs that session"),
         (["--start-date", "Jan 1"], "--start-date must be YYYY-MM-DD"),
+        (["--start-date", "9999-12-30"], "run past year 9999"),
+        (["--rng-seed", "-1", "--plant-in", "midday"], "--rng-seed must be >= 0"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(
@@ -276,3 +278,32 @@ def test_chunked_generation_equals_one_pass(
     )
     expected = [y % 1000 for y in one_pass[:: skip + 1]]
     assert synth_module.planted_draws(prng, 999, at, skip, n, 1000) == expected
+
+
+def test_an_output_directory_that_does_not_exist_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An OSError on the output side reaches a person as one line and exit 2, never a
+    traceback."""
+    out = tmp_path / "missing" / "h.json"
+    argv = ["synth", "--prng", "java_lcg", "--state", "1", "--at", "5", "--skip", "0",
+            "--draws", "10", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("winopt: error: ") and err.count("\n") == 1
+    assert "missing" in err and "output directory does not exist" in err
+
+
+def test_an_os_error_while_writing_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Any OSError a command meets (here: --out names a directory, so the rename fails)
+    is one `winopt: error:` line and exit 2 from the CLI, never a traceback."""
+    out = tmp_path / "taken"
+    out.mkdir()
+    argv = ["synth", "--prng", "java_lcg", "--state", "1", "--at", "5", "--skip", "0",
+            "--draws", "10", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("winopt: error: ") and err.count("\n") == 1
+    assert "Is a directory" in err and out.is_dir() and not list(out.iterdir())

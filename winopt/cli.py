@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"winopt: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a path the user gave: missing directory, no permission, disk full
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"winopt: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return UserError.exit_code
     except KeyboardInterrupt:
         return 130
 
