@@ -384,7 +384,10 @@ class Distributor:
                 entry, generation, version, rig = picked
             self._emit([(entry.run, rig.name)])
             with self._slots:  # stop() may have come while this rig waited for a slot
-                attempt = None if self._stopping else self._transfer(queue, rig, entry.run, version)
+                try:
+                    attempt = None if self._stopping else self._transfer(queue, rig, entry.run, version)
+                except Exception as exc:  # rsync gone, fork failed: a failed try, never a dead rig
+                    attempt = Attempt(None, error=f"cannot run rsync: {exc}")
             with self._cond:
                 if attempt is None:
                     entry.in_flight = False

@@ -457,3 +457,23 @@ def test_stress_kill_9_at_random_moments(tmp_path: Path, request: pytest.Fixture
     rng = random.Random(os.getpid())
     for round_ in range(6):  # kill early, mid-NPZ, between NPZ and meta, after: all must heal
         _kill_9_round(tmp_path, tables, copies, version=2 * round_ + 1, extra=rng.uniform(0.0, 4.5))
+
+
+def test_a_transfer_that_cannot_start_is_a_retried_failure_not_a_dead_rig(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rsync gone from PATH after start (a package upgrade, a broken PATH): the rig's
+    worker must record a failure and keep serving, not die with the entry in flight."""
+    run_dir = tmp_path / "run"
+    dist = Distributor([local_rig("a", tmp_path / "a")], policy=FAST)
+    try:
+        sha = publish(run_dir, 1)
+        monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+        submit(dist, "r1", run_dir, sha)
+        assert dist.wait_for(lambda s: s["r1"]["a"]["attempts"] >= 1 and not s["r1"]["a"]["in_flight"], 10), \
+            dist.snapshot()
+        assert "rsync" in dist.snapshot()["r1"]["a"]["last_error"]
+        monkeypatch.undo()  # rsync is back: the same worker converges
+        assert dist.wait_for(all_synced("r1", sha, ["a"]), 20), dist.snapshot()
+    finally:
+        assert dist.stop(5)
