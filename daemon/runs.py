@@ -118,7 +118,7 @@ class WatchedRuns:
         seen = self._seen.setdefault(d, _Seen())
         old = self._previous.get(name, {}).get("decision") or {}
         if seen.decision is None and old.get("action"):
-            seen.decision = (old["action"], old.get("reasoning", ""))
+            seen.decision = decision_key(old)
 
     def _forget(self, d: Path) -> None:
         self._book.remove_run(self._names.pop(d))
@@ -261,7 +261,7 @@ class WatchedRuns:
             error=error,
             processed_at=now_iso(),
         )
-        key = (str(decision.get("action")), str(decision.get("reasoning")))
+        key = decision_key(decision)
         if key == seen.decision:
             return
         seen.decision = key
@@ -270,6 +270,17 @@ class WatchedRuns:
         level = logging.WARNING if key[0] == "escalate" else logging.INFO
         log.log(level, "run %s: decision %s (%s)", name, key[0], key[1],
                 extra={**self._log_fields(name, run_dir), "EVENT": "decision", "ACTION": key[0]})
+
+
+def decision_key(decision: dict[str, Any]) -> tuple[str, str]:
+    """What makes a decision new (a decisions.jsonl line, a journal line): its action and
+    reasoning, except that a stall's reasoning names its ever-growing age; a stall is the
+    same stall while the snapshot it judged is, or a stalled run would add a line at every
+    decision timer, for as long as nobody resumes it."""
+    reasoning = str(decision.get("reasoning"))
+    if decision.get("rule") == "stalled":
+        reasoning = f"stalled, last update {decision.get('last_updated')}"
+    return str(decision.get("action")), reasoning
 
 
 def run_state(snapshot: dict[str, Any] | None, error: str | None) -> str:

@@ -11,6 +11,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Hashable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -243,6 +244,10 @@ def test_a_stalled_run_is_noticed_by_the_decision_timer(tmp_path: Path, run_dir:
         assert stalled, d.log()
         assert "stalled" in stalled["reasoning"] and stalled["confidence"] == 0.3
         assert d.counter("events") == events  # no event caused it
+        # the stall's age grows at every timer tick; it is still one decision, not one per tick
+        first = datetime.fromisoformat(stalled["evaluated_at"])
+        assert poll(lambda: datetime.fromisoformat(part(d, "decision")["evaluated_at"]) - first
+                    >= timedelta(seconds=3), 15), d.log()
         assert [x["action"] for x in d.decisions()] == ["wait", "retry"]
     finally:
         assert d.stop() == 0
