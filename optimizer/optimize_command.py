@@ -48,6 +48,7 @@ from winopt.optimizer.study import (
     SieveObjective,
     StopRequested,
     check_settings,
+    check_time_of_day_choices,
     default_storage_url,
     default_study_name,
     fail_running_trials,
@@ -234,6 +235,7 @@ class OptimizeRun:
         seed = args.sampler_seed
         study = open_study(url, name, make_sampler(args.strategy, seed), shared=shared)
         check_settings(study, settings, url)
+        check_time_of_day_choices(study, study.get_trials(deepcopy=False), self.space, url)
         failed = fail_running_trials(study, shared=shared)
         if failed:
             log.info("marked trials %s FAILED (left RUNNING by an earlier run)", failed)

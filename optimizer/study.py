@@ -93,7 +93,25 @@ def parse_time_of_day(text: str) -> tuple[str, ...]:
         raise UserError(
             f"--time-of-day {text!r}: expected a comma list of {', '.join(TIME_OF_DAY)}"
         )
-    return chosen
+    # one order whatever the user wrote: the choices are part of the study (see below)
+    return tuple(t for t in TIME_OF_DAY if t in chosen)
+
+
+def check_time_of_day_choices(study: optuna.Study, trials: Iterable[FrozenTrial],
+                              space: SearchSpace, where: str) -> None:
+    """Refuse a resume whose time_of_day choices differ from the study's: Optuna cannot
+    change a categorical parameter's choices within a study (every later trial would fail
+    with "CategoricalDistribution does not support dynamic value space")."""
+    stored = next((t.distributions["time_of_day"] for t in trials
+                   if "time_of_day" in t.distributions), None)
+    if stored is None or tuple(stored.choices) == tuple(space.time_of_day):
+        return
+    raise UserError(
+        f"{where}: study {study.study_name!r} samples time_of_day from "
+        f"{','.join(map(str, stored.choices))}, not {','.join(space.time_of_day)}; Optuna cannot "
+        "change a categorical's choices within a study: resume with --time-of-day "
+        f"{','.join(map(str, stored.choices))}, or use a new --out/--study"
+    )
 
 
 @dataclass(frozen=True)

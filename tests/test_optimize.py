@@ -209,3 +209,21 @@ def test_bayesian_strategy_past_its_random_startup(tmp_path: Path, draws: Path) 
     assert len(trials) == 13 and all(t.state == TrialState.COMPLETE for t in trials)
     assert all(t.params["skip_max"] >= t.params["skip_min"] for t in trials)
     assert read_config(out)["status"] == "complete"
+
+
+def test_resume_with_other_time_of_day_choices_is_one_line(
+        tmp_path: Path, draws: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Optuna cannot change a categorical's choices within a study: a resume that does is
+    refused up front (one line, exit 2, snapshot untouched) instead of every trial failing.
+    The order the choices are written in does not matter."""
+    out = tmp_path / "run"
+    assert main(optimize_argv(draws, out, 2, "--time-of-day", "evening,midday")) == 0
+    before = (out / CONFIG_NAME).read_bytes()
+    capsys.readouterr()
+    assert main(optimize_argv(draws, out, 3, "--time-of-day", "all")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "samples time_of_day from midday,evening, not all" in err
+    assert (out / CONFIG_NAME).read_bytes() == before
+    assert main(optimize_argv(draws, out, 3, "--time-of-day", "midday,evening")) == 0
+    config = read_config(out)
+    assert config["status"] == "complete" and config["completed_trials"] == 3
