@@ -48,7 +48,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(data.decode("utf-8"))
         return 0
-    print(render(doc, now=datetime.now(timezone.utc), all_jobs=args.all))
+    try:
+        table = render(doc, now=datetime.now(timezone.utc), all_jobs=args.all)
+    except (AttributeError, TypeError, KeyError, ValueError) as exc:  # JSON, but not our layout
+        raise UserError(f"{path}: not a status file this winopt can read ({type(exc).__name__}: {exc}); "
+                        "try --json") from None
+    print(table)
     return 0
 
 

@@ -123,3 +123,14 @@ def test_status_without_a_readable_file_is_one_clear_line(tmp_path: Path, conten
     assert out.stderr.startswith("winopt: error: daemon not running or state dir wrong: ")
     assert str(tmp_path / "status.json") in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("content", ['{"daemon": 5}', '{"rigs": {"r1": 3}}', '{"runs": {"r1": "running"}}'])
+def test_a_status_file_of_another_shape_is_one_clear_line(tmp_path: Path, content: str) -> None:
+    """JSON, but not the layout this version writes (another version, a hand edit)."""
+    (tmp_path / "status.json").write_text(content)
+    out = winopt("status", "--state-dir", str(tmp_path))
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.startswith(f"winopt: error: {tmp_path / 'status.json'}: not a status file")
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert winopt("status", "--state-dir", str(tmp_path), "--json").stdout == content
