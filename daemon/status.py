@@ -5,7 +5,9 @@ a writer thread publishes it atomically (contracts.publish_json), coalesced to a
 write per `min_interval` however busy the daemon is — a burst of 200 events costs a few
 writes, not 200. Idle, the writer blocks with no timeout. `DecisionLog` appends one JSON
 line per changed decision with a single write(2) on an O_APPEND descriptor plus fsync, so
-concurrent appenders never interleave and a crash loses at most the line in hand.
+concurrent appenders never interleave and a crash loses at most the line in hand. Past
+`max_bytes` the file becomes decisions.jsonl.1 (replacing the one before), so months of
+runs keep at most two generations on disk.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from typing import Any
 
 import orjson
 
-from winopt.contracts.publish import publish_json
+from winopt.contracts.publish import fsync_dir, publish_json
 
 log = logging.getLogger(__name__)
 
 STATUS_NAME = "status.json"
 DECISIONS_NAME = "decisions.jsonl"
+#: decisions.jsonl is rotated to decisions.jsonl.1 once it reaches this size
+DECISIONS_MAX_BYTES = 64 << 20
 STATUS_SCHEMA_VERSION = 1
 COUNTERS = ("events", "conversions", "conversion_errors", "decisions", "handler_errors", "reconciles")
 
@@ -168,12 +172,16 @@ class StatusBook:
 class DecisionLog:
     """STATE/decisions.jsonl: one JSON object per line, appended atomically and durably."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, max_bytes: int = DECISIONS_MAX_BYTES) -> None:
         self.path = state_dir / DECISIONS_NAME
+        self.max_bytes = max_bytes
+        self._rotating = threading.Lock()  # one rotation per full file, however many appenders
 
     def append(self, record: dict[str, Any]) -> None:
         line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o664)
+        with self._rotating:
+            self._rotate_if_full()
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o664)
         try:
             written = os.write(fd, line)
             if written != len(line):  # a full disk mid-line: say so rather than pretend
@@ -181,6 +189,16 @@ class DecisionLog:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+    def _rotate_if_full(self) -> None:
+        """Move a full log aside (a line in flight on the old descriptor lands there whole)."""
+        try:
+            if os.stat(self.path).st_size < self.max_bytes:
+                return
+            os.replace(self.path, self.path.with_name(DECISIONS_NAME + ".1"))
+        except FileNotFoundError:
+            return
+        fsync_dir(self.path.parent)
 
 
 def read_status(state_dir: Path) -> dict[str, Any]:

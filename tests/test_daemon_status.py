@@ -76,6 +76,30 @@ def test_decision_lines_from_many_threads_never_interleave(tmp_path: Path) -> No
     assert sorted((r["run"], r["i"]) for r in records) == sorted((f"r{n}", i) for n in range(4) for i in range(50))
 
 
+
+def test_decision_log_rotates_so_months_of_decisions_stay_bounded(tmp_path: Path) -> None:
+    limit, line_bytes = 64 << 10, 3100
+    log = DecisionLog(tmp_path, max_bytes=limit)
+
+    def append(n: int) -> None:
+        for i in range(50):
+            log.append({"run": f"r{n}", "i": i, "reasoning": "y" * 3000})
+
+    threads = [threading.Thread(target=append, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    log.append({"run": "last", "i": 0})
+    current, previous = tmp_path / "decisions.jsonl", tmp_path / "decisions.jsonl.1"
+    assert previous.exists()
+    for path in (current, previous):  # over the limit by at most the lines in flight at a rotation
+        assert path.stat().st_size < limit + 4 * line_bytes
+        assert [json.loads(line) for line in path.read_text().splitlines()]  # every line whole
+    assert json.loads(current.read_text().splitlines()[-1])["run"] == "last"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["decisions.jsonl", "decisions.jsonl.1"]
+
+
 SAMPLE = {
     "daemon": {"pid": 999999999, "state": "running", "started_at": "2026-01-01T10:00:00+00:00",
                "counters": {"conversions": 7}},
