@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from winopt.contracts.publish import fsync_dir, publish_json
+from winopt.contracts.publish import dump_json, fsync_dir, publish_bytes
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ class StatusBook:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.writes = 0
+        self._encode_errors: set[str] = set()
 
     # ------------------------------------------------------------ updates
     def update_daemon(self, **fields: Any) -> None:
@@ -141,7 +142,7 @@ class StatusBook:
             self._doc["updated_at"] = now_iso()
             doc = copy.deepcopy(self._doc)
         try:
-            publish_json(self.path, doc, mode=0o664)
+            publish_bytes(self.path, self._encode(doc), mode=0o664)
         except OSError as exc:
             log.error("cannot write %s: %s", self.path, exc, extra={"EVENT": "status_failed"})
             with self._cond:
@@ -150,6 +151,19 @@ class StatusBook:
         self.writes += 1
         if self._on_written is not None:
             self._on_written(doc)
+
+    def _encode(self, doc: dict[str, Any]) -> bytes:
+        """status.json's bytes. A value that is not JSON (a bug wherever it came from) is
+        written as its text and logged once: it must not kill the writer thread, which
+        would leave status.json frozen while the daemon otherwise looks healthy."""
+        try:
+            return dump_json(doc)
+        except TypeError as exc:
+            if str(exc) not in self._encode_errors:
+                self._encode_errors.add(str(exc))
+                log.error("status.json: %s; written as text", exc, extra={"EVENT": "status_failed"})
+            return orjson.dumps(doc, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
+                                | orjson.OPT_SERIALIZE_NUMPY)
 
     def _writer(self) -> None:
         while True:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from polling import poll
 from winopt.daemon.status import DecisionLog, StatusBook, read_status
 from winopt.daemon.status_command import render
 
@@ -27,6 +28,24 @@ def test_a_busy_book_is_written_a_few_times_and_ends_current(tmp_path: Path) -> 
     assert doc["daemon"]["counters"]["events"] == 5000
     assert 1 <= book.writes <= 10, book.writes
     assert doc["jobs"] == {} and doc["rigs"] == {}
+
+
+def test_a_value_that_is_not_json_never_stops_the_status_writer(tmp_path: Path) -> None:
+    def runs_on_disk() -> dict:
+        try:
+            return read_status(tmp_path)["runs"]
+        except OSError:
+            return {}
+
+    book = StatusBook(tmp_path, min_interval=0.01)
+    book.start()
+    try:
+        book.update_run("r1", path=tmp_path)  # a Path: not JSON
+        assert poll(lambda: runs_on_disk().get("r1", {}).get("path") == str(tmp_path), 5), runs_on_disk()
+        book.update_run("r2", state="running")  # the writer lives on
+        assert poll(lambda: "r2" in runs_on_disk(), 5), runs_on_disk()
+    finally:
+        book.stop()
 
 
 def test_readers_never_see_a_partial_status_file(tmp_path: Path) -> None:
