@@ -162,12 +162,14 @@ class Daemon:
         log.info("stopping: finishing the work in hand", extra={"EVENT": "stopping"})
         self.book.update_daemon(state="stopping")
         self.watcher.stop()
+        # children first: they need their stop_timeout to write "interrupted" within systemd's
+        # TimeoutStopSec, which a long conversion drained before them could otherwise eat
+        self.jobs.stop()  # children SIGTERMed: they write "interrupted"; resumed at next start
         self.rigs.stop()  # transfers in flight end now; the next start checks every rig
         left = self.queue.stop()
         if left:
             log.info("left for the next start's reconcile: %s", ", ".join(map(_key_text, left)),
                      extra={"EVENT": "stopping"})
-        self.jobs.stop()  # children SIGTERMed: they write "interrupted"; resumed at next start
         self.book.update_daemon(state="stopped", stopped_at=now_iso(), observer_alive=False,
                                 workers={"alive": 0, "configured": self.config.workers})
         self.book.stop()
