@@ -86,18 +86,31 @@ def resume_to_completion(draws: Path, out: Path, trials: int, log: Path) -> dict
     return config
 
 
-def kill9_then_resume(tmp_path: Path, draws: Path, seed: int) -> None:
-    rng = random.Random(seed)
-    out, log = tmp_path / f"run{seed}", tmp_path / f"run{seed}.log"
+def kill9_at_random(draws: Path, out: Path, log: Path, rng: random.Random) -> dict:
+    """Start a run, SIGKILL it at a random moment after a random number of trials, and
+    return the snapshot it left (always consistent with its survivors)."""
     proc = start(draws, out, TRIALS, log)
     try:
         wait_for_trials(proc, out, rng.randint(1, TRIALS // 2), log)
-        time.sleep(rng.uniform(0.0, 0.25))  # the random moment, not a synchronisation
-        assert proc.poll() is None, "the run ended before the kill"
+        time.sleep(rng.uniform(0.0, 0.05))  # the random moment, not a synchronisation
     finally:
         proc.kill()
         proc.wait()
-    config = assert_consistent(out)
+    return assert_consistent(out)
+
+
+def kill9_then_resume(tmp_path: Path, draws: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    for attempt in range(3):
+        out, log = tmp_path / f"run{seed}-{attempt}", tmp_path / f"run{seed}-{attempt}.log"
+        config = kill9_at_random(draws, out, log, rng)
+        if config["status"] != "complete":
+            break
+        # a fast run may finish its last trial before the kill lands: that is a finished
+        # run, not a crash, so take another random moment in a fresh directory
+        assert config["completed_trials"] == TRIALS
+    else:
+        raise AssertionError("three kills in a row landed after the run had finished")
     assert config["status"] == "in_progress"
     assert 1 <= config["completed_trials"] < TRIALS
     assert config["survivors_sha256"] is not None
