@@ -71,6 +71,26 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def rsync_report() -> list[str]:
+    """Each live rsync (and setpriv) process: pid, state, kernel wait channel and command
+    line, so a failed wait in CI says where a stalled transfer sat."""
+    lines = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            name = Path(argv[0].decode(errors="replace")).name
+            if name not in ("rsync", "setpriv", "ssh"):
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            wchan = (entry / "wchan").read_text()
+        except (OSError, IndexError):
+            continue
+        lines.append(f"{entry.name} {state} {wchan} {b' '.join(argv).decode(errors='replace')}")
+    return lines
+
+
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]

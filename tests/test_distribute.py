@@ -24,6 +24,7 @@ from rigs_support import (
     descendants,
     publish,
     read_rig_copy,
+    rsync_report,
     temp_file_in,
     wait_until,
 )
@@ -109,7 +110,11 @@ def test_wall_clock_timeout_kills_the_whole_process_group(tmp_path: Path) -> Non
 
 def test_local_rigs_get_every_publish_and_readers_never_see_a_torn_copy(tmp_path: Path) -> None:
     run_dir, rigs_dir = tmp_path / "run", tmp_path / "rigs"
-    rigs = [local_rig("a", rigs_dir / "a"), local_rig("b", rigs_dir / "b")]
+    # A transfer that stalls (once in CI, one rsync of 400 sat idle for 25 s) is what the
+    # rig's clocks are for: short ones here, so such a stall is killed and sent again
+    # well inside the test's deadline instead of failing it.
+    clocks = {"transfer_timeout": 8, "io_timeout": 4}
+    rigs = [local_rig("a", rigs_dir / "a", **clocks), local_rig("b", rigs_dir / "b", **clocks)]
     copies = [rigs_dir / "a" / "r1", rigs_dir / "b" / "r1"]
     reads, errors, stop = [0], [], threading.Event()
 
@@ -134,7 +139,7 @@ def test_local_rigs_get_every_publish_and_readers_never_see_a_torn_copy(tmp_path
         for version in range(1, 101):
             sha = publish(run_dir, version)  # same size every time: mtime must tell them apart
             submit(dist, "r1", run_dir, sha)
-            assert dist.wait_for(all_synced("r1", sha, ["a", "b"]), 20), dist.snapshot()
+            assert dist.wait_for(all_synced("r1", sha, ["a", "b"]), 60), (dist.snapshot(), rsync_report())
             for copy in copies:
                 assert sha256_file(copy / NPZ_NAME) == sha, f"version {version} missing on {copy}"
     finally:
