@@ -4,7 +4,7 @@ A run holds `DIR/.optimize.lock` for its whole life, so two optimizers never sha
 directory. It checks the study's settings, fails trials a crash left RUNNING, makes the
 survivors on disk match the best trial again, writes a first snapshot, runs the trials
 still missing, and always ends with a snapshot that says how it ended: `complete` (exit 0),
-`interrupted` (SIGINT 130, SIGTERM 143) or `failed` (exit 1, with the error).
+`interrupted` (SIGINT 130, SIGTERM 143, SIGHUP 129) or `failed` (exit 1, with the error).
 
 Signals only set a flag: a publish in hand is never cut short. The running sieve notices
 the flag at its next progress report and abandons the trial (FAIL, run again on resume);
@@ -144,8 +144,12 @@ def search_space(args: argparse.Namespace) -> SearchSpace:
 
 
 class SignalStop:
-    """SIGINT/SIGTERM set a flag and nothing else, so no write is ever cut in half; also
-    the Optuna callback that stops the study after the trial in hand."""
+    """SIGINT/SIGTERM/SIGHUP set a flag and nothing else, so no write is ever cut in half;
+    also the Optuna callback that stops the study after the trial in hand.
+
+    SIGHUP is a closed terminal or ssh session: without a handler it would kill the run
+    with its snapshot still saying `running`. A SIGHUP ignored at start (`nohup`) stays
+    ignored, as the person who ran it asked."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -156,7 +160,9 @@ class SignalStop:
         return self.signum is not None
 
     def install(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
+                continue
             self._previous[sig] = signal.signal(sig, self._handle)
 
     def restore(self) -> None:

@@ -43,10 +43,14 @@ def draws(tmp_path: Path) -> Path:
     return write_history(tmp_path / "draws.json")
 
 
-def start(draws: Path, out: Path, trials: int, log: Path) -> subprocess.Popen[bytes]:
+def start(draws: Path, out: Path, trials: int, log: Path, *,
+          nohup: bool = False) -> subprocess.Popen[bytes]:
+    """`nohup`: start it with SIGHUP ignored, the way nohup(1) does."""
+    ignore_hup = (lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if nohup else None
     with open(log, "ab") as sink:
         return subprocess.Popen(winopt_cmd(*optimize_argv(draws, out, trials)),
-                                stdout=sink, stderr=sink, env=subprocess_env())
+                                stdout=sink, stderr=sink, env=subprocess_env(),
+                                preexec_fn=ignore_hup)
 
 
 def wait_for_trials(proc: subprocess.Popen[bytes], out: Path, n: int, log: Path) -> dict:
@@ -128,7 +132,7 @@ def test_kill9_stress(tmp_path: Path, draws: Path, rep: int) -> None:
     kill9_then_resume(tmp_path, draws, seed=int.from_bytes(os.urandom(4), "big"))
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)])
 def test_signal_mid_run_interrupts_then_resume_completes(tmp_path: Path, draws: Path,
                                                          sig: signal.Signals, code: int) -> None:
     out, log = tmp_path / "run", tmp_path / "run.log"
@@ -147,6 +151,21 @@ def test_signal_mid_run_interrupts_then_resume_completes(tmp_path: Path, draws: 
     assert config["error"] == f"interrupted by {sig.name}"
     assert 2 <= config["completed_trials"] < trials
     resume_to_completion(draws, out, trials, log)
+
+
+def test_sighup_under_nohup_is_ignored_and_the_run_completes(tmp_path: Path, draws: Path) -> None:
+    out, log = tmp_path / "run", tmp_path / "run.log"
+    proc = start(draws, out, 4, log, nohup=True)
+    try:
+        wait_for_trials(proc, out, 1, log)
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(timeout=120) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    config = assert_consistent(out)
+    assert config["status"] == "complete" and config["completed_trials"] == 4
 
 
 @pytest.mark.parametrize("damage", ["survivors replaced", "survivors missing", "config missing"])
