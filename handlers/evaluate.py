@@ -45,7 +45,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from winopt.contracts.schemas import STATUSES, config_path, read_snapshot
+from winopt.contracts.schemas import CONFIG_NAME, STATUSES, config_path, read_snapshot
 from winopt.errors import UserError, in_file
 
 ACTIONS = ("proceed", "wait", "retry", "escalate")
@@ -223,9 +223,11 @@ def evaluate(
         raw = read_snapshot(path)
         mtime = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
     except FileNotFoundError:
-        return _decision(
-            "retry", 0.0, f"{path}: output file not yet created", path, now, rule="missing"
-        )
+        # A directory that does not exist either may be a run not started yet, or a typo:
+        # the decision stays the SPEC's, the warning lets a person tell the two apart.
+        warnings = [] if path.name == CONFIG_NAME and path.parent.is_dir() else [f"{path} does not exist"]
+        return _decision("retry", 0.0, f"{path}: output file not yet created", path, now,
+                         rule="missing", warnings=warnings)
     except UserError as exc:
         return _decision("escalate", 0.0, f"{exc}", path, now, rule="unreadable")
     return decide(raw, thresholds, now=now, path=path, file_mtime=mtime)

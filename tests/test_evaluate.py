@@ -169,6 +169,10 @@ def test_missing_config_retries(tmp_path):
         decision = evaluate(target, now=NOW)
         assert (decision["action"], decision["confidence"]) == ("retry", 0.0)
         assert "output file not yet created" in decision["reasoning"]
+        typo = target.name == "not-created-yet"  # neither a directory nor a config file
+        assert decision["warnings"] == ([f"{target} does not exist"] if typo else [])
+    decision = evaluate(tmp_path / "gone" / CONFIG_NAME, now=NOW)
+    assert decision["warnings"] == [f"{tmp_path / 'gone' / CONFIG_NAME} does not exist"]
 
 
 @pytest.mark.parametrize(
