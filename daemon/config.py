@@ -41,6 +41,9 @@ class JobsConfig:
     grace: float = 2.0
     #: seconds a stopped or cancelled optimizer gets after SIGTERM before SIGKILL
     stop_timeout: float = 60.0
+    #: finished jobs status.json keeps (the newest): it is rewritten on every change, so
+    #: months of jobs must not make each rewrite megabytes (their directories stay)
+    finished_kept: int = 100
 
 
 @dataclass(frozen=True)
@@ -192,6 +195,7 @@ JOBS_KEYS: dict[str, Check] = {
     "grace": _number(0),
     "stop_timeout": _number(0, strict=True),
     "gpus": _gpu_list,
+    "finished_kept": _integer(0),
 }
 DISTRIBUTION_KEYS: dict[str, Check] = {
     "max_parallel": _integer(1, 256),
@@ -270,6 +274,7 @@ def parse_config(raw: Mapping[str, Any], source: str) -> DaemonConfig:
         max_parallel_jobs=jobs.get("max_parallel_jobs", 1), gpus=tuple(jobs.get("gpus", ())),
         allowed_draws_dirs=tuple(map(Path, jobs["allowed_draws_dirs"])) if "allowed_draws_dirs" in jobs else None,
         grace=float(jobs.get("grace", 2.0)), stop_timeout=float(jobs.get("stop_timeout", 60.0)),
+        finished_kept=jobs.get("finished_kept", JobsConfig.finished_kept),
     )
     values["rigs"] = _rigs(raw.get("rigs"), source)
     distribution = _section(raw, "distribution", source) or {}

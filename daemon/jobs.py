@@ -14,6 +14,12 @@ child runs (a finished job changes no files, and inotify instances are a scarce 
 resource). Every `JobEvent` is one journal line with a JOB_ID field, and the job's
 status.json entry is rebuilt from its state file, the truth on disk, with the job's
 history, so no transition is lost to coalesced status writes.
+
+status.json is rewritten on every change, so it holds every active job but only the
+`[jobs] finished_kept` newest finished ones (by end time): months of jobs would otherwise
+make each rewrite megabytes. Older ones leave the jobs section, their runs are retired
+(no more timer decisions or reconciles), and `jobs_left_out` counts them; their
+directories stay, they are the user's results.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +54,8 @@ COUNTED = ("accepted", "rejected", "complete", "failed", "cancelled")
 STATUS_HISTORY = 20
 
 Record = Callable[..., None]  # CoalescingQueue.record(key, reason, delay=...)
+#: how finished jobs are ordered, oldest first (see `finished_key`)
+FinishedKey = tuple[float, int, str]
 
 
 class SpoolJobs:
@@ -72,7 +81,10 @@ class SpoolJobs:
                                 stop_timeout=jobs.stop_timeout, on_event=self._on_event)
         self._renamed: set[str] = set()
         self._lock = threading.Lock()  # the renamed names
-        self._events_lock = threading.Lock()  # one event at a time
+        self._events_lock = threading.Lock()  # one event at a time; the finished jobs below
+        self._kept = jobs.finished_kept
+        self._finished: dict[str, FinishedKey] = {}  # finished jobs in status.json -> end order
+        self._left_out: set[str] = set()  # finished jobs beyond finished_kept, not tracked
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -80,9 +92,12 @@ class SpoolJobs:
         orphans, resume interrupted jobs and queue the rest."""
         recovered = self.spool.recover()
         records = self.spool.store.jobs()
-        for record in records:
-            self._track(record, watch=False)
-            self._book.update_entry("jobs", record.id, **self.entry(record, None))
+        tracked, left_out = split_finished(records, self._kept)
+        with self._events_lock:
+            for record in tracked:
+                self._show(record)
+            self._left_out = {r.id for r in left_out}
+            self._note_left_out(len(left_out))
         self._book.set_section("rejected", self.spool.rejected_files())
         draws = ", ".join(map(str, self.spool.allowed_draws_dirs))
         log.info("spool %s: %d jobs on record; draws allowed under %s", self.spool.dir, len(records), draws,
@@ -111,6 +126,10 @@ class SpoolJobs:
         self.spool.grace = jobs.grace
         self.runner.stop_timeout = jobs.stop_timeout
         self.runner.set_limits(jobs.max_parallel_jobs, jobs.gpus)
+        with self._events_lock:
+            self._kept = jobs.finished_kept
+            self._bring_back()
+            self._drop_oldest()
         log.info("jobs: at most %d at once%s", self.runner.slots,
                  f" on GPUs {', '.join(map(str, jobs.gpus))}" if jobs.gpus else "", extra={"EVENT": "reload"})
         self._schedule((SPOOL_KIND, SPOOL_TARGET), "reload", delay=0)
@@ -160,8 +179,8 @@ class SpoolJobs:
         # "complete" may overtake its "started"): so one at a time, and what is recorded is
         # read now from the state file and the runner, never inferred from the event.
         with self._events_lock:
-            if not self.spool.store.exists(event.job_id):
-                return
+            if event.job_id in self._left_out or not self.spool.store.exists(event.job_id):
+                return  # a finished job no longer tracked never changes again
             record = self.spool.store.load(event.job_id)
             pid = self.runner.running().get(record.id)
             self._track(record, watch=pid is not None)
@@ -170,6 +189,53 @@ class SpoolJobs:
             if event.kind in ENDED:
                 self._schedule((RUN_KIND, self.spool.store.dir(record.id)), "job ended", delay=0)
             self._book.update_entry("jobs", record.id, **self.entry(record, pid))
+            if record.terminal:
+                self._finished[record.id] = finished_key(record)
+                self._drop_oldest()
+
+    # ------------------------------------------------------------ finished jobs kept
+    def _show(self, record: JobRecord) -> None:
+        """Track a job with no running child: its run, its status entry (events lock held)."""
+        self._track(record, watch=False)
+        self._book.update_entry("jobs", record.id, **self.entry(record, None))
+        if record.terminal:
+            self._finished[record.id] = finished_key(record)
+
+    def _drop_oldest(self) -> None:
+        """Past `finished_kept`, the oldest finished jobs leave status.json and their runs
+        are retired after one last look, which a job that just finished still needs for
+        its final conversion and decision (events lock held)."""
+        excess = len(self._finished) - self._kept
+        if excess <= 0:
+            return
+        for job_id in sorted(self._finished, key=self._finished.__getitem__)[:excess]:
+            del self._finished[job_id]
+            self._left_out.add(job_id)
+            self._book.remove_entry("jobs", job_id)
+            job_dir = self.spool.store.dir(job_id)
+            if self._runs.retire(job_dir):
+                self._schedule((RUN_KIND, job_dir), "untracked", delay=0)
+        self._note_left_out(excess)
+
+    def _bring_back(self) -> None:
+        """A reload that raised `finished_kept` tracks the newest jobs left out again (the
+        reload's reconcile looks at their runs); events lock held."""
+        room = self._kept - len(self._finished)
+        if room <= 0 or not self._left_out:
+            return
+        records = [r for r in self.spool.store.jobs() if r.id in self._left_out]  # unreadable ones skipped
+        for record in sorted(records, key=finished_key)[-room:]:
+            self._left_out.discard(record.id)
+            self._show(record)
+        self._book.set_field("jobs_left_out", len(self._left_out))
+
+    def _note_left_out(self, dropped: int) -> None:
+        """status.json's `jobs_left_out`, and one journal line when jobs were dropped."""
+        self._book.set_field("jobs_left_out", len(self._left_out))
+        if dropped:
+            log.info("jobs: %d finished job(s) no longer tracked in status.json (finished_kept = %d, "
+                     "%d left out in all); their results stay in %s", dropped, self._kept, len(self._left_out),
+                     self.spool.store.root, extra={"EVENT": "jobs_untracked", "PATH": str(self.spool.store.root)})
 
     @staticmethod
     def _log(event: JobEvent) -> None:
@@ -219,3 +285,23 @@ class SpoolJobs:
             "rigs": list(record.spec.rigs) or None,
             "history": history[-STATUS_HISTORY:],
         }
+
+
+def finished_key(record: JobRecord) -> FinishedKey:
+    """A finished job's place, oldest first: its end (a finished job's state file is last
+    written when it ends; its acceptance time if that does not parse), then acceptance
+    order, since the times are to the second and tiny jobs end within one."""
+    for text in (record.updated_at, record.accepted_at):
+        try:
+            return datetime.fromisoformat(text).timestamp(), record.accepted_ns, record.id
+        except (TypeError, ValueError):
+            continue
+    return 0.0, record.accepted_ns, record.id
+
+
+def split_finished(records: list[JobRecord], kept: int) -> tuple[list[JobRecord], list[JobRecord]]:
+    """(tracked, left out): every active job and the `kept` newest finished ones, and
+    the older finished ones, each list in the order given."""
+    finished = sorted((r for r in records if r.terminal), key=finished_key, reverse=True)
+    left_out = {r.id for r in finished[kept:]}
+    return [r for r in records if r.id not in left_out], [r for r in records if r.id in left_out]

@@ -76,7 +76,8 @@ class WatchedRuns:
         self._names: dict[Path, str] = {}
         self._seen: dict[Path, _Seen] = {}
         #: per run: kind ("watched": from the config; "job": a spool job's directory),
-        #: job_id, rigs (None: every rig) and watch (whether it wants an inotify watch)
+        #: job_id, rigs (None: every rig), watch (whether it wants an inotify watch) and,
+        #: once `retire`d, retire (dropped after its next processing)
         self._attrs: dict[Path, dict[str, Any]] = {}
         self._previous: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -110,6 +111,23 @@ class WatchedRuns:
         """Stop processing a run added by `add_run` and drop it from status."""
         with self._lock:
             if path in self._names:
+                self._forget(path)
+
+    def retire(self, path: Path) -> bool:
+        """Drop a run added by `add_run` after its next `process`, which the caller
+        schedules: a job that just finished still gets its final conversion and decision,
+        and the drop happens on the run's own queue key, so no worker of that run can
+        write its status entry back after it. `add_run` before then keeps it after all."""
+        with self._lock:
+            attrs = self._attrs.get(path)
+            if attrs is None:
+                return False
+            attrs["retire"] = True
+            return True
+
+    def _forget_if_retired(self, path: Path) -> None:
+        with self._lock:
+            if (self._attrs.get(path) or {}).get("retire"):
                 self._forget(path)
 
     def _adopt(self, d: Path, name: str, attrs: dict[str, Any]) -> None:
@@ -159,7 +177,12 @@ class WatchedRuns:
 
     # ------------------------------------------------------------ work
     def process(self, run_dir: Path, reasons: frozenset[str]) -> None:
-        """Bring one run up to date: convert if needed, decide, record."""
+        """Bring one run up to date: convert if needed, decide, record; then drop it if it
+        was retired (`retire`)."""
+        self._update(run_dir, reasons)
+        self._forget_if_retired(run_dir)
+
+    def _update(self, run_dir: Path, reasons: frozenset[str]) -> None:
         with self._lock:
             name = self._names.get(run_dir)
             seen = self._seen.get(run_dir)

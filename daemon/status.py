@@ -61,6 +61,7 @@ class StatusBook:
             "daemon": {"counters": dict.fromkeys(COUNTERS, 0)},
             "runs": {},
             "jobs": {},  # spool jobs (issue 5)
+            "jobs_left_out": 0,  # finished jobs beyond [jobs] finished_kept, not in "jobs"
             "rejected": {},  # spool files refused, by their name in spool/rejected/ (issue 5)
             "rigs": {},  # distribution targets (issue 6)
         }
@@ -93,6 +94,13 @@ class StatusBook:
         with self._cond:
             if self._doc[section] != entries:
                 self._doc[section] = copy.deepcopy(entries)
+                self._touch()
+
+    def set_field(self, name: str, value: Any) -> None:
+        """Set one top-level field that is not a section (`jobs_left_out`)."""
+        with self._cond:
+            if self._doc.get(name) != value:
+                self._doc[name] = value
                 self._touch()
 
     def remove_entry(self, section: str, name: str) -> None:

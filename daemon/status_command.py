@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="read state_dir from this daemon config")
     parser.add_argument("--json", action="store_true", help="print status.json as it is")
     parser.add_argument("--all", action="store_true",
-                        help=f"list every finished job (default: the {FINISHED_SHOWN} newest)")
+                        help=f"list every finished job status.json tracks (default: the {FINISHED_SHOWN} newest)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,8 +92,9 @@ def _table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
 
 
 def _jobs_lines(doc: dict[str, Any], rigs: dict[str, Any], now: datetime, all_jobs: bool) -> list[str]:
-    """The jobs table (active jobs, then the newest finished ones), each failed job's
-    reason, and a line about refused spool files."""
+    """The jobs table (active jobs, then the newest finished ones), a line each about
+    finished jobs not shown and not tracked (status.json keeps only `[jobs]
+    finished_kept`), each failed job's reason, and a line about refused spool files."""
     jobs = doc.get("jobs") or {}
     order = sorted(jobs, key=lambda i: (jobs[i].get("accepted_at") or "", i))
     active = [i for i in order if jobs[i].get("state") not in FINISHED]
@@ -106,6 +107,10 @@ def _jobs_lines(doc: dict[str, Any], rigs: dict[str, Any], now: datetime, all_jo
         lines += _table(JOB_COLUMNS, [_job_row(i, jobs[i], runs.get(i) or {}, rigs, now) for i in shown])
     if hidden:
         lines.append(f"... and {hidden} older finished jobs (winopt status --all)")
+    left_out = doc.get("jobs_left_out") or 0
+    if left_out:
+        state_dir = (doc.get("daemon") or {}).get("state_dir") or "STATE"
+        lines.append(f"... and {left_out} older finished jobs not tracked (their results stay in {state_dir}/jobs/)")
     lines += [f"{i}: {jobs[i].get('reason')}" for i in shown if jobs[i].get("state") == "failed"]
     rejected = doc.get("rejected") or {}
     if rejected:

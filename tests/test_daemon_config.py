@@ -71,12 +71,14 @@ promising = 500
 [jobs]
 max_parallel_jobs = 3
 gpus = [0, 1]
+finished_kept = 0
 """)
     config = load_config(path)
     assert config.state_dir == Path("/srv/winopt")
     assert config.watch == (Path("/data/a/out"), Path("/data/b/out"))
     assert config.debounce == 2 and config.workers == 4 and config.log_level == "debug"
     assert config.jobs.max_parallel_jobs == 3 and config.jobs.gpus == (0, 1)
+    assert config.jobs.finished_kept == 0 and DaemonConfig().jobs.finished_kept == 100
     assert config.make_thresholds().stall_after == 600 and config.make_thresholds().promising == 500
     assert config.source == path
 
@@ -97,6 +99,9 @@ gpus = [0, 1]
         ("[decisions]\npromising = \"many\"", "decisions.promising", "whole number"),
         ("decisions = 3", "decisions", "must be a table"),
         ("[jobs]\ngpus = [0, true]", "jobs.gpus", "GPU"),
+        ("[jobs]\nfinished_kept = \"100\"", "jobs.finished_kept", "must be an integer"),
+        ("[jobs]\nfinished_kept = 2.5", "jobs.finished_kept", "must be an integer"),
+        ("[jobs]\nfinished_kept = true", "jobs.finished_kept", "must be an integer"),
     ],
 )
 def test_unknown_keys_and_wrong_types_name_the_key(tmp_path: Path, text: str, key: str, problem: str) -> None:
@@ -122,6 +127,7 @@ def test_unknown_keys_and_wrong_types_name_the_key(tmp_path: Path, text: str, ke
         ("[decisions]\nproceed_min = 5000\nproceed_mid = 2000", "decisions"),
         ("[jobs]\nmax_parallel_jobs = 0", "jobs.max_parallel_jobs"),
         ("[jobs]\ngpus = [0, 0]", "jobs.gpus"),
+        ("[jobs]\nfinished_kept = -1", "jobs.finished_kept"),
     ],
 )
 def test_impossible_values_name_the_key(tmp_path: Path, text: str, key: str) -> None:

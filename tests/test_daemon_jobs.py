@@ -81,12 +81,13 @@ class Site:
         self.daemons: list[DaemonProcess] = []
         self.configure()
 
-    def configure(self, *, max_parallel_jobs: int = 2, grace: float = 1.0, rigs: tuple[str, ...] = ()) -> None:
+    def configure(self, *, max_parallel_jobs: int = 2, grace: float = 1.0, rigs: tuple[str, ...] = (),
+                  finished_kept: int = 100, decide_interval: float = 60) -> None:
         """The daemon's config; `rigs`: local-directory rigs ROOT/rig-NAME/."""
         self.config.write_text(
-            "debounce = 0.1\nmax_delay = 1.0\n"
+            f"debounce = 0.1\nmax_delay = 1.0\ndecide_interval = {decide_interval}\n"
             f"[jobs]\nmax_parallel_jobs = {max_parallel_jobs}\nallowed_draws_dirs = [\"{self.draws}\"]\n"
-            f"grace = {grace}\nstop_timeout = 30\n"
+            f"grace = {grace}\nstop_timeout = 30\nfinished_kept = {finished_kept}\n"
             + "".join(f'[rigs.{rig}]\ntarget = "{self.root / f"rig-{rig}"}/"\n' for rig in rigs)
         )
 
@@ -412,6 +413,64 @@ def test_reload_raises_the_limit_and_sigterm_interrupts_then_the_next_start_resu
     assert d2.stop() == 0
 
 
+# ---------------------------------------------------------------- finished jobs kept
+def tracked(d: DaemonProcess) -> tuple[set[str], set[str], int | None]:
+    """(job entries, job runs, jobs_left_out) of status.json as the daemon last wrote it."""
+    status = d.status()
+    job_runs = {name for name, run in (status.get("runs") or {}).items() if run.get("kind") == "job"}
+    return set(status.get("jobs") or {}), job_runs, status.get("jobs_left_out")
+
+
+def test_status_tracks_only_the_newest_finished_jobs_and_their_directories_stay(site: Site) -> None:
+    """finished_kept = 2 and 4 jobs run one at a time (so they end in acceptance order):
+    status.json keeps the 2 newest with their runs and counts 2 left out, the others get
+    no timer decisions any more, `winopt status` says so in one line, all 4 directories
+    stay; a restart shows the same; a reload to 0 keeps none, one to 3 brings one back."""
+    site.configure(max_parallel_jobs=1, finished_kept=2, decide_interval=1)
+    d = site.start()
+    for i in range(4):
+        site.drop(f"j{i}.toml", job_text(1))
+    assert poll(lambda: len(site.store().jobs()) == 4 and all(r.terminal for r in site.store().jobs()), 60), \
+        d.log()
+    ids = [r.id for r in site.store().jobs()]  # oldest accepted first: the order they ended
+    newest = set(ids[2:])
+    assert poll(lambda: tracked(d) == (newest, newest, 2), 30), (tracked(d), d.log())
+    assert all(entry["state"] == "complete" for entry in status_jobs(d).values())
+    assert "jobs: 1 finished job(s) no longer tracked in status.json (finished_kept = 2, 2 left out in all)" in d.log()
+    for job_id in ids:
+        assert (site.job_dir(job_id) / "state.json").is_file() and site.snapshot(job_id)["status"] == "complete"
+
+    # two rounds of the 1 s decision timer later, the jobs left out were not looked at again
+    seen = []
+    assert poll(lambda: seen.append(d.run(ids[3]).get("processed_at")) or len(set(seen) - {None}) >= 3, 20), seen
+    assert tracked(d) == (newest, newest, 2)
+
+    shown = site.winopt("status", "--all")
+    assert shown.returncode == 0, shown.stderr
+    rows = [ln.split()[0] for ln in shown.stdout.splitlines() if ln.split() and ln.split()[0] in ids]
+    assert sorted(rows) == sorted(newest), shown.stdout
+    assert f"... and 2 older finished jobs not tracked (their results stay in {site.state}/jobs/)" in shown.stdout
+
+    assert d.stop() == 0
+    d2 = site.start()
+    assert tracked(d2) == (newest, newest, 2), d2.log()  # ready means the jobs are on record
+    assert "jobs: 2 finished job(s) no longer tracked in status.json (finished_kept = 2, 2 left out in all)" in d2.log()
+
+    site.configure(max_parallel_jobs=1, finished_kept=0)
+    d2.proc.send_signal(signal.SIGHUP)
+    assert poll(lambda: tracked(d2) == (set(), set(), 4), 20), (tracked(d2), d2.log())
+    site.drop("j4.toml", job_text(1))  # one more, which ends untracked at once
+    assert poll(lambda: len(site.store().jobs()) == 5 and all(r.terminal for r in site.store().jobs()), 60)
+    assert poll(lambda: tracked(d2) == (set(), set(), 5), 20), (tracked(d2), d2.log())
+    assert all(site.job_dir(job_id).is_dir() for job_id in ids)
+
+    site.configure(max_parallel_jobs=1, finished_kept=3)
+    d2.proc.send_signal(signal.SIGHUP)
+    newest = {r.id for r in site.store().jobs()[2:]}  # the fifth and the two before it
+    assert poll(lambda: tracked(d2) == (newest, newest, 2), 20), (tracked(d2), d2.log())
+    assert d2.stop() == 0
+
+
 # ---------------------------------------------------------------- submit and cancel
 def test_submit_and_cancel_round_trip_through_the_daemon(site: Site) -> None:
     """A running job and a queued one, both submitted and cancelled with the CLI."""
@@ -527,3 +586,40 @@ def test_a_late_event_never_overwrites_a_newer_state(tmp_path: Path) -> None:
     assert (entry["state"], entry["pid"], entry["ended_at"] is not None) == ("complete", None, True)
     assert runs.watch_dirs() == [] and runs.dirs() == [site.job_dir(record.id)]
     assert scheduled == [("run", site.job_dir(record.id))]  # the final convert + decide
+
+
+def test_a_job_left_out_gets_its_last_look_and_a_late_event_never_brings_it_back(tmp_path: Path) -> None:
+    """finished_kept = 0: a job's "complete" takes it out of the jobs section at once, but
+    its run is dropped only by the run's next processing (its final conversion and
+    decision, on the run's own queue key), and a late event leaves it out."""
+    from winopt.daemon.config import DaemonConfig, JobsConfig
+    from winopt.daemon.jobs import SpoolJobs
+    from winopt.daemon.runs import WatchedRuns
+    from winopt.daemon.status import DecisionLog, StatusBook
+    from winopt.handlers.spool import JobEvent
+
+    site = Site(tmp_path)
+    config = DaemonConfig(state_dir=site.state,
+                          jobs=JobsConfig(allowed_draws_dirs=(site.draws,), grace=0, finished_kept=0))
+    book = StatusBook(site.state)
+    runs = WatchedRuns(book, DecisionLog(site.state), lambda: None)
+    scheduled: list[tuple] = []
+    jobs = SpoolJobs(config, book, runs, schedule=lambda key, reason, delay=None: scheduled.append((key, reason)),
+                     watches_changed=lambda: None)
+    jobs.spool.ensure_layout()
+    site.drop("a.toml", job_text(2))
+    (record,) = jobs.spool.scan(renamed={"a.toml"}).accepted
+    store = jobs.spool.store
+    store.transition(record.id, "running", "started: attempt 1", attempts=1)
+    store.transition(record.id, "cancelled", "cancelled on request")
+    jobs._on_event(JobEvent("cancelled", record.id, "cancelled on request"))
+    job_dir = site.job_dir(record.id)
+    doc = book.snapshot()
+    assert (doc["jobs"], doc["jobs_left_out"], list(doc["runs"])) == ({}, 1, [record.id])
+    assert (("run", job_dir), "untracked") in scheduled and runs.dirs() == [job_dir]
+    runs.process(job_dir, frozenset({"job ended", "untracked"}))  # what the queue runs next
+    assert book.snapshot()["runs"] == {} and runs.dirs() == []
+    assert book.snapshot()["jobs_left_out"] == 1 and book.snapshot()["jobs"] == {}
+    jobs._on_event(JobEvent("started", record.id, "attempt 1, pid 123"))  # late
+    assert (book.snapshot()["jobs"], book.snapshot()["runs"], runs.dirs()) == ({}, {}, [])
+    assert job_dir.is_dir() and store.load(record.id).state == "cancelled"

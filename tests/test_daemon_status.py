@@ -145,6 +145,16 @@ def test_the_table_reads_at_a_glance() -> None:
     assert "up 2h" in lines[0]
 
 
+def test_finished_jobs_not_tracked_are_one_line() -> None:
+    """status.json keeps only `[jobs] finished_kept` finished jobs and counts the rest."""
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+    doc = {"daemon": {"state_dir": "/srv/state"}, "runs": {}, "jobs": {}, "jobs_left_out": 3}
+    lines = render(doc, now=now, all_jobs=True).splitlines()
+    assert lines[-1] == "... and 3 older finished jobs not tracked (their results stay in /srv/state/jobs/)"
+    assert "not tracked" not in render({**doc, "jobs_left_out": 0}, now=now)
+    assert "not tracked" not in render(SAMPLE, now=now)  # a status file from before the field
+
+
 def winopt(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "winopt", *args], capture_output=True, text=True, timeout=60)
 
