@@ -220,22 +220,24 @@ class Daemon:
 
     # ------------------------------------------------------------ liveness
     def _check_health(self) -> bool:
-        """Observer and workers alive (repairing what can be); the systemd watchdog is fed
+        """Observer, workers and status writer alive (repairing what can be); the systemd watchdog is fed
         only while this holds, so a daemon gone blind is restarted by systemd."""
         observer_ok = self.watcher.check()
         revived = self.queue.revive()
         if revived:
             log.error("%d worker thread(s) had died; replaced", revived, extra={"EVENT": "worker_died"})
         alive, configured = self.queue.alive()
-        healthy = observer_ok and alive == configured
+        writer_ok = self.book.alive()
+        healthy = observer_ok and alive == configured and writer_ok
         self.book.update_daemon(
             observer_alive=observer_ok, workers={"alive": alive, "configured": configured},
             watching=[str(d) for d in self.watcher.watching], missing=[str(d) for d in self.watcher.missing],
         )
         if healthy != self._healthy:
             log.log(logging.INFO if healthy else logging.CRITICAL,
-                    "liveness %s (observer %s, workers %d/%d)", "restored" if healthy else "FAILED",
-                    "alive" if observer_ok else "dead", alive, configured, extra={"EVENT": "liveness"})
+                    "liveness %s (observer %s, workers %d/%d, status writer %s)", "restored" if healthy else "FAILED",
+                    "alive" if observer_ok else "dead", alive, configured, "alive" if writer_ok else "dead",
+                    extra={"EVENT": "liveness"})
         self._healthy = healthy
         return healthy
 

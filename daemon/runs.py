@@ -179,8 +179,10 @@ class WatchedRuns:
     def process(self, run_dir: Path, reasons: frozenset[str]) -> None:
         """Bring one run up to date: convert if needed, decide, record; then drop it if it
         was retired (`retire`)."""
-        self._update(run_dir, reasons)
-        self._forget_if_retired(run_dir)
+        try:
+            self._update(run_dir, reasons)
+        finally:  # a failed last look still lets a retired run go
+            self._forget_if_retired(run_dir)
 
     def _update(self, run_dir: Path, reasons: frozenset[str]) -> None:
         with self._lock:

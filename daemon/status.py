@@ -181,8 +181,16 @@ class StatusBook:
                 if self._stopping:
                     return
             started = time.monotonic()
-            self.flush()
+            try:
+                self.flush()
+            except Exception as exc:  # noqa: BLE001 - a dead writer would freeze status.json
+                log.error("status.json writer: %s: %s", type(exc).__name__, exc, extra={"EVENT": "status_failed"})
             self._pause(started + self.min_interval)
+
+    def alive(self) -> bool:
+        """Whether the writer thread runs: the daemon feeds the systemd watchdog only
+        while it does, since a daemon whose status.json froze is not healthy."""
+        return self._thread is not None and self._thread.is_alive()
 
     def _pause(self, until: float) -> None:
         """Rate limit: no next write before `until` (a stop cuts the pause short)."""

@@ -48,6 +48,28 @@ def test_a_value_that_is_not_json_never_stops_the_status_writer(tmp_path: Path) 
         book.stop()
 
 
+def test_a_failing_after_write_hook_never_stops_the_status_writer(tmp_path: Path) -> None:
+    """The hook (systemd STATUS=) raising once must not leave status.json frozen."""
+    seen: list[dict] = []
+
+    def hook(doc: dict) -> None:
+        seen.append(doc)
+        if len(seen) == 1:
+            raise RuntimeError("notify socket gone")
+
+    book = StatusBook(tmp_path, min_interval=0.01, on_written=hook)
+    book.start()
+    try:
+        book.update_run("r1", state="running")
+        assert poll(lambda: len(seen) == 1, 5)
+        book.update_run("r2", state="running")
+        assert poll(lambda: len(seen) == 2 and "r2" in read_status(tmp_path)["runs"], 5), seen
+        assert book.alive()
+    finally:
+        book.stop()
+    assert not book.alive()
+
+
 def test_readers_never_see_a_partial_status_file(tmp_path: Path) -> None:
     book = StatusBook(tmp_path, min_interval=0)
     book.start()
