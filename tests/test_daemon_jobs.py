@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -559,68 +560,78 @@ def test_every_transition_is_in_the_journal_with_its_job_id(box) -> None:
 
 
 # ---------------------------------------------------------------- events out of order
+@dataclass
+class InProcess:
+    """SpoolJobs wired to a status book and runs in this process, with one job accepted
+    and marked running on disk; `scheduled` holds each (queue key, reason) it schedules."""
+
+    site: Site
+    book: Any
+    runs: Any
+    jobs: Any
+    record: JobRecord
+    scheduled: list[tuple[tuple, str]] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, tmp_path: Path, **jobs_config: Any) -> InProcess:
+        from winopt.daemon.config import DaemonConfig, JobsConfig
+        from winopt.daemon.jobs import SpoolJobs
+        from winopt.daemon.runs import WatchedRuns
+        from winopt.daemon.status import DecisionLog, StatusBook
+
+        site = Site(tmp_path)
+        config = DaemonConfig(state_dir=site.state,
+                              jobs=JobsConfig(allowed_draws_dirs=(site.draws,), grace=0, **jobs_config))
+        book = StatusBook(site.state)
+        runs = WatchedRuns(book, DecisionLog(site.state), lambda: None)
+        scheduled: list[tuple[tuple, str]] = []
+        jobs = SpoolJobs(config, book, runs, schedule=lambda key, reason, delay=None: scheduled.append((key, reason)),
+                         watches_changed=lambda: None)
+        jobs.spool.ensure_layout()
+        site.drop("a.toml", job_text(2))
+        (record,) = jobs.spool.scan(renamed={"a.toml"}).accepted
+        jobs.spool.store.transition(record.id, "running", "started: attempt 1", attempts=1)
+        return cls(site, book, runs, jobs, record, scheduled)
+
+    def end(self, state: str, why: str) -> None:
+        """The job ends on disk, then its runner event arrives."""
+        from winopt.handlers.spool import JobEvent
+
+        self.jobs.spool.store.transition(self.record.id, state, why)
+        self.jobs._on_event(JobEvent(state, self.record.id, why))
+
+    def late_start(self) -> None:
+        from winopt.handlers.spool import JobEvent
+
+        self.jobs._on_event(JobEvent("started", self.record.id, "attempt 1, pid 123"))
+
+
 def test_a_late_event_never_overwrites_a_newer_state(tmp_path: Path) -> None:
     """Runner events come from several threads; a "started" handled after its job's
     "complete" must leave the entry complete and the directory unwatched."""
-    from winopt.daemon.config import DaemonConfig, JobsConfig
-    from winopt.daemon.jobs import SpoolJobs
-    from winopt.daemon.runs import WatchedRuns
-    from winopt.daemon.status import DecisionLog, StatusBook
-    from winopt.handlers.spool import JobEvent
-
-    site = Site(tmp_path)
-    config = DaemonConfig(state_dir=site.state, jobs=JobsConfig(allowed_draws_dirs=(site.draws,), grace=0))
-    book = StatusBook(site.state)
-    runs = WatchedRuns(book, DecisionLog(site.state), lambda: None)
-    scheduled: list[tuple] = []
-    jobs = SpoolJobs(config, book, runs, schedule=lambda key, reason, delay=None: scheduled.append(key),
-                     watches_changed=lambda: None)
-    jobs.spool.ensure_layout()
-    site.drop("a.toml", job_text(2))
-    (record,) = jobs.spool.scan(renamed={"a.toml"}).accepted
-    store = jobs.spool.store
-    store.transition(record.id, "running", "started: attempt 1", attempts=1)
-    store.transition(record.id, "complete", "optimizer finished")
-    jobs._on_event(JobEvent("complete", record.id, "optimizer finished"))
-    jobs._on_event(JobEvent("started", record.id, "attempt 1, pid 123"))  # late
-    entry = book.snapshot()["jobs"][record.id]
+    t = InProcess.start(tmp_path)
+    t.end("complete", "optimizer finished")
+    t.late_start()
+    entry = t.book.snapshot()["jobs"][t.record.id]
+    job_dir = t.site.job_dir(t.record.id)
     assert (entry["state"], entry["pid"], entry["ended_at"] is not None) == ("complete", None, True)
-    assert runs.watch_dirs() == [] and runs.dirs() == [site.job_dir(record.id)]
-    assert scheduled == [("run", site.job_dir(record.id))]  # the final convert + decide
+    assert t.runs.watch_dirs() == [] and t.runs.dirs() == [job_dir]
+    assert [key for key, _ in t.scheduled] == [("run", job_dir)]  # the final convert + decide
 
 
 def test_a_job_left_out_gets_its_last_look_and_a_late_event_never_brings_it_back(tmp_path: Path) -> None:
-    """finished_kept = 0: a job's "complete" takes it out of the jobs section at once, but
+    """finished_kept = 0: a job's "cancelled" takes it out of the jobs section at once, but
     its run is dropped only by the run's next processing (its final conversion and
     decision, on the run's own queue key), and a late event leaves it out."""
-    from winopt.daemon.config import DaemonConfig, JobsConfig
-    from winopt.daemon.jobs import SpoolJobs
-    from winopt.daemon.runs import WatchedRuns
-    from winopt.daemon.status import DecisionLog, StatusBook
-    from winopt.handlers.spool import JobEvent
-
-    site = Site(tmp_path)
-    config = DaemonConfig(state_dir=site.state,
-                          jobs=JobsConfig(allowed_draws_dirs=(site.draws,), grace=0, finished_kept=0))
-    book = StatusBook(site.state)
-    runs = WatchedRuns(book, DecisionLog(site.state), lambda: None)
-    scheduled: list[tuple] = []
-    jobs = SpoolJobs(config, book, runs, schedule=lambda key, reason, delay=None: scheduled.append((key, reason)),
-                     watches_changed=lambda: None)
-    jobs.spool.ensure_layout()
-    site.drop("a.toml", job_text(2))
-    (record,) = jobs.spool.scan(renamed={"a.toml"}).accepted
-    store = jobs.spool.store
-    store.transition(record.id, "running", "started: attempt 1", attempts=1)
-    store.transition(record.id, "cancelled", "cancelled on request")
-    jobs._on_event(JobEvent("cancelled", record.id, "cancelled on request"))
-    job_dir = site.job_dir(record.id)
-    doc = book.snapshot()
-    assert (doc["jobs"], doc["jobs_left_out"], list(doc["runs"])) == ({}, 1, [record.id])
-    assert (("run", job_dir), "untracked") in scheduled and runs.dirs() == [job_dir]
-    runs.process(job_dir, frozenset({"job ended", "untracked"}))  # what the queue runs next
-    assert book.snapshot()["runs"] == {} and runs.dirs() == []
-    assert book.snapshot()["jobs_left_out"] == 1 and book.snapshot()["jobs"] == {}
-    jobs._on_event(JobEvent("started", record.id, "attempt 1, pid 123"))  # late
-    assert (book.snapshot()["jobs"], book.snapshot()["runs"], runs.dirs()) == ({}, {}, [])
-    assert job_dir.is_dir() and store.load(record.id).state == "cancelled"
+    t = InProcess.start(tmp_path, finished_kept=0)
+    t.end("cancelled", "cancelled on request")
+    job_dir = t.site.job_dir(t.record.id)
+    doc = t.book.snapshot()
+    assert (doc["jobs"], doc["jobs_left_out"], list(doc["runs"])) == ({}, 1, [t.record.id])
+    assert (("run", job_dir), "untracked") in t.scheduled and t.runs.dirs() == [job_dir]
+    t.runs.process(job_dir, frozenset({"job ended", "untracked"}))  # what the queue runs next
+    assert t.book.snapshot()["runs"] == {} and t.runs.dirs() == []
+    assert t.book.snapshot()["jobs_left_out"] == 1 and t.book.snapshot()["jobs"] == {}
+    t.late_start()
+    assert (t.book.snapshot()["jobs"], t.book.snapshot()["runs"], t.runs.dirs()) == ({}, {}, [])
+    assert job_dir.is_dir() and t.jobs.spool.store.load(t.record.id).state == "cancelled"
