@@ -47,10 +47,15 @@ def publish(run_dir: Path, version: int, *, megabytes: float = 0.0) -> str:
 def read_rig_copy(directory: Path) -> tuple[int, int]:
     """(meta version, NPZ version) of a rig copy, read the way Step 2.5 would: meta first."""
     meta_version = json.loads((directory / NPZ_META_NAME).read_text())["version"]
+    return meta_version, read_rig_npz(directory)
+
+
+def read_rig_npz(directory: Path) -> int:
+    """The version of a rig's NPZ, checked whole."""
     with np.load(directory / NPZ_NAME, allow_pickle=False) as npz:
         version = int(npz["version"])
         assert np.array_equal(npz["seeds"], np.arange(1000, dtype=np.uint64) * np.uint64(version))
-    return meta_version, version
+    return version
 
 
 def descendants(pid: int) -> set[int]:

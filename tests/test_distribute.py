@@ -24,6 +24,7 @@ from rigs_support import (
     descendants,
     publish,
     read_rig_copy,
+    read_rig_npz,
     rsync_report,
     temp_file_in,
     wait_until,
@@ -429,11 +430,12 @@ def _kill_9_round(tmp_path: Path, tables: dict, copies: dict[str, Path], version
     if version == 1 and extra == 0:  # killed as the transfers began: nothing landed yet
         assert not any((copy / NPZ_NAME).exists() for copy in copies.values())
     for copy in copies.values():
-        if (copy / NPZ_NAME).exists():  # an older complete copy, or this one: never torn
+        if (copy / NPZ_META_NAME).exists():  # an older complete copy, or this one: never torn
             meta_version, npz_version = read_rig_copy(copy)
             assert meta_version <= npz_version <= version, (copy, meta_version, npz_version, version, extra)
-        else:
-            assert not (copy / NPZ_META_NAME).exists()  # the meta never lands before the NPZ
+        elif (copy / NPZ_NAME).exists():  # the very first transfer, killed between NPZ and meta
+            assert read_rig_npz(copy) == version == 1, (copy, version, extra)
+        # neither: killed before the first NPZ landed (the meta never lands before it)
 
     newest_version = version + 1
     newest = publish(run_dir, newest_version, megabytes=8)
