@@ -45,12 +45,11 @@ def draws(tmp_path: Path) -> Path:
 
 def start(draws: Path, out: Path, trials: int, log: Path, *,
           nohup: bool = False) -> subprocess.Popen[bytes]:
-    """`nohup`: start it with SIGHUP ignored, the way nohup(1) does."""
-    ignore_hup = (lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if nohup else None
+    """`nohup`: start it under nohup(1), which ignores SIGHUP and execs the command."""
+    argv = winopt_cmd(*optimize_argv(draws, out, trials))
     with open(log, "ab") as sink:
-        return subprocess.Popen(winopt_cmd(*optimize_argv(draws, out, trials)),
-                                stdout=sink, stderr=sink, env=subprocess_env(),
-                                preexec_fn=ignore_hup)
+        return subprocess.Popen(["nohup", *argv] if nohup else argv,
+                                stdout=sink, stderr=sink, env=subprocess_env())
 
 
 def wait_for_trials(proc: subprocess.Popen[bytes], out: Path, n: int, log: Path) -> dict:
