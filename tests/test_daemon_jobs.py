@@ -89,7 +89,10 @@ class Site:
             f"debounce = 0.1\nmax_delay = 1.0\ndecide_interval = {decide_interval}\n"
             f"[jobs]\nmax_parallel_jobs = {max_parallel_jobs}\nallowed_draws_dirs = [\"{self.draws}\"]\n"
             f"grace = {grace}\nstop_timeout = 30\nfinished_kept = {finished_kept}\n"
-            + "".join(f'[rigs.{rig}]\ntarget = "{self.root / f"rig-{rig}"}/"\n' for rig in rigs)
+            # short rig clocks: a rare stalled rsync (seen once in CI) is killed and resent
+            # well inside the tests' deadlines, not after the production 60 s / 900 s
+            + "".join(f'[rigs.{rig}]\ntarget = "{self.root / f"rig-{rig}"}/"\nio_timeout = 5\ntransfer_timeout = 30\n'
+                      for rig in rigs)
         )
 
     def start(self) -> DaemonProcess:
