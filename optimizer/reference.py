@@ -54,13 +54,16 @@ def run_reference(draws: np.ndarray, params: SieveParams, *, chunk_size: int = 1
     window = prepare(draws, params)
     p = window.params
     parts: list[tuple[np.ndarray, ...]] = []
-    forward_count = reverse_count = 0
+    forward_count = reverse_count = both_count = 0
     for start in range(p.seed_start, p.seed_start + p.seed_count, chunk_size):
         size = min(chunk_size, p.seed_start + p.seed_count - start)
         seeds = np.arange(size, dtype=np.uint64) + np.uint64(start)
         f, r, best, has = _chunk(window, seeds)
-        forward_count += int((f / p.window_size >= p.forward_threshold).any(axis=0).sum())
-        reverse_count += int((r / p.window_size >= p.reverse_threshold).any(axis=0).sum())
+        f_any = (f / p.window_size >= p.forward_threshold).any(axis=0)
+        r_any = (r / p.window_size >= p.reverse_threshold).any(axis=0)
+        forward_count += int(f_any.sum())
+        reverse_count += int(r_any.sum())
+        both_count += int((f_any & r_any).sum())
         cols = np.flatnonzero(has)
         rows = best[cols]
         parts.append((seeds[cols], rows + p.skip_min, f[rows, cols] / p.window_size,
@@ -75,6 +78,7 @@ def run_reference(draws: np.ndarray, params: SieveParams, *, chunk_size: int = 1
         forward_count=forward_count, reverse_count=reverse_count,
         bidirectional_count=int(seeds.shape[0]),
         expected_chance_bidirectional=expected.bidirectional, notes=list(window.notes),
+        forward_reverse_count=both_count,
     )
 
 

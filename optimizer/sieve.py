@@ -63,11 +63,14 @@ class SieveResult:
     skips: np.ndarray  # int64
     forward_rate: np.ndarray  # float64
     reverse_rate: np.ndarray  # float64
-    forward_count: int
-    reverse_count: int
-    bidirectional_count: int
+    forward_count: int  # |F|: seeds with some skip passing forward
+    reverse_count: int  # |R|: seeds with some skip passing reverse
+    bidirectional_count: int  # |B|: seeds with one skip passing both (B is within F and R)
     expected_chance_bidirectional: float
     notes: list[str] = field(default_factory=list)
+    #: |F ∩ R|: seeds passing forward with some skip and reverse with some (maybe other)
+    #: skip; with |F| and |R| it gives the overlap statistics of SPEC §3
+    forward_reverse_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,7 @@ class _Tally:
 
     forward_count: int = 0
     reverse_count: int = 0
+    forward_reverse_count: int = 0
     parts: list[tuple[np.ndarray, ...]] = field(default_factory=list)
 
     def add(self, xp: Any, seeds: np.ndarray, fwd: Scanned, rev: Scanned, window: Window) -> None:
@@ -204,6 +208,7 @@ class _Tally:
         col_f = _columns(xp, n, fwd.positions[f_any], xp.flatnonzero(f_any))
         col_r = _columns(xp, n, rev.positions[r_any], xp.flatnonzero(r_any))
         common = xp.flatnonzero((col_f >= 0) & (col_r >= 0))
+        self.forward_reverse_count += int(common.shape[0])
         if common.shape[0] == 0:
             return
         mf = fwd.matches[:, col_f[common]].astype(xp.int32)
@@ -244,6 +249,7 @@ class _Tally:
             bidirectional_count=int(seeds.shape[0]),
             expected_chance_bidirectional=expected,
             notes=list(window.notes),
+            forward_reverse_count=self.forward_reverse_count,
         )
 
 

@@ -41,6 +41,18 @@ SKIP_MODES: dict[str, int] = {"constant": 0}
 
 TIME_OF_DAY = ("all", "midday", "evening")
 
+#: the trial's overlap statistics the rigs' Step 2.5 scores with (SPEC §3; old pipeline
+#: definitions over the trial's forward, reverse and bidirectional seed sets F, R, B)
+OVERLAP_FIELDS = (
+    "intersection_count",  # |B|
+    "intersection_ratio",  # |B| / |F ∪ R|
+    "forward_only_count",  # |F − R|
+    "reverse_only_count",  # |R − F|
+    "survivor_overlap_ratio",  # |B| / |F|
+    "bidirectional_selectivity",  # |F| / |R|
+    "intersection_weight",  # |B| / (|F| + |R|)
+)
+
 #: keys of each object in bidirectional_survivors.json, in the order written
 SURVIVOR_FIELDS = (
     "seed",
@@ -60,6 +72,7 @@ SURVIVOR_FIELDS = (
     "forward_count",
     "reverse_count",
     "bidirectional_count",
+    *OVERLAP_FIELDS,
 )
 
 #: NPZ array -> (dtype, survivors JSON key it comes from). `seeds` is uint32 when every
