@@ -4,13 +4,12 @@ A prediction matches a uniformly random draw with probability exactly `q = 1/mod
 window of W comparisons has a binomial number of matches and passes with the binomial tail
 `P(Bin(W, q) >= k)`, `k` the minimum match count for the threshold (`min_matches`).
 
-One refinement over the plain "1 - (1 - p)^n_skips" over the skip range: the *first*
-reverse comparison is the same for every skip (it compares the state just before the pivot,
-`y_-1`, which no skip changes, with draw p-1), so a seed's reverse windows for different
-skips share it. Conditioning on that one comparison makes the expectation exact for the
-skip-to-skip dependence the sieve really has; when n_skips * p is small both forms agree.
-Every other pair of comparisons of one seed involves a different draw or a different
-prediction, which for random draws are independent.
+Skips are independent: under the hypothesis of SPEC §1 draw `j` is compared, for skip `s`,
+with the output `y_{s + j(s+1)}`, a different output for every skip, so a seed's windows for
+two skips share no comparison (two predictions of one draw coincide with probability
+`1/mod`, as for random predictions). Two comparisons that share an output compare it with
+two different draws, which for random draws are independent. So a seed passes some skip
+with probability `1 - (1 - p)^n_skips`, `p` the per-skip probability.
 """
 
 from __future__ import annotations
@@ -62,13 +61,9 @@ def chance_level(
     and `n_skips` skips for windows of `window` draws needing `k_*` matches."""
     q = 1.0 / mod
     pf = binomial_tail(window, k_forward, q)
-    # reverse, given the shared first comparison matched (r1) or missed (r0)
-    r1 = binomial_tail(window - 1, k_reverse - 1, q)
-    r0 = binomial_tail(window - 1, k_reverse, q)
-    reverse = q * _any_of(r1, n_skips) + (1 - q) * _any_of(r0, n_skips)
-    both = q * _any_of(pf * r1, n_skips) + (1 - q) * _any_of(pf * r0, n_skips)
+    pr = binomial_tail(window, k_reverse, q)
     return ChanceLevel(
         forward=seed_count * _any_of(pf, n_skips),
-        reverse=seed_count * reverse,
-        bidirectional=seed_count * both,
+        reverse=seed_count * _any_of(pr, n_skips),
+        bidirectional=seed_count * _any_of(pf * pr, n_skips),
     )

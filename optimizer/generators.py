@@ -1,30 +1,35 @@
-"""The six v1 PRNG families of SPEC §1: seeding, step, inverse step and output.
+"""The six v1 PRNG families of SPEC §1: seeding, step and output, as the rigs define them.
 
-These definitions are the single source of truth for what each generator *is*. They are
-written once, with operators that mean the same thing on Python ints and on NumPy uint64
-arrays (wrapping multiply, explicit masks), so the scalar helpers used by `winopt synth`
-and the tests, and the deliberately simple reference sieve (which steps whole arrays of
-seeds), run literally the same code. The fast sieve's jump-ahead lives in
+Each family is exactly the CPU reference of the same name in the users' pipeline
+(`prng_registry.py`), because the rigs (Steps 2.5, 3 and 6) regenerate draws from a
+survivor's seed with those references: a seed means the same thing here and there. The
+definitions are written once, with operators that mean the same thing on Python ints and
+on NumPy uint64 arrays (wrapping multiply, explicit masks), so the scalar helpers used by
+`winopt synth` and the tests, and the deliberately simple reference sieve (which steps
+whole arrays of seeds), run literally the same code. The fast sieve's jump-ahead lives in
 `winopt.optimizer.jumps` and is tested against these.
 
-Indexing (SPEC §1): `y_t` is the output of the step `x_t -> x_{t+1}`. For every family but
-pcg32 the output is a function of the *new* state, `y_t = g(x_{t+1})`; pcg32 outputs the
-XSH-RR permutation of the *old* state, `y_t = g(x_t)`. `Family.lag` is that 1 or 0, so
-`y_t = g(x_{t + lag})` for all of them.
+Indexing (SPEC §1): the seed gives the state `x_0`; `y_t` is the output of the step
+`x_t -> x_{t+1}` (`y_0` is the first output, what the rigs' `cpu_reference(seed, 1)`
+returns). For every family but pcg32 the output is a function of the *new* state,
+`y_t = g(x_{t+1})`; pcg32 outputs the XSH-RR permutation of the *old* state,
+`y_t = g(x_t)`. `Family.lag` is that 1 or 0, so `y_t = g(x_{t + lag})` for all of them.
 
-Choices the SPEC table leaves open, fixed here:
+Notes on the references:
 
-* `lcg32`: the state lives in Z_p with p = 2^31 - 1 (the step is taken mod p, not 2^31);
-  a seed is first read as 32 bits (`seed mod 2^32`, "x = seed (32-bit)"), then reduced
-  mod p, so seeds p .. 2^32-1 behave as `seed mod p`.
+* `lcg32`: the rigs seed `x = seed & (2^32-1)` and step mod p = 2^31 - 1. Reducing the
+  seeded state mod p once more changes no output (the step is taken mod p), and keeps
+  every state below 2^31 so that `A x + C` is exact in 64 bits.
 * `minstd`: `seed mod p`, and 0 (a fixed point of the step) becomes 1.
-* `xorshift64`: the product `x * 0x2545F4914F6CDD1D` is the new *state* (and the output),
-  not only the output as in Marsaglia/Vigna's xorshift64*. The SPEC test vector decides
-  it: from seed 12345 this reading gives draws 4, 907, 695, 551, 486 (mod 1000), while
-  xorshift64* gives 4, 292, 324, 541, 375. The step is therefore not GF(2)-linear and
-  has no cheap jump-ahead: the sieve steps it.
+* `xorshift64`: the product `x * 0x2545F4914F6CDD1D` is the new *state*, and the output
+  is its low 32 bits. The step is therefore not GF(2)-linear and has no cheap jump-ahead:
+  the sieve steps it.
 * xorshift32 seed 0 (and xorshift64 seed 0) is the all-zero fixed point; it is a valid
   state that outputs 0 for ever, and the sieve treats it like any other.
+
+`Family.seed_space` is the number of distinct seeds the seeding keeps apart: a larger
+seed would alias onto a smaller one (java_lcg keeps 48 bits, the 32-bit families 32,
+minstd reduces mod p), so a seed range reaching past it is refused (SPEC §1).
 """
 
 from __future__ import annotations
@@ -43,12 +48,6 @@ LCG32_A, LCG32_C = 1103515245, 12345
 MINSTD_A = 48271
 XS64_MUL = 0x2545F4914F6CDD1D
 PCG_A, PCG_C = 6364136223846793005, 1442695040888963407
-
-JAVA_AINV = pow(JAVA_A, -1, 1 << 48)
-LCG32_AINV = pow(LCG32_A, -1, P31)
-MINSTD_AINV = pow(MINSTD_A, -1, P31)
-XS64_MULINV = pow(XS64_MUL, -1, 1 << 64)
-PCG_AINV = pow(PCG_A, -1, 1 << 64)
 
 # "Generic" values: a Python int or a NumPy uint64 array; each function below works on both.
 Generic = Any
@@ -78,48 +77,25 @@ def _seed_64(seed: Generic) -> Generic:
     return seed & M64
 
 
-# --- steps and their inverses ------------------------------------------------------------
+# --- steps -------------------------------------------------------------------------------
 
 
 def _step_java(x: Generic) -> Generic:
     return (x * JAVA_A + JAVA_C) & M48
 
 
-def _unstep_java(x: Generic) -> Generic:
-    return ((x - JAVA_C) * JAVA_AINV) & M48
-
-
 def _step_lcg32(x: Generic) -> Generic:
     return (x * LCG32_A + LCG32_C) % P31  # both factors < 2^31: the product fits 64 bits
-
-
-def _unstep_lcg32(x: Generic) -> Generic:
-    return ((x + (P31 - LCG32_C)) * LCG32_AINV) % P31
 
 
 def _step_minstd(x: Generic) -> Generic:
     return (x * MINSTD_A) % P31
 
 
-def _unstep_minstd(x: Generic) -> Generic:
-    return (x * MINSTD_AINV) % P31
-
-
 def _step_xs32(x: Generic) -> Generic:
     x = x ^ ((x << 13) & M32)  # a new object: never mutate the caller's array
     x ^= x >> 17
     x ^= (x << 5) & M32
-    return x
-
-
-def _unstep_xs32(x: Generic) -> Generic:
-    # (1 + L)^-1 = (1 + L)(1 + L^2)(1 + L^4)... for a nilpotent shift L; undo in reverse order
-    x = x ^ ((x << 5) & M32)
-    x ^= (x << 10) & M32
-    x ^= (x << 20) & M32
-    x ^= x >> 17
-    x ^= (x << 13) & M32
-    x ^= (x << 26) & M32
     return x
 
 
@@ -130,24 +106,8 @@ def _step_xs64(x: Generic) -> Generic:
     return (x * XS64_MUL) & M64
 
 
-def _unstep_xs64(x: Generic) -> Generic:
-    x = (x * XS64_MULINV) & M64
-    x ^= x >> 27
-    x ^= x >> 54
-    x ^= (x << 25) & M64
-    x ^= (x << 50) & M64
-    x ^= x >> 12
-    x ^= x >> 24
-    x ^= x >> 48
-    return x
-
-
 def _step_pcg(x: Generic) -> Generic:
     return (x * PCG_A + PCG_C) & M64
-
-
-def _unstep_pcg(x: Generic) -> Generic:
-    return ((x - PCG_C) * PCG_AINV) & M64
 
 
 # --- outputs -----------------------------------------------------------------------------
@@ -161,6 +121,10 @@ def _out_identity(x: Generic) -> Generic:
     return x
 
 
+def _out_low32(x: Generic) -> Generic:
+    return x & M32
+
+
 def _out_pcg_xsh_rr(x: Generic) -> Generic:
     xorshifted = (((x >> 18) ^ x) >> 27) & M32
     rot = x >> 59
@@ -172,29 +136,29 @@ class Family:
     """One generator family: how a seed becomes a state, how the state moves, what it says.
 
     `affine` is `(A, C, m)` when the step is `x -> A*x + C mod m`, which makes any number
-    of steps one multiply-add (`affine_power`)."""
+    of steps one multiply-add (`affine_power`). Seeds lie in `[0, seed_space)`."""
 
     name: str
     lag: int
     seed: Callable[[Generic], Generic]
     step: Callable[[Generic], Generic]
-    unstep: Callable[[Generic], Generic]
     output: Callable[[Generic], Generic]
+    seed_space: int
     affine: tuple[int, int, int] | None = None
 
 
 _FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
-        Family("java_lcg", 1, _seed_java, _step_java, _unstep_java, _out_java,
+        Family("java_lcg", 1, _seed_java, _step_java, _out_java, 1 << 48,
                (JAVA_A, JAVA_C, 1 << 48)),
-        Family("lcg32", 1, _seed_lcg32, _step_lcg32, _unstep_lcg32, _out_identity,
+        Family("lcg32", 1, _seed_lcg32, _step_lcg32, _out_identity, 1 << 32,
                (LCG32_A, LCG32_C, P31)),
-        Family("minstd", 1, _seed_minstd, _step_minstd, _unstep_minstd, _out_identity,
+        Family("minstd", 1, _seed_minstd, _step_minstd, _out_identity, P31,
                (MINSTD_A, 0, P31)),
-        Family("xorshift32", 1, _seed_32, _step_xs32, _unstep_xs32, _out_identity),
-        Family("xorshift64", 1, _seed_64, _step_xs64, _unstep_xs64, _out_identity),
-        Family("pcg32", 0, _seed_64, _step_pcg, _unstep_pcg, _out_pcg_xsh_rr,
+        Family("xorshift32", 1, _seed_32, _step_xs32, _out_identity, 1 << 32),
+        Family("xorshift64", 1, _seed_64, _step_xs64, _out_low32, 1 << 64),
+        Family("pcg32", 0, _seed_64, _step_pcg, _out_pcg_xsh_rr, 1 << 64,
                (PCG_A, PCG_C, 1 << 64)),
     )
 }
@@ -211,13 +175,10 @@ def family(prng: str) -> Family:
 
 
 def affine_power(a: int, c: int, m: int, n: int) -> tuple[int, int]:
-    """`(A_n, C_n)` with `step^n(x) = A_n*x + C_n mod m` for the affine step `(a, c, m)`.
-
-    Negative `n` jumps backwards (the inverse map is affine too). Repeated squaring:
-    O(log |n|) big-int operations."""
+    """`(A_n, C_n)` with `step^n(x) = A_n*x + C_n mod m` for the affine step `(a, c, m)`,
+    `n >= 0`. Repeated squaring: O(log n) big-int operations."""
     if n < 0:
-        a_inv = pow(a, -1, m)
-        a, c, n = a_inv, (-a_inv * c) % m, -n
+        raise ValueError(f"steps must be >= 0, got {n}")
     acc_a, acc_c = 1, 0
     while n:
         if n & 1:
@@ -227,35 +188,71 @@ def affine_power(a: int, c: int, m: int, n: int) -> tuple[int, int]:
     return acc_a, acc_c
 
 
+def check_seed_range(prng: str, seed_start: int, seed_count: int) -> str | None:
+    """Why seeds `[seed_start, seed_start + seed_count)` are not all distinct seeds of
+    `prng` (a message for people), or None when they are."""
+    space = family(prng).seed_space
+    if seed_start < 0:
+        return f"seed_start must be >= 0, got {seed_start}"
+    if seed_count > 0 and seed_start + seed_count > space:
+        return (
+            f"seed range [{seed_start}, {seed_start + seed_count}) reaches past {prng}'s "
+            f"{_power_text(space)} seeds (a larger seed aliases onto a smaller one); "
+            f"use seeds below {space}"
+        )
+    return None
+
+
+def _power_text(n: int) -> str:
+    """2^48 rather than 281474976710656; 2^31-1 for the Mersenne prime."""
+    if n & (n - 1) == 0:
+        return f"2^{n.bit_length() - 1}"
+    if (n + 1) & n == 0:
+        return f"2^{n.bit_length()}-1"
+    return str(n)
+
+
 def seed_state(prng: str, seed: int) -> int:
-    """The generator state for `seed` (the seeding rule of SPEC §1)."""
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
+    """The generator state `x_0` for `seed` (the seeding rule of SPEC §1)."""
+    problem = check_seed_range(prng, int(seed), 1)
+    if problem:
+        raise ValueError(problem)
     return int(family(prng).seed(int(seed)))
 
 
 def advance(prng: str, state: int, n: int) -> int:
-    """The state `n` steps after `state` (`n < 0`: before it), as a Python int."""
+    """The state `n >= 0` steps after `state`, as a Python int."""
     fam = family(prng)
     if fam.affine is not None:
         a, c, m = fam.affine
         an, cn = affine_power(a, c, m, n)
         return (an * state + cn) % m
-    move = fam.step if n >= 0 else fam.unstep
-    for _ in range(abs(n)):
-        state = move(state)
+    if n < 0:
+        raise ValueError(f"steps must be >= 0, got {n}")
+    for _ in range(n):
+        state = fam.step(state)
     return state
 
 
-def raw_outputs(prng: str, state: int, t0: int, n: int) -> list[int]:
-    """Raw outputs `y_t`, `t = t0 .. t0+n-1`, of the hypothesis whose pivot state is `x_0 = state`.
-
-    Negative `t` go through the inverse step, so a history can be planted on both sides of
-    a pivot. Plain Python ints."""
+def raw_outputs(prng: str, seed: int, n: int, start: int = 0) -> list[int]:
+    """Raw outputs `y_start .. y_{start+n-1}` of `seed`: what the rigs' reference
+    `cpu_reference(seed, n, skip=start)` returns. Plain Python ints."""
     fam = family(prng)
-    x = advance(prng, state, t0 + fam.lag)
+    x = advance(prng, seed_state(prng, seed), start + fam.lag)
     out = []
     for _ in range(n):
         out.append(int(fam.output(x)))
         x = fam.step(x)
+    return out
+
+
+def predicted_draws(prng: str, seed: int, skip: int, n: int, mod: int, first: int = 0) -> list[int]:
+    """The hypothesis (seed, skip) of SPEC §1 for draws `first .. first+n-1` of a
+    selection: draw `t` is `y_{skip + t(skip+1)} mod mod`. Memory O(1) in `skip`."""
+    fam, stride = family(prng), skip + 1
+    x = advance(prng, seed_state(prng, seed), skip + first * stride + fam.lag)
+    out = []
+    for _ in range(n):
+        out.append(int(fam.output(x)) % mod)
+        x = advance(prng, x, stride)
     return out

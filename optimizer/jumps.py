@@ -6,11 +6,13 @@ outputs mod `mod`". Each `Stepper` does that with in-place array operations (no 
 in the hot loop) on NumPy or CuPy alike:
 
 * affine families (java_lcg, lcg32, minstd, pcg32): n steps are one multiply-add with
-  `(A^n, C_n)` from `generators.affine_power`, forwards or backwards;
+  `(A^n, C_n)` from `generators.affine_power`;
 * xorshift32 is GF(2)-linear: n steps are a 32x32 bit matrix, applied as four 256-entry
   byte tables (4 gathers), used when that is cheaper than stepping;
-* xorshift64 as the SPEC defines it multiplies inside the state, so it is not linear and is
-  stepped (forwards, or backwards through the inverse step).
+* xorshift64 as the rigs define it multiplies inside the state, so it is not linear and is
+  stepped.
+
+States only ever move forwards: every state the sieve reads lies after the seeded one.
 
 Every stepper is checked against the plain definitions in `generators` by the tests.
 """
@@ -24,14 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from winopt.optimizer.generators import (
-    P31,
-    XS64_MUL,
-    XS64_MULINV,
-    Family,
-    affine_power,
-    family,
-)
+from winopt.optimizer.generators import P31, XS64_MUL, Family, affine_power, family
 
 Array = Any  # numpy.ndarray or cupy.ndarray
 
@@ -50,13 +45,13 @@ class Stepper:
     """Array operations for one family on one array module (base class: step by step)."""
 
     dtype: Any = np.uint64
-    #: outputs are 32 bits for every family but xorshift64; uint32 arithmetic is faster
+    #: outputs are 32 bits for every family; uint32 arithmetic is faster
     out_dtype: Any = np.uint32
-    #: cost of one forward step, one backward step, one jump of any length, relative to
-    #: each other within a family (measured with NumPy on 32k-element chunks)
-    step_cost, unstep_cost, jump_cost = 1.0, 1.0, float("inf")
-    #: how `schedule.build_schedule` should pick and order visits for this family
-    select, order = "first", "outward"
+    #: cost of one step and of one jump of any length, relative to each other within a
+    #: family (measured with NumPy on 32k-element chunks)
+    step_cost, jump_cost = 1.0, float("inf")
+    #: how `schedule.build_schedule` should pick the visits before the first checkpoint
+    select = "first"
 
     def __init__(self, fam: Family, xp: ModuleType) -> None:
         self.fam = fam
@@ -82,32 +77,28 @@ class Stepper:
 
     # -- seeds --------------------------------------------------------------------------
     def states(self, seeds: np.ndarray) -> Array:
-        """Pivot states, on this stepper's device, for host uint64 `seeds`. Seeding runs
+        """Seeded states `x_0`, on this stepper's device, for host uint64 `seeds`. Seeding runs
         the generic definition on NumPy (never on CuPy, whose promotion of large Python
         int constants differs); the copy to the device is small next to the scan."""
         return self.xp.asarray(self.fam.seed(seeds).astype(self.dtype))
 
     # -- moving ----------------------------------------------------------------------------
     def cost(self, n: int) -> float:
-        """What moving by `n` steps costs, in units of one simple array operation."""
-        per = self.step_cost if n >= 0 else self.unstep_cost
-        return min(abs(n) * per, self.jump_cost if n else 0.0)
+        """What moving forwards by `n >= 0` steps costs, in units of one simple array
+        operation."""
+        return min(n * self.step_cost, self.jump_cost if n else 0.0)
 
     def advance(self, x: Array, n: int, buf: Buffers) -> Array:
-        """Move states `x` by `n` steps (backwards when negative), in place; returns `x`."""
+        """Move states `x` forwards by `n >= 0` steps, in place; returns `x`."""
         if n == 0:
             return x
-        if abs(n) * (self.step_cost if n > 0 else self.unstep_cost) <= self.jump_cost:
-            move = self.step_inplace if n > 0 else self.unstep_inplace
-            for _ in range(abs(n)):
-                move(x, buf.tmp)
+        if n * self.step_cost <= self.jump_cost:
+            for _ in range(n):
+                self.step_inplace(x, buf.tmp)
             return x
         return self.jump_inplace(x, n, buf)
 
     def step_inplace(self, x: Array, tmp: Array) -> None:
-        raise NotImplementedError
-
-    def unstep_inplace(self, x: Array, tmp: Array) -> None:
         raise NotImplementedError
 
     def jump_inplace(self, x: Array, n: int, buf: Buffers) -> Array:
@@ -135,16 +126,13 @@ class Stepper:
 class AffineStepper(Stepper):
     """x -> A x + C (mod m): any jump is one multiply-add."""
 
-    step_cost = unstep_cost = jump_cost = 1.0
-    select, order = "cover", "ascending"
+    step_cost = jump_cost = 1.0
+    select = "cover"
 
     def __init__(self, fam: Family, xp: ModuleType) -> None:
         super().__init__(fam, xp)
         assert fam.affine is not None
         self.a, self.c, self.m = fam.affine
-
-    def cost(self, n: int) -> float:
-        return 1.0 if n else 0.0
 
     def advance(self, x: Array, n: int, buf: Buffers) -> Array:
         if n == 0:
@@ -204,8 +192,7 @@ class Xorshift32Stepper(Stepper):
     """xorshift32 on uint32 arrays; long moves through byte tables of the jump matrix."""
 
     dtype = np.uint32
-    step_cost, unstep_cost, jump_cost = 1.0, 2.1, 8.2
-    select, order = "first", "ascending"  # reverse side: one table jump out, then steps in
+    step_cost, jump_cost = 1.0, 8.2
 
     def outputs(self, x: Array, buf: Buffers) -> Array:
         return x
@@ -213,12 +200,6 @@ class Xorshift32Stepper(Stepper):
     def step_inplace(self, x: Array, tmp: Array) -> None:
         xp, U = self.xp, self.U
         for shift, left in ((13, True), (17, False), (5, True)):
-            (xp.left_shift if left else xp.right_shift)(x, U(shift), out=tmp)
-            xp.bitwise_xor(x, tmp, out=x)
-
-    def unstep_inplace(self, x: Array, tmp: Array) -> None:
-        xp, U = self.xp, self.U
-        for shift, left in ((5, True), (10, True), (20, True), (17, False), (13, True), (26, True)):
             (xp.left_shift if left else xp.right_shift)(x, U(shift), out=tmp)
             xp.bitwise_xor(x, tmp, out=x)
 
@@ -248,13 +229,8 @@ _TABLES: dict[tuple[int, int], Any] = {}
 
 
 class Xorshift64Stepper(Stepper):
-    """xorshift64 as SPEC §1 defines it (multiply inside the state): stepped."""
-
-    out_dtype = np.uint64
-    step_cost, unstep_cost = 1.0, 2.1
-
-    def outputs(self, x: Array, buf: Buffers) -> Array:
-        return x
+    """xorshift64 as the rigs define it (multiply inside the state, output the low 32
+    bits): stepped."""
 
     def step_inplace(self, x: Array, tmp: Array) -> None:
         xp, U = self.xp, self.U
@@ -262,14 +238,6 @@ class Xorshift64Stepper(Stepper):
             (xp.left_shift if left else xp.right_shift)(x, U(shift), out=tmp)
             xp.bitwise_xor(x, tmp, out=x)
         xp.multiply(x, U(XS64_MUL), out=x)
-
-    def unstep_inplace(self, x: Array, tmp: Array) -> None:
-        xp, U = self.xp, self.U
-        xp.multiply(x, U(XS64_MULINV), out=x)
-        undo = ((27, False), (54, False), (25, True), (50, True), (12, False), (24, False), (48, False))
-        for shift, left in undo:
-            (xp.left_shift if left else xp.right_shift)(x, U(shift), out=tmp)
-            xp.bitwise_xor(x, tmp, out=x)
 
 
 # --- GF(2) jump matrices for xorshift32 -----------------------------------------------------
@@ -288,12 +256,10 @@ def _apply(cols: tuple[int, ...], v: int) -> int:
 
 @lru_cache(maxsize=1024)
 def gf2_power(prng: str, n: int) -> tuple[int, ...]:
-    """Column images of step^n (n < 0: the inverse step) for a GF(2)-linear 32-bit family."""
+    """Column images of step^n (`n >= 0`) for a GF(2)-linear 32-bit family."""
     fam = family(prng)
-    move = fam.step if n >= 0 else fam.unstep
-    base = tuple(move(1 << j) for j in range(32))
+    base = tuple(fam.step(1 << j) for j in range(32))
     result = tuple(1 << j for j in range(32))
-    n = abs(n)
     while n:
         if n & 1:
             result = tuple(_apply(base, c) for c in result)

@@ -1,7 +1,7 @@
 """The deliberately simple sieve: the definition of SPEC §1, executed literally.
 
 For every skip separately, every seed's generator is stepped one output at a time (the
-plain `generators` step, no jump-ahead) from the pivot outwards, forwards and backwards,
+plain `generators` step, no jump-ahead) from its seeded state to the last window draw,
 and every window draw is compared; rates are `matches / W` compared with the thresholds as
 floats; nothing is rejected early. It is vectorised over seeds only so that the tests and
 `bench/sieve.py` finish. It exists to be obviously right, so that `sieve.run_sieve` can be
@@ -17,35 +17,24 @@ from winopt.optimizer.generators import Family, family
 from winopt.optimizer.sieve import SieveParams, SieveResult, Window, prepare
 
 
-def forward_matches(fam: Family, x0: np.ndarray, skip: int, draws: list[int], mod: int) -> np.ndarray:
-    """Per seed, how many of `draws` (p, p+1, ...) equal y_{skip + i(skip+1)} mod `mod`."""
+def half_matches(fam: Family, x0: np.ndarray, skip: int, first: int, draws: list[int],
+                 mod: int) -> np.ndarray:  # fmt: skip
+    """Per seed, how many of `draws` (history draws first, first+1, ...) equal
+    y_{skip + j(skip+1)} mod `mod`, j the draw's history index: the generator is stepped
+    one output at a time from the seeded state `x0`."""
     matches = np.zeros(x0.shape[0], dtype=np.int64)
     x = x0.copy()
-    for t in range(len(draws) * (skip + 1)):
-        if fam.lag == 1:
+    stride = skip + 1
+    for t in range((first + len(draws)) * stride):  # outputs y_0 .. y_{last needed}
+        if fam.lag == 1:  # y_t = g(x_{t+1})
             x = fam.step(x)
             y = fam.output(x)
-        else:
+        else:  # y_t = g(x_t)
             y = fam.output(x)
             x = fam.step(x)
-        if (t + 1) % (skip + 1) == 0:
-            matches += (y % mod) == draws[(t + 1) // (skip + 1) - 1]
-    return matches
-
-
-def reverse_matches(fam: Family, x0: np.ndarray, skip: int, draws: list[int], mod: int) -> np.ndarray:
-    """Per seed, how many of `draws` (p-1, p-2, ...) equal y_{-1 - k(skip+1)} mod `mod`."""
-    matches = np.zeros(x0.shape[0], dtype=np.int64)
-    x = x0.copy()
-    for t in range(-1, -1 - len(draws) * (skip + 1), -1):
-        if fam.lag == 1:  # y_t = g(x_{t+1}): read, then step back
-            y = fam.output(x)
-            x = fam.unstep(x)
-        else:  # y_t = g(x_t): step back, then read
-            x = fam.unstep(x)
-            y = fam.output(x)
-        if (-1 - t) % (skip + 1) == 0:
-            matches += (y % mod) == draws[(-1 - t) // (skip + 1)]
+        j, rest = divmod(t - skip, stride)
+        if rest == 0 and j >= first:
+            matches += (y % mod) == draws[j - first]
     return matches
 
 
@@ -89,8 +78,8 @@ def _chunk(window: Window, seeds: np.ndarray) -> tuple[np.ndarray, ...]:
     fam = family(p.prng)
     x0 = fam.seed(seeds).astype(np.uint64)
     skips = list(window.skips)
-    f = np.stack([forward_matches(fam, x0, s, window.forward_draws, p.mod) for s in skips])
-    r = np.stack([reverse_matches(fam, x0, s, window.reverse_draws, p.mod) for s in skips])
+    f = np.stack([half_matches(fam, x0, s, window.pivot, window.forward_draws, p.mod) for s in skips])
+    r = np.stack([half_matches(fam, x0, s, p.offset, window.reverse_draws, p.mod) for s in skips])
     both = (f / p.window_size >= p.forward_threshold) & (r / p.window_size >= p.reverse_threshold)
     best = np.argmax(np.where(both, f + r, -1), axis=0)
     return f, r, best, both.any(axis=0)

@@ -40,21 +40,21 @@ def scan(stepper: Stepper, schedule: Schedule, x0: Array, mod: int) -> Scanned:
     n = int(x0.shape[0])
     positions = xp.arange(n, dtype=xp.int64)
     matches = xp.zeros((schedule.n_skips, n), dtype=count_dtype(schedule.window))
-    pivot, x, u = x0, x0.copy(), 0
+    base, x, u = x0, x0.copy(), 0
     buf, eq = stepper.buffers(n), xp.empty(n, dtype=bool)
     for step in schedule.steps:
         if isinstance(step, Checkpoint):
             keep = _survivors(xp, matches, step)
             if keep is None:
                 continue
-            positions, pivot, x, matches = positions[keep], pivot[keep], x[keep], matches[:, keep]
+            positions, base, x, matches = positions[keep], base[keep], x[keep], matches[:, keep]
             buf, eq = stepper.buffers(x.shape[0]), xp.empty(x.shape[0], dtype=bool)
             if x.shape[0] == 0:
                 break
             continue
         gap = step.u - u
-        if stepper.cost(step.u) + 1.0 < stepper.cost(gap):  # cheaper from the pivot again
-            xp.copyto(x, pivot)
+        if gap < 0 or stepper.cost(step.u) + 1.0 < stepper.cost(gap):  # start again from x_0
+            xp.copyto(x, base)
             gap = step.u
         stepper.advance(x, gap, buf)
         u = step.u

@@ -1,18 +1,19 @@
 """Which states the fast sieve visits, in what order, and when it may drop seeds.
 
-For one direction of one window, hypothesis (seed, skip `s`) compares draw `i`
-(i = 0 .. W-1, counted away from the pivot) with the output read from state `x_u`:
+For one half of one window, hypothesis (seed, skip `s`) compares draw `i` of the half
+(history draw `j = first + i`, i = 0 .. W-1) with the output read from state
 
-    forward:  u = lag + s + i(s+1)        reverse:  u = lag - 1 - i(s+1)
+    u = lag + s + j(s+1)
 
-Many (i, s) pairs share a state (every reverse window starts at the same one, and
-(i+1)(s+1) = (i'+1)(s'+1) collide often), so the schedule visits each needed state once and
-compares its output with every draw that wants it.
+steps after the seeded state `x_0` (SPEC §1: draw `j` is `y_{s + j(s+1)}`, and
+`y_t = g(x_{t+lag})`). Many (j, s) pairs share a state ((j+1)(s+1) = (j'+1)(s'+1)), so
+the schedule visits each needed state once, in ascending `u` (states only move forwards),
+and compares its output with every draw that wants it.
 
 Early rejection: a pair needing `k` matches is dead once it has missed `W - k + 1` draws, so
 no seed can be dropped before every skip has had `n1 = W - k + 1` comparisons. Phase 1
-visits exactly the states of draws `i < n1` (in increasing |u|, plus any later draw that
-happens to share one of those states), then a checkpoint drops seeds all of whose skips
+visits exactly such states (the nearest ones, or the fewest, see `select`, plus any later
+draw that happens to share one of them), then a checkpoint drops seeds all of whose skips
 are dead; phase 2 visits the rest, with a checkpoint after every `n_skips` comparisons.
 """
 
@@ -27,7 +28,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Visit:
-    """Read the state `u` steps from the pivot; for each (draw value, skip rows) in
+    """Read the state `u` steps after the seeded one; for each (draw value, skip rows) in
     `compare`, add 1 to those rows of the match counts where the output mod `mod` equals
     the value."""
 
@@ -53,32 +54,20 @@ class Schedule:
     k: int = 0
 
 
-def state_index(direction: int, lag: int, i: int, skip: int) -> int:
-    """The state `u` whose output predicts draw `i` of a direction (+1 forward, -1 reverse)."""
-    if direction > 0:
-        return lag + skip + i * (skip + 1)
-    return lag - 1 - i * (skip + 1)
+def state_index(lag: int, j: int, skip: int) -> int:
+    """The state `u` whose output predicts history draw `j` under skip `skip`."""
+    return lag + skip + j * (skip + 1)
 
 
 def build_schedule(
-    direction: int,
-    lag: int,
-    draws: list[int],
-    skips: range,
-    k: int,
-    *,
-    select: str = "first",
-    order: str = "outward",
+    lag: int, first: int, draws: list[int], skips: range, k: int, *, select: str = "first"
 ) -> Schedule:
-    """The visit order for one direction: `draws[i]` is the history draw compared at
-    distance `i` from the pivot, `k` the matches a window needs.
+    """The visit order for one half of a window: `draws[i]` is history draw `first + i`,
+    `k` the matches a half needs.
 
-    `select` picks phase 1's states: "first" takes the draws nearest the pivot (the
-    shortest walk, for generators that must step); "cover" greedily takes states shared
-    by many skips (fewest visits, for generators where every move costs the same).
-    `order` walks each phase "outward" from the pivot or in "ascending" u (for a
-    generator whose forward step is cheaper than its inverse step and whose long moves
-    are cheap, the reverse side is best walked from its far end towards the pivot)."""
+    `select` picks phase 1's states: "first" takes each skip's first draws (the shortest
+    walk, for generators that must step); "cover" greedily takes states shared by many
+    skips (fewest visits, for generators where every move costs the same)."""
     window = len(draws)
     n_skips = len(skips)
     sched = Schedule(n_skips=n_skips, window=window, k=k)
@@ -87,12 +76,11 @@ def build_schedule(
     pairs = defaultdict(list)  # u -> [(i, row)]
     for row, s in enumerate(skips):
         for i in range(window):
-            pairs[state_index(direction, lag, i, s)].append((i, row))
+            pairs[state_index(lag, first + i, s)].append((i, row))
     n1 = window - k + 1 if k > 0 else window  # k = 0: everything passes, no rejection
     chosen = _cover(pairs, n_skips, n1) if select == "cover" else _first(pairs, n1)
-    key = abs if order == "outward" else None
-    phase1 = sorted(chosen, key=key)
-    phase2 = sorted(set(pairs) - set(chosen), key=key)
+    phase1 = sorted(chosen)
+    phase2 = sorted(set(pairs) - set(chosen))
     done = np.zeros(n_skips, dtype=np.int64)
     for u in phase1:
         sched.steps.append(_visit(u, pairs[u], draws, done))
@@ -122,7 +110,7 @@ def _cover(pairs: dict[int, list[tuple[int, int]]], n_skips: int, n1: int) -> se
     def useful(u: int) -> int:
         return sum(1 for _, row in pairs[u] if need[row] > 0)
 
-    heap = [(-len(ps), abs(u), u) for u, ps in pairs.items()]
+    heap = [(-len(ps), u, u) for u, ps in pairs.items()]
     heapq.heapify(heap)
     chosen: set[int] = set()
     while heap and max(need) > 0:

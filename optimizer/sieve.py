@@ -1,6 +1,11 @@
 """The bidirectional sieve of SPEC §1: which seeds, with one constant skip, reproduce a
 window of the draw history both after and before the pivot.
 
+The hypothesis is the rigs' (SPEC §1): the seed is the generator's seed, its state before
+the first draw of the selected history, and draw `t` is `y_{s + t(s+1)}`. So both halves
+of the window are predicted forwards from the seed: the reverse half is simply the W draws
+before the pivot, the forward half the W draws from it on.
+
 `run_sieve` is the fast implementation: seeds in fixed-size chunks (memory does not grow
 with `seed_count`), each chunk moved through a precomputed schedule of states with
 jump-ahead (`jumps`), early rejection and compaction (`schedule`, `scan`). The same code
@@ -24,7 +29,7 @@ import numpy as np
 
 from winopt.errors import UserError
 from winopt.optimizer.chance import chance_level, min_matches
-from winopt.optimizer.generators import FAMILIES, family
+from winopt.optimizer.generators import FAMILIES, check_seed_range, family
 from winopt.optimizer.jumps import stepper as make_stepper
 from winopt.optimizer.schedule import build_schedule
 from winopt.optimizer.scan import Scanned, scan
@@ -35,7 +40,6 @@ from winopt.optimizer.xp import array_module, is_gpu, to_host
 #: many more to hide kernel launches (1M seeds x 251 skips: about 0.5 GB of counts).
 CPU_CHUNK = 1 << 15
 GPU_CHUNK = 1 << 20
-MAX_SEED = (1 << 64) - 1
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,7 @@ class Window:
 
     params: SieveParams
     forward_draws: list[int]  # draws p, p+1, ..., p+W-1
-    reverse_draws: list[int]  # draws p-1, p-2, ..., p-W
+    reverse_draws: list[int]  # draws o, o+1, ..., p-1 (before the pivot, in history order)
     k_forward: int
     k_reverse: int
     notes: list[str]
@@ -87,6 +91,11 @@ class Window:
     @property
     def skips(self) -> range:
         return range(self.params.skip_min, self.params.skip_max + 1)
+
+    @property
+    def pivot(self) -> int:
+        """History index of the first forward draw, p = o + W."""
+        return self.params.offset + self.params.window_size
 
 
 def prepare(draws: Any, params: SieveParams) -> Window:
@@ -116,7 +125,7 @@ def prepare(draws: Any, params: SieveParams) -> Window:
     return Window(
         params=params,
         forward_draws=[int(v) for v in history[pivot : pivot + w]],
-        reverse_draws=[int(v) for v in history[pivot - w : pivot][::-1]],
+        reverse_draws=[int(v) for v in history[offset:pivot]],
         k_forward=min_matches(params.forward_threshold, w),
         k_reverse=min_matches(params.reverse_threshold, w),
         notes=notes,
@@ -133,13 +142,11 @@ def _check_params(p: SieveParams) -> None:
         (p.skip_min >= 0, f"skip_min must be >= 0, got {p.skip_min}"),
         (p.skip_max >= p.skip_min, f"skip_max {p.skip_max} is below skip_min {p.skip_min}"),
         (1 <= p.mod <= 1 << 32, f"mod must be in [1, 2^32], got {p.mod}"),
-        (p.seed_start >= 0, f"seed_start must be >= 0, got {p.seed_start}"),
         (p.seed_count >= 0, f"seed_count must be >= 0, got {p.seed_count}"),
-        (
-            p.seed_start + p.seed_count - 1 <= MAX_SEED,
-            f"seed range [{p.seed_start}, {p.seed_start + p.seed_count}) exceeds 2^64",
-        ),
     ]
+    seeds = check_seed_range(p.prng, p.seed_start, p.seed_count)
+    if seeds:
+        checks.insert(0, (False, seeds))
     for name in ("forward_threshold", "reverse_threshold"):
         t = getattr(p, name)
         checks.append((math.isfinite(t) and 0.0 <= t <= 1.0, f"{name} must be in [0, 1], got {t}"))
@@ -165,10 +172,11 @@ def run_sieve(
     params = window.params
     xp = array_module(device)
     step = make_stepper(params.prng, xp)
-    lag = family(params.prng).lag
-    policy = {"select": step.select, "order": step.order}
-    forward = build_schedule(+1, lag, window.forward_draws, window.skips, window.k_forward, **policy)
-    reverse = build_schedule(-1, lag, window.reverse_draws, window.skips, window.k_reverse, **policy)
+    lag, select = family(params.prng).lag, step.select
+    forward = build_schedule(lag, window.pivot, window.forward_draws, window.skips,
+                             window.k_forward, select=select)  # fmt: skip
+    reverse = build_schedule(lag, params.offset, window.reverse_draws, window.skips,
+                             window.k_reverse, select=select)  # fmt: skip
     chunk = chunk_size or (GPU_CHUNK if is_gpu(xp) else CPU_CHUNK)
     tally = _Tally()
     for start in range(params.seed_start, params.seed_start + params.seed_count, chunk):

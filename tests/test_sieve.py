@@ -1,4 +1,4 @@
-"""The bidirectional sieve (SPEC §1): planted states are found exactly, the fast sieve
+"""The bidirectional sieve (SPEC §1): planted seeds are found exactly, the fast sieve
 equals the deliberately simple reference on random problems, parameters are checked, and
 memory does not grow with the seed count."""
 
@@ -12,16 +12,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from winopt.errors import UserError
-from winopt.optimizer.generators import FAMILIES, raw_outputs, seed_state
+from winopt.optimizer.generators import FAMILIES, family, predicted_draws, raw_outputs
 from winopt.optimizer.reference import run_reference
 from winopt.optimizer.sieve import SieveParams, SieveResult, run_sieve
 
 
-def planted_history(prng: str, seed: int, pivot: int, skip: int, n: int, mod: int = 1000) -> np.ndarray:
-    """Draws 0..n-1 of the hypothesis (seed, skip) whose pivot is draw `pivot`:
-    draw j is y_{skip + (j - pivot)(skip + 1)} mod `mod`."""
-    x = seed_state(prng, seed)
-    return np.array([raw_outputs(prng, x, skip + (j - pivot) * (skip + 1), 1)[0] % mod for j in range(n)])
+def planted_history(prng: str, seed: int, skip: int, n: int, mod: int = 1000) -> np.ndarray:
+    """Draws 0..n-1 of the hypothesis (seed, skip), spelt out from the raw outputs the
+    rigs' reference gives: draw j is y_{skip + j(skip + 1)} mod `mod`."""
+    outputs = raw_outputs(prng, seed, n * (skip + 1))
+    return np.array([outputs[skip + j * (skip + 1)] % mod for j in range(n)])
+
+
+def test_planted_history_is_the_predicted_draws() -> None:
+    for prng in FAMILIES:
+        assert planted_history(prng, 4321, 3, 12).tolist() == predicted_draws(prng, 4321, 3, 12, 1000)
+        assert predicted_draws(prng, 4321, 3, 5, 1000, first=7) == planted_history(prng, 4321, 3, 12)[7:].tolist()
 
 
 def assert_same(fast: SieveResult, ref: SieveResult) -> None:
@@ -33,6 +39,8 @@ def assert_same(fast: SieveResult, ref: SieveResult) -> None:
     assert fast.reverse_rate.tolist() == ref.reverse_rate.tolist()
     assert (fast.forward_count, fast.reverse_count, fast.bidirectional_count) == (
         ref.forward_count, ref.reverse_count, ref.bidirectional_count)  # fmt: skip
+    assert fast.forward_reverse_count == ref.forward_reverse_count
+    assert fast.bidirectional_count <= fast.forward_reverse_count <= min(fast.forward_count, fast.reverse_count)
     assert fast.bidirectional_count == len(fast.seeds)
     assert fast.expected_chance_bidirectional == ref.expected_chance_bidirectional
     assert fast.notes == ref.notes
@@ -52,7 +60,7 @@ PLANTS = [  # (state, skip, window, pivot, thresholds)
 def test_planted_state_is_found_alone(
     prng: str, state: int, skip: int, window: int, pivot: int, thresholds: tuple[float, float]
 ) -> None:
-    draws = planted_history(prng, state, pivot, skip, pivot + window + 9)
+    draws = planted_history(prng, state, skip, pivot + window + 9)
     params = SieveParams(prng, window, pivot - window, 0, 9, *thresholds,
                          seed_start=state - 2000, seed_count=4000)  # fmt: skip
     result = run_sieve(draws, params)
@@ -67,7 +75,7 @@ def test_planted_state_is_found_alone(
 def test_planted_state_with_a_large_skip_and_window(prng: str) -> None:
     """Skips in the hundreds and W = 30 (the optimizer's range), lenient thresholds."""
     state, skip, window, pivot = 2**40 + 11, 180, 30, 35
-    draws = planted_history(prng, state, pivot, skip, 70)
+    draws = planted_history(prng, state, skip, 70)
     params = SieveParams(prng, window, pivot - window, 170, 190, 0.3, 0.3,
                          seed_start=state - 300, seed_count=600)  # fmt: skip
     result = run_sieve(draws, params)
@@ -82,14 +90,14 @@ def test_best_skip_is_the_highest_score_then_the_smaller_skip() -> None:
     draws = np.zeros(20, dtype=np.int64)
     tie = run_sieve(draws, SieveParams("minstd", 5, 0, 3, 6, 0.0, 0.0, 10, 3, mod=1))
     assert tie.seeds.tolist() == [10, 11, 12] and tie.skips.tolist() == [3, 3, 3]
-    planted = planted_history("lcg32", 777, 10, 2, 20, mod=2)
+    planted = planted_history("lcg32", 777, 2, 20, mod=2)
     result = run_sieve(planted, SieveParams("lcg32", 8, 2, 0, 4, 0.0, 0.0, 777, 1, mod=2))
     assert result.skips.tolist() == [2]
     assert run_reference(planted, result.params).skips.tolist() == [2]
 
 
 def test_offset_is_clamped_and_said() -> None:
-    draws = planted_history("java_lcg", 4242, 90, 1, 100)
+    draws = planted_history("java_lcg", 4242, 1, 100)
     result = run_sieve(draws, SieveParams("java_lcg", 10, 95, 0, 3, 1.0, 1.0, 4000, 500))
     assert result.params.offset == 80
     assert result.notes == ["offset 95 clamped to 80 (history has 100 draws)"]
@@ -108,14 +116,14 @@ def problems(draw: st.DrawFn) -> tuple[np.ndarray, SieveParams, int]:
     skip_min = draw(st.integers(0, 4))
     skip_max = skip_min + draw(st.integers(0, 5))
     threshold = st.one_of(st.sampled_from([0.0, 0.3, 0.5, 1 / 3, 2 / 3, 1.0]), st.floats(0, 1))
-    seed_start = draw(st.one_of(st.integers(0, 2**33), st.just(2**64 - 300)))
+    space = family(prng).seed_space
+    seed_start = draw(st.one_of(st.integers(0, min(2**33, space - 300)), st.just(space - 300)))
     rng = np.random.default_rng(draw(st.integers(0, 2**32)))
     if draw(st.booleans()):  # chance hits only
         draws = rng.integers(0, mod, n)
     else:  # a planted seed in range, with a few draws overwritten
-        pivot = draw(st.integers(window, n - window))
         plant_skip = draw(st.integers(skip_min, skip_max))
-        draws = planted_history(prng, seed_start + 17, pivot, plant_skip, n, mod)
+        draws = planted_history(prng, seed_start + 17, plant_skip, n, mod)
         noisy = rng.random(n) < 0.2
         draws[noisy] = rng.integers(0, mod, int(noisy.sum()))
     params = SieveParams(prng, window, draw(st.integers(0, n)), skip_min, skip_max,
@@ -137,7 +145,7 @@ def test_fast_equals_reference_on_many_chance_survivors(prng: str) -> None:
     chunk boundaries and through early rejection (k between 1 and W)."""
     rng = np.random.default_rng(3)
     draws = rng.integers(0, 5, 30)
-    params = SieveParams(prng, 6, 5, 1, 9, 0.5, 0.5, 2**31 - 1000, 3000, mod=5)
+    params = SieveParams(prng, 6, 5, 1, 9, 0.5, 0.5, 2**31 - 4000, 3000, mod=5)
     fast = run_sieve(draws, params, chunk_size=1024)
     ref = run_reference(draws, params)
     assert_same(fast, ref)
@@ -209,7 +217,10 @@ GOOD = SieveParams("java_lcg", 5, 0, 0, 3, 0.5, 0.5, 0, 10)
         ({"forward_threshold": 1.5}, "forward_threshold must be in [0, 1]"),
         ({"reverse_threshold": float("nan")}, "reverse_threshold must be in [0, 1]"),
         ({"offset": -1}, "offset must be >= 0"),
-        ({"seed_start": 2**64 - 5}, "exceeds 2^64"),
+        ({"seed_start": 2**48 - 5}, "reaches past java_lcg's 2^48 seeds"),
+        ({"prng": "xorshift32", "seed_start": 2**32 - 9}, "reaches past xorshift32's 2^32 seeds"),
+        ({"prng": "minstd", "seed_start": 2**31 - 2}, "reaches past minstd's 2^31-1 seeds"),
+        ({"prng": "xorshift64", "seed_start": 2**64 - 5}, "reaches past xorshift64's 2^64 seeds"),
         ({"mod": 0}, "mod must be in [1, 2^32]"),
     ],
 )
@@ -239,7 +250,7 @@ def test_device_switch(monkeypatch: pytest.MonkeyPatch) -> None:
     """cpu always works; gpu without CuPy and a device is a clear error, not a silent
     CPU run; nonsense is refused; auto falls back to NumPy here."""
     pytest.importorskip("numpy")
-    draws = planted_history("pcg32", 99, 10, 1, 20)
+    draws = planted_history("pcg32", 99, 1, 20)
     params = SieveParams("pcg32", 5, 5, 0, 2, 1.0, 1.0, 90, 20)
     monkeypatch.setenv("WINOPT_DEVICE", "cpu")
     assert run_sieve(draws, params).seeds.tolist() == [99]
