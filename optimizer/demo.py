@@ -1,10 +1,10 @@
 """`winopt demo` (run by `make demo`): the bundled planted sample, sieved, seed found.
 
 The sample in `samples/` was written by `winopt synth` (see samples/README.md), so its
-truth file says which state was planted, where, and with which skip. The demo runs the
-sieve with a window whose pivot is the planted draw, a skip range and seed range that
-hold the truth, and exits non-zero unless the planted seed comes back with both rates
-1.0 and the planted skip.
+truth file says which seed was planted (the rigs' seed: the generator's state before the
+first draw) and with which skip. The demo runs the sieve with a window in the middle of
+the history, a skip range and seed range that hold the truth, and exits non-zero unless
+the planted seed comes back with both rates 1.0 and the planted skip.
 
 The demo is a list of small steps sharing one `Demo` record; each step prints what it
 does and what it found. A later step (a short optimization, convert, evaluate) is one
@@ -75,27 +75,27 @@ def step_read_truth(demo: Demo) -> None:
     demo.truth = load_truth(truth_path(demo.sample))
     t = demo.truth
     say(
-        f"sample {demo.sample.name}: {t['entries']} draws, {t['prng']} seed {t['state']} planted "
-        f"at draw {t['at']} (time_of_day={t['time_of_day']}), skip {t['skip']}"
+        f"sample {demo.sample.name}: {t['entries']} draws, {t['prng']} seed {t['seed']} planted "
+        f"(time_of_day={t['time_of_day']}), skip {t['skip']}"
     )
 
 
 def step_synth(demo: Demo) -> None:
     """Re-plant the sample with `winopt synth` and check it matches the bundled file."""
     t = demo.truth
-    plan = Plan(prng=t["prng"], state=t["state"], at=t["at"], skip=t["skip"], draws=t["draws"],
+    plan = Plan(prng=t["prng"], seed=t["seed"], skip=t["skip"], draws=t["draws"],
                 mod=t["mod"], sessions=tuple(t["sessions"]), plant_in=t["time_of_day"],
                 rng_seed=t["rng_seed"], start_date=t["start_date"])
     plan.check()
     fresh, _, entries = write_history(plan, demo.out / f"synth-{demo.sample.name}")
     if fresh.read_bytes() != demo.sample.read_bytes():
         raise DemoFailed(f"winopt synth wrote {fresh}, which differs from {demo.sample}")
-    say(f"winopt synth --prng {t['prng']} --state {t['state']} --at {t['at']} --skip {t['skip']} "
+    say(f"winopt synth --prng {t['prng']} --seed {t['seed']} --skip {t['skip']} "
         f"--draws {t['draws']}: {entries} draws, identical to the bundled sample")
 
 
 def step_sieve(demo: Demo) -> None:
-    """Sieve the sample with the window pivoted on the planted draw."""
+    """Sieve the sample with a window in the middle of the history."""
     t = demo.truth
     demo.params = params_for(t)
     p = demo.params
@@ -129,14 +129,14 @@ def step_publish_survivors(demo: Demo) -> None:
 def step_check_planted(demo: Demo) -> None:
     """Check that the planted seed survived, at both rates 1.0 with the planted skip."""
     t = demo.truth
-    found = [r for r in demo.survivors if r["seed"] == t["state"]]
+    found = [r for r in demo.survivors if r["seed"] == t["seed"]]
     if not found:
         raise DemoFailed(
-            f"planted seed {t['state']} NOT found among {len(demo.survivors)} survivors"
+            f"planted seed {t['seed']} NOT found among {len(demo.survivors)} survivors"
         )
     hit = found[0]
     if (hit["skip"], hit["forward_match_rate"], hit["reverse_match_rate"]) != (t["skip"], 1.0, 1.0):
-        raise DemoFailed(f"planted seed {t['state']} found with the wrong skip or rates: {hit}")
+        raise DemoFailed(f"planted seed {t['seed']} found with the wrong skip or rates: {hit}")
     others = len(demo.survivors) - 1
     say(
         f"FOUND the planted seed {hit['seed']}: skip {hit['skip']}, forward 1.0, reverse 1.0"
@@ -153,15 +153,15 @@ def step_optimize(demo: Demo) -> None:
     t = demo.truth
     run_dir = demo.out / OPTIMIZE_DIR
     shutil.rmtree(run_dir, ignore_errors=True)  # the demo's own scratch run: start afresh
-    window = min(WINDOW_SIZE, t["at"])
+    window, pivot = min(WINDOW_SIZE, t["draws"] // 2), t["draws"] // 2
     argv = [sys.executable, "-m", "winopt", "optimize", "--draws", str(demo.sample),
             "--out", str(run_dir), "--trials", str(OPTIMIZE_TRIALS), "--prng", t["prng"],
-            "--mod", str(t["mod"]), "--seed-start", str(max(0, t["state"] - 50_000)),
+            "--mod", str(t["mod"]), "--seed-start", str(max(0, t["seed"] - 50_000)),
             "--seed-count", "100000", "--window-size", str(window),
-            "--offset", str(t["at"] - window), "--skip-min", "0:3", "--skip-max", "3:12",
+            "--offset", str(pivot - window), "--skip-min", "0:3", "--skip-max", "3:12",
             "--strategy", "random", "--sampler-seed", "0"]
-    say(f"winopt optimize --out {run_dir} --trials {OPTIMIZE_TRIALS} (pivot on the planted "
-        "draw; skips, thresholds and time_of_day searched)")
+    say(f"winopt optimize --out {run_dir} --trials {OPTIMIZE_TRIALS} (window fixed in the "
+        "middle; skips, thresholds and time_of_day searched)")
     config_file, seen = run_dir / CONFIG_NAME, None
     with subprocess.Popen(argv, stderr=subprocess.DEVNULL) as proc:
         while True:  # a person's view of the file the daemon watches, polled
@@ -182,10 +182,10 @@ def step_optimize(demo: Demo) -> None:
     if proc.returncode != 0 or not c or c["status"] != "complete":
         raise DemoFailed(f"winopt optimize exited {proc.returncode}; see {config_file}")
     survivors = orjson.loads((run_dir / SURVIVORS_NAME).read_bytes())
-    if t["state"] not in {r["seed"] for r in survivors}:
-        raise DemoFailed(f"the best trial's survivors lack the planted seed {t['state']}")
+    if t["seed"] not in {r["seed"] for r in survivors}:
+        raise DemoFailed(f"the best trial's survivors lack the planted seed {t['seed']}")
     say(f"best trial {c['best_trial_number']}: time_of_day {c['time_of_day']}, skips "
-        f"{c['skip_min']}..{c['skip_max']}; its survivors hold the planted seed {t['state']}")
+        f"{c['skip_min']}..{c['skip_max']}; its survivors hold the planted seed {t['seed']}")
 
 
 def step_convert_evaluate(demo: Demo) -> None:
@@ -199,9 +199,9 @@ def step_convert_evaluate(demo: Demo) -> None:
     result = convert(run_dir / SURVIVORS_NAME)
     with np.load(result.npz_path, allow_pickle=False) as npz:
         seeds, skips = npz["seeds"], npz["skip"]
-        where = np.flatnonzero(seeds == demo.truth["state"])
+        where = np.flatnonzero(seeds == demo.truth["seed"])
         if where.size == 0:
-            raise DemoFailed(f"{result.npz_path} lacks the planted seed {demo.truth['state']}")
+            raise DemoFailed(f"{result.npz_path} lacks the planted seed {demo.truth['seed']}")
         say(f"winopt convert: {plural(result.count, 'survivor')} -> {result.npz_path} "
             f"(seeds {seeds.dtype}); planted seed at row {where[0]}, skip {skips[where[0]]}")
     decision = evaluate(run_dir)
@@ -220,16 +220,18 @@ STEPS: list[Callable[[Demo], None]] = [
 
 
 def params_for(truth: dict[str, Any]) -> SieveParams:
-    """Sieve parameters whose window is pivoted on the planted draw and whose ranges hold it."""
-    window = min(WINDOW_SIZE, truth["at"], truth["draws"] - truth["at"])
+    """Sieve parameters with a window in the middle of the history (any window that fits
+    finds the seed) and skip and seed ranges that hold the truth."""
+    pivot = truth["draws"] // 2
+    window = min(WINDOW_SIZE, pivot)
     if window < 1:
-        raise UserError("the sample's planted pivot leaves no room for a window")
+        raise UserError("the sample is too short for a window")
     skip_min = max(0, truth["skip"] - SKIP_SPAN // 2)
-    seed_start = max(0, truth["state"] - SEED_COUNT // 3)
+    seed_start = max(0, truth["seed"] - SEED_COUNT // 3)
     return SieveParams(
         prng=truth["prng"],
         window_size=window,
-        offset=truth["at"] - window,
+        offset=pivot - window,
         skip_min=skip_min,
         skip_max=skip_min + SKIP_SPAN,
         forward_threshold=THRESHOLD,

@@ -1,11 +1,11 @@
-"""Synthetic draw histories with a planted generator state (`winopt synth`, SPEC §1).
+"""Synthetic draw histories with a planted seed (`winopt synth`, SPEC §1).
 
-A planted history is the ground truth the sieve is tested against: draw `at + i` of the
-planted selection is `y_{skip + i(skip+1)} mod mod` for every `i` from `-at` to
-`draws-1-at`, where `y_t` are the raw outputs of the hypothesis whose pivot state is
-`seed_state(prng, state)`. So the sieve, run with pivot `at` (offset `at - W`), any window
-`W` that fits and a seed range holding `state`, must report `state` at both rates 1.0
-with skip `skip`.
+A planted history is the ground truth the sieve is tested against: draw `t` of the
+planted selection is `y_{skip + t(skip+1)} mod mod`, `y_t` the raw outputs of the
+generator seeded with `--seed` (the rigs' seed: its state before draw 0). So the sieve,
+run with any window that fits and a seed range holding the seed, must report it at both
+rates 1.0 with skip `skip`; and with skip 0 the rigs' reference `cpu_reference(seed, n)`
+regenerates the planted selection.
 
 Sessions. `--sessions` lists the sessions written per day (`midday,evening` by default,
 one of them, or `none` for a plain list of ints); dates advance one day per full cycle of
@@ -36,11 +36,9 @@ import orjson
 from winopt.contracts.publish import publish_json
 from winopt.errors import UserError, in_file
 from winopt.optimizer.draws import SESSIONS
-from winopt.optimizer.generators import FAMILIES, advance, raw_outputs, seed_state
+from winopt.optimizer.generators import FAMILIES, check_seed_range, predicted_draws
 
 TRUTH_SUFFIX = ".truth.json"
-#: raw outputs generated at a time (bounds memory for long histories with large skips)
-CHUNK_OUTPUTS = 1 << 16
 PLANT_IN = ("all", *SESSIONS)
 
 
@@ -49,8 +47,7 @@ class Plan:
     """What to plant and how to lay it out: the arguments of `winopt synth`."""
 
     prng: str
-    state: int
-    at: int
+    seed: int
     skip: int
     draws: int
     mod: int = 1000
@@ -65,16 +62,17 @@ class Plan:
             raise UserError(f"unknown prng {self.prng!r} (one of {', '.join(FAMILIES)})")
         if self.draws < 1:
             raise UserError(f"--draws must be at least 1, got {self.draws}")
-        if not 0 <= self.at <= self.draws:
-            raise UserError(f"--at must lie in [0, {self.draws}] (the pivot draw), got {self.at}")
         for name, value, low in (
             ("--skip", self.skip, 0),
-            ("--state", self.state, 0),
+            ("--seed", self.seed, 0),
             ("--mod", self.mod, 2),
             ("--rng-seed", self.rng_seed, 0),
         ):
             if value < low:
                 raise UserError(f"{name} must be >= {low}, got {value}")
+        problem = check_seed_range(self.prng, self.seed, 1)
+        if problem:
+            raise UserError(f"--seed {self.seed}: {problem}")
         if self.plant_in not in PLANT_IN:
             raise UserError(
                 f"--plant-in must be one of {', '.join(PLANT_IN)}, got {self.plant_in!r}"
@@ -93,27 +91,16 @@ class Plan:
             )
 
 
-def planted_draws(prng: str, state: int, at: int, skip: int, draws: int, mod: int) -> list[int]:
-    """The planted stream: `y_{skip + i(skip+1)} mod mod` for `i = -at .. draws-1-at`.
-
-    Outputs are generated in chunks (each chunk starts from the state where the previous
-    one ended), so memory stays bounded however large `draws * (skip+1)` gets."""
-    stride = skip + 1
-    x = advance(prng, seed_state(prng, state), skip - at * stride)  # the first draw's state
-    per_chunk = max(1, CHUNK_OUTPUTS // stride)
-    stream: list[int] = []
-    for first in range(0, draws, per_chunk):
-        count = min(per_chunk, draws - first)
-        outputs = raw_outputs(prng, x, 0, (count - 1) * stride + 1)
-        stream += [y % mod for y in outputs[::stride]]
-        x = advance(prng, x, count * stride)
-    return stream
+def planted_draws(prng: str, seed: int, skip: int, draws: int, mod: int) -> list[int]:
+    """The planted stream: `y_{skip + t(skip+1)} mod mod` for `t = 0 .. draws-1`, in
+    memory that does not grow with `skip`."""
+    return predicted_draws(prng, seed, skip, draws, mod)
 
 
 def build_history(plan: Plan) -> list[Any]:
     """The history entries of `plan`: objects with date/session/draw, or plain ints."""
     plan.check()
-    stream = planted_draws(plan.prng, plan.state, plan.at, plan.skip, plan.draws, plan.mod)
+    stream = planted_draws(plan.prng, plan.seed, plan.skip, plan.draws, plan.mod)
     if not plan.sessions:
         return stream
     sessions = [s for s in SESSIONS if s in plan.sessions]
@@ -155,9 +142,8 @@ def truth_record(plan: Plan, history: Path, entries: int) -> dict[str, Any]:
         time_of_day=plan.plant_in,
         history=history.name,
         entries=entries,
-        pivot_state=seed_state(plan.prng, plan.state),
-        rule="draw at+i of the time_of_day selection = y_(skip+i*(skip+1)) mod mod, "
-        "i = -at .. draws-1-at, y_t the outputs from pivot_state (t < 0 by the inverse step)",
+        rule="draw t of the time_of_day selection = y_(skip+t*(skip+1)) mod mod, "
+        "t = 0 .. draws-1, y_0 the first output of the generator seeded with seed",
     )
     return record
 
@@ -184,14 +170,15 @@ def load_truth(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Write a draw history whose draws come from a PRNG state planted at draw --at, "
-        "plus NAME.truth.json saying what was planted."
+        "Write a draw history whose draws come from a PRNG seed (draw t is output "
+        "skip + t(skip+1) of the seeded generator), plus NAME.truth.json saying what was "
+        "planted."
     )
     parser.add_argument("--prng", required=True, help="generator family (java_lcg, lcg32, ...)")
-    parser.add_argument("--state", required=True, type=int, help="the seed planted at the pivot")
     parser.add_argument(
-        "--at", required=True, type=int, help="pivot: index of the first draw after the state"
-    )
+        "--seed", required=True, type=int,
+        help="the seed planted: the generator's seed, its state before draw 0 (as on the rigs)",
+    )  # fmt: skip
     parser.add_argument(
         "--skip", required=True, type=int, help="outputs discarded before each draw"
     )
@@ -236,8 +223,7 @@ def parse_sessions(text: str) -> tuple[str, ...]:
 def run(args: argparse.Namespace) -> int:
     plan = Plan(
         prng=args.prng,
-        state=args.state,
-        at=args.at,
+        seed=args.seed,
         skip=args.skip,
         draws=args.draws,
         mod=args.mod,
@@ -248,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
     )
     history, truth, entries = write(plan, args.out)
     print(
-        f"wrote {history} ({entries} entries) and {truth}: {plan.prng} seed {plan.state} planted "
-        f"at draw {plan.at} of time_of_day={plan.plant_in}, skip {plan.skip}"
+        f"wrote {history} ({entries} entries) and {truth}: {plan.prng} seed {plan.seed} "
+        f"planted in time_of_day={plan.plant_in}, skip {plan.skip}"
     )
     return 0

@@ -1,5 +1,5 @@
 """`winopt synth` then `winopt sieve`, through the CLI: every family recovers its planted
-state, the survivors JSON is exactly SPEC §3, time_of_day matters, and bad input is one
+seed, the survivors JSON is exactly SPEC §3, time_of_day matters, and bad input is one
 line with exit 2."""
 
 from __future__ import annotations
@@ -23,17 +23,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from winopt.cli import main
-from winopt.contracts.schemas import SURVIVOR_FIELDS
-from winopt.optimizer.generators import FAMILIES, seed_state
+from winopt.contracts.schemas import OVERLAP_FIELDS, SURVIVOR_FIELDS
+from winopt.optimizer.generators import FAMILIES, family, seed_state
 from winopt.optimizer.sieve import SieveParams, SieveResult
 from winopt.optimizer.survivors import survivor_records
 from winopt.optimizer.synth import truth_path
 
-#: (state, at, skip, draws, window, forward threshold, reverse threshold, sessions): each
-#: makes a chance survivor improbable (< 1e-5 expected over the seeds and skips scanned)
+#: (seed, pivot, skip, draws, window, forward threshold, reverse threshold, sessions): each
+#: makes a chance survivor improbable (< 1e-5 expected over the seeds and skips scanned);
+#: the sieve's window is [pivot - window, pivot + window)
 CASES = [
     (12345, 20, 0, 40, 4, 0.75, 0.75, "none"),
-    (2**33 + 5, 31, 3, 70, 10, 0.5, 0.4, "midday,evening"),
+    (2**30 + 5, 31, 3, 70, 10, 0.5, 0.4, "midday,evening"),
     (987654321, 12, 7, 30, 12, 0.34, 0.5, "evening"),
 ]
 SEEDS_BELOW, SEEDS_ABOVE = 200, 600
@@ -45,10 +46,8 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     return code, out, err
 
 
-def synth(
-    tmp_path: Path, prng: str, state: int, at: int, skip: int, draws: int, *extra: str
-) -> Path:
-    out = tmp_path / f"{prng}-{state}-{skip}.json"
+def synth(tmp_path: Path, prng: str, seed: int, skip: int, draws: int, *extra: str) -> Path:
+    out = tmp_path / f"{prng}-{seed}-{skip}.json"
     with contextlib.redirect_stdout(io.StringIO()):
         assert (
             main(
@@ -56,10 +55,8 @@ def synth(
                     "synth",
                     "--prng",
                     prng,
-                    "--state",
-                    str(state),
-                    "--at",
-                    str(at),
+                    "--seed",
+                    str(seed),
                     "--skip",
                     str(skip),
                     "--draws",
@@ -112,11 +109,11 @@ def sieve_args(
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"W{c[4]}-skip{c[2]}")
 @pytest.mark.parametrize("prng", FAMILIES)
-def test_planted_state_is_the_only_survivor(
+def test_planted_seed_is_the_only_survivor(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], prng: str, case: tuple[Any, ...]
 ) -> None:
     state, at, skip, draws, window, fwd, rev, sessions = case
-    path = synth(tmp_path, prng, state, at, skip, draws, "--sessions", sessions)
+    path = synth(tmp_path, prng, state, skip, draws, "--sessions", sessions)
     skips = (max(0, skip - 2), skip + 3)
     seeds = (state - SEEDS_BELOW, SEEDS_BELOW + SEEDS_ABOVE)
     code, out, err = run_cli(
@@ -137,7 +134,7 @@ def test_planted_state_is_the_only_survivor(
         "offset": at - window,
         "skip_min": skips[0],
         "skip_max": skips[1],
-        "skip_range": skips[1] - skips[0] + 1,
+        "skip_range": skips[1] - skips[0],
         "time_of_day": "all",
         "trial_number": 0,
         "prng_type": prng,
@@ -145,14 +142,16 @@ def test_planted_state_is_the_only_survivor(
         "forward_count": hit["forward_count"],
         "reverse_count": hit["reverse_count"],
         "bidirectional_count": 1,
+        **{name: hit[name] for name in OVERLAP_FIELDS},
     }
     assert hit["forward_count"] >= 1 and hit["reverse_count"] >= 1
+    assert hit["intersection_count"] == 1
     assert "bidirectional 1" in err and "chance expectation" in err
 
 
 def test_time_of_day_selection_matters(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Planted only in the evening draws: found with evening, noise for midday and all."""
-    path = synth(tmp_path, "minstd", 5150, 30, 2, 60, "--plant-in", "evening")
+    path = synth(tmp_path, "minstd", 5150, 2, 60, "--plant-in", "evening")
     args = sieve_args(path, "minstd", 8, 22, (0, 4), (0.5, 0.5), (5000, 500), "--json")
     found = {}
     for selection in ("evening", "midday", "all"):
@@ -163,7 +162,7 @@ def test_time_of_day_selection_matters(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_table_output_for_people(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = synth(tmp_path, "java_lcg", 424242, 25, 1, 50)
+    path = synth(tmp_path, "java_lcg", 424242, 1, 50)
     code, out, err = run_cli(
         capsys, *sieve_args(path, "java_lcg", 6, 19, (0, 3), (0.5, 0.5), (424000, 500))
     )
@@ -175,9 +174,7 @@ def test_table_output_for_people(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_clamped_offset_is_noted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = synth(
-        tmp_path, "lcg32", 77, 15, 0, 20, "--sessions", "none"
-    )  # pivot 15 = clamped 10 + W
+    path = synth(tmp_path, "lcg32", 77, 0, 20, "--sessions", "none")
     code, out, err = run_cli(
         capsys, *sieve_args(path, "lcg32", 5, 90, (0, 0), (1.0, 1.0), (0, 100))
     )
@@ -189,7 +186,7 @@ def test_clamped_offset_is_noted(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_history_too_short_names_the_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = synth(tmp_path, "pcg32", 1, 5, 0, 10)
+    path = synth(tmp_path, "pcg32", 1, 0, 10)
     code, out, err = run_cli(capsys, *sieve_args(path, "pcg32", 6, 0, (0, 1), (0.5, 0.5), (0, 10)))
     assert code == 2 and out == ""
     assert (
@@ -243,7 +240,7 @@ def test_thresholds_are_required(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_json_goes_to_stdout_alone_in_a_real_process(tmp_path: Path) -> None:
-    path = synth(tmp_path, "xorshift32", 99, 8, 1, 16)
+    path = synth(tmp_path, "xorshift32", 99, 1, 16)
     argv = sieve_args(path, "xorshift32", 4, 4, (0, 2), (0.75, 0.75), (90, 20), "--json")
     proc = subprocess.run(
         [sys.executable, "-m", "winopt", *argv], capture_output=True, text=True, timeout=120
@@ -256,7 +253,7 @@ def test_json_goes_to_stdout_alone_in_a_real_process(tmp_path: Path) -> None:
 
 def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
     """stderr on a pty gets a tqdm bar; the piped run above got none."""
-    path = synth(tmp_path, "java_lcg", 3, 8, 0, 16)
+    path = synth(tmp_path, "java_lcg", 3, 0, 16)
     argv = sieve_args(path, "java_lcg", 4, 4, (0, 2), (0.75, 0.75), (0, 5000), "--json")
     master, slave = pty.openpty()
     fcntl.ioctl(
@@ -316,6 +313,7 @@ def result_of(
         bidirectional_count=len(seeds),
         expected_chance_bidirectional=0.5,
         notes=[],
+        forward_reverse_count=10,
     )
 
 
@@ -335,7 +333,7 @@ def test_survivor_records_are_plain_sorted_and_complete() -> None:
         "offset": 3,
         "skip_min": 2,
         "skip_max": 9,
-        "skip_range": 8,
+        "skip_range": 7,
         "time_of_day": "midday",
         "trial_number": 12,
         "prng_type": "xorshift64",
@@ -343,6 +341,14 @@ def test_survivor_records_are_plain_sorted_and_complete() -> None:
         "forward_count": 40,
         "reverse_count": 30,
         "bidirectional_count": 3,
+        # |F| 40, |R| 30, |F ∩ R| 10, |B| 3: |F ∪ R| 60, |F − R| 30, |R − F| 20
+        "intersection_count": 3,
+        "intersection_ratio": 3 / 60,
+        "forward_only_count": 30,
+        "reverse_only_count": 20,
+        "survivor_overlap_ratio": 3 / 40,
+        "bidirectional_selectivity": 40 / 30,
+        "intersection_weight": 3 / 70,
     }
     assert records[2]["score"] == pytest.approx(0.25)
     plain = (int, float, str)
@@ -376,7 +382,7 @@ def test_demo_fails_loudly_when_the_seed_is_not_there(
     copy = tmp_path / sample.name
     copy.write_bytes(sample.read_bytes())
     truth = json.loads(truth_path(sample).read_text())
-    truth_path(copy).write_text(json.dumps({**truth, "state": truth["state"] + 1}))
+    truth_path(copy).write_text(json.dumps({**truth, "seed": truth["seed"] + 1}))
     code, out, _ = run_cli(capsys, "demo", "--out", str(tmp_path / "demo"), "--sample", str(copy))
     assert code == 1
     # re-planting from that truth gives another history: caught before any sieving
@@ -387,7 +393,7 @@ def test_demo_fails_loudly_when_the_seed_is_not_there(
 def test_demo_check_fails_when_the_planted_seed_did_not_survive(tmp_path: Path) -> None:
     from winopt.optimizer.demo import Demo, DemoFailed, step_check_planted
 
-    demo = Demo(out=tmp_path, sample=tmp_path / "h.json", truth={"state": 5, "skip": 3})
+    demo = Demo(out=tmp_path, sample=tmp_path / "h.json", truth={"seed": 5, "skip": 3})
     demo.survivors = [{"seed": 6, "skip": 3, "forward_match_rate": 1.0, "reverse_match_rate": 1.0}]
     with pytest.raises(DemoFailed, match="planted seed 5 NOT found among 1 survivors"):
         step_check_planted(demo)
@@ -418,17 +424,18 @@ def test_demo_without_its_sample_is_one_line(
 def test_random_plantings_are_recovered(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], prng: str, data: st.DataObject
 ) -> None:
-    """Any state, pivot, skip and window that fits: the planted state (and only seeds that seed
+    """Any seed, pivot, skip and window that fits: the planted seed (and only seeds that seed
     the very same state), at rate 1.0 with the planted skip."""
-    state = data.draw(st.integers(1, 2**64 - 1), label="state")
+    space = family(prng).seed_space
+    state = data.draw(st.integers(1, space - 1), label="seed")
     window = data.draw(st.integers(6, 16), label="window")
     draws = data.draw(st.integers(2 * window, 80), label="draws")
     at = data.draw(st.integers(window, draws - window), label="at")
     skip = data.draw(st.integers(0, 12), label="skip")
     threshold = data.draw(st.sampled_from([0.5, 0.75, 1.0]), label="threshold")
     sessions = data.draw(st.sampled_from(["none", "midday,evening", "midday"]), label="sessions")
-    path = synth(tmp_path, prng, state, at, skip, draws, "--sessions", sessions)
-    start = max(0, min(state - 100, 2**64 - 400))
+    path = synth(tmp_path, prng, state, skip, draws, "--sessions", sessions)
+    start = max(0, min(state - 100, space - 400))
     argv = sieve_args(
         path,
         prng,
@@ -441,7 +448,7 @@ def test_random_plantings_are_recovered(
     )
     code, out, err = run_cli(capsys, *argv)
     assert code == 0, err
-    # seeds that seed the same state (minstd's 0 -> 1, lcg32's mod 2^31-1, 32/48-bit masks) alias
+    # seeds that seed the same state (minstd's 0 -> 1, lcg32's mod 2^31-1) alias
     planted = seed_state(prng, state)
     aliases = [s for s in range(start, start + 400) if seed_state(prng, s) == planted]
     assert state in aliases

@@ -2,8 +2,7 @@
 
 The planted draws are checked twice: against `generators.raw_outputs` for every family,
 and, for java_lcg and minstd, against a few lines written here straight from the SPEC §1
-table (forward and inverse step by hand), so synth and the generators cannot agree on a
-shared mistake about indexing.
+table, so synth and the generators cannot agree on a shared mistake about indexing.
 """
 
 from __future__ import annotations
@@ -15,9 +14,8 @@ from typing import Any
 import pytest
 
 from winopt.cli import main
-from winopt.optimizer import synth as synth_module
 from winopt.optimizer.draws import load_history
-from winopt.optimizer.generators import FAMILIES, raw_outputs, seed_state
+from winopt.optimizer.generators import FAMILIES, raw_outputs
 from winopt.optimizer.synth import truth_path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,74 +36,49 @@ def spec_outputs(prng: str, seed: int, ts: list[int]) -> list[int]:
     else:  # minstd
         m, a, c = 2**31 - 1, 48271, 0
         x0, out = (seed % m) or 1, lambda x: x
-    a_inv = pow(a, -1, m)
     result = []
     for t in ts:
         x = x0
-        for _ in range(t + 1 if t >= 0 else 0):
+        for _ in range(t + 1):
             x = (a * x + c) % m
-        for _ in range(-t - 1 if t < 0 else 0):
-            x = (a_inv * (x - c)) % m
         result.append(out(x))
     return result
 
 
 @pytest.mark.parametrize("prng", ["java_lcg", "minstd"])
-@pytest.mark.parametrize(("at", "skip"), [(0, 0), (7, 2), (20, 5), (20, 0)])
-def test_planted_draws_follow_the_spec_formula(
-    tmp_path: Path, prng: str, at: int, skip: int
-) -> None:
+@pytest.mark.parametrize("skip", [0, 2, 5])
+def test_planted_draws_follow_the_spec_formula(tmp_path: Path, prng: str, skip: int) -> None:
     n = 20
-    path, truth = synth(
-        tmp_path,
-        "--prng",
-        prng,
-        "--state",
-        "4242",
-        "--at",
-        str(at),
-        "--skip",
-        str(skip),
-        "--draws",
-        str(n),
-        "--sessions",
-        "none",
-    )
-    ts = [skip + i * (skip + 1) for i in range(-at, n - at)]
+    path, truth = synth(tmp_path, "--prng", prng, "--seed", "4242", "--skip", str(skip),
+                        "--draws", str(n), "--sessions", "none")  # fmt: skip
+    ts = [skip + t * (skip + 1) for t in range(n)]
     assert load_history(path).tolist() == [y % 1000 for y in spec_outputs(prng, 4242, ts)]
-    assert (truth["prng"], truth["state"], truth["at"], truth["skip"], truth["draws"]) == (
-        prng,
-        4242,
-        at,
-        skip,
-        n,
-    )
+    assert (truth["prng"], truth["seed"], truth["skip"], truth["draws"]) == (prng, 4242, skip, n)
 
 
 @pytest.mark.parametrize("prng", FAMILIES)
 def test_every_family_plants_the_generator_stream(tmp_path: Path, prng: str) -> None:
-    state, at, skip, n, mod = 987654321, 11, 4, 30, 100
-    path, truth = synth(
-        tmp_path,
-        "--prng",
-        prng,
-        "--state",
-        str(state),
-        "--at",
-        str(at),
-        "--skip",
-        str(skip),
-        "--draws",
-        str(n),
-        "--mod",
-        str(mod),
-    )
-    outputs = raw_outputs(
-        prng, seed_state(prng, state), skip - at * (skip + 1), (n - 1) * (skip + 1) + 1
-    )
-    assert load_history(path, mod=mod).tolist() == [y % mod for y in outputs[:: skip + 1]]
-    assert truth["mod"] == mod and truth["pivot_state"] == seed_state(prng, state)
+    seed, skip, n, mod = 987654321, 4, 30, 100
+    path, truth = synth(tmp_path, "--prng", prng, "--seed", str(seed), "--skip", str(skip),
+                        "--draws", str(n), "--mod", str(mod))  # fmt: skip
+    outputs = raw_outputs(prng, seed, n * (skip + 1))
+    assert load_history(path, mod=mod).tolist() == [y % mod for y in outputs[skip :: skip + 1]]
+    assert truth["mod"] == mod and truth["seed"] == seed
     assert truth["time_of_day"] == "all" and truth["entries"] == n
+
+
+@pytest.mark.parametrize("prng", FAMILIES)
+def test_skip_0_is_what_the_rigs_regenerate(tmp_path: Path, prng: str) -> None:
+    """With skip 0 the planted history is the rigs' `cpu_reference(seed, n)` mod 1000:
+    from the SPEC's seed-12345 vectors, the first five draws are known literally."""
+    path, _ = synth(tmp_path, "--prng", prng, "--seed", "12345", "--skip", "0", "--draws", "5",
+                    "--sessions", "none")  # fmt: skip
+    vectors = {
+        "java_lcg": [875, 331, 694, 737, 468], "lcg32": [949, 70, 248, 576, 833],
+        "minstd": [495, 227, 989, 883, 142], "xorshift32": [330, 807, 904, 42, 323],
+        "xorshift64": [84, 203, 743, 199, 550], "pcg32": [0, 953, 90, 461, 703],
+    }  # fmt: skip
+    assert load_history(path).tolist() == vectors[prng]
 
 
 def test_dates_advance_one_day_per_cycle_of_sessions(tmp_path: Path) -> None:
@@ -113,10 +86,8 @@ def test_dates_advance_one_day_per_cycle_of_sessions(tmp_path: Path) -> None:
         tmp_path,
         "--prng",
         "java_lcg",
-        "--state",
+        "--seed",
         "1",
-        "--at",
-        "2",
         "--skip",
         "0",
         "--draws",
@@ -140,10 +111,8 @@ def test_one_session_per_day(tmp_path: Path) -> None:
         tmp_path,
         "--prng",
         "lcg32",
-        "--state",
+        "--seed",
         "9",
-        "--at",
-        "1",
         "--skip",
         "1",
         "--draws",
@@ -165,10 +134,8 @@ def test_plant_in_one_session_leaves_the_other_random(tmp_path: Path, planted: s
     common = [
         "--prng",
         "xorshift32",
-        "--state",
+        "--seed",
         "31337",
-        "--at",
-        "25",
         "--skip",
         "2",
         "--draws",
@@ -191,10 +158,8 @@ def test_output_is_deterministic(tmp_path: Path) -> None:
     args = [
         "--prng",
         "pcg32",
-        "--state",
+        "--seed",
         "5",
-        "--at",
-        "3",
         "--skip",
         "1",
         "--draws",
@@ -214,10 +179,8 @@ def test_bundled_sample_is_what_its_readme_command_makes(tmp_path: Path) -> None
         tmp_path,
         "--prng",
         truth["prng"],
-        "--state",
-        str(truth["state"]),
-        "--at",
-        str(truth["at"]),
+        "--seed",
+        str(truth["seed"]),
         "--skip",
         str(truth["skip"]),
         "--draws",
@@ -227,7 +190,7 @@ def test_bundled_sample_is_what_its_readme_command_makes(tmp_path: Path) -> None
     assert out.read_bytes() == SAMPLE.read_bytes()
     assert truth_path(out).read_bytes() == truth_path(SAMPLE).read_bytes()
     assert (
-        f"--state {truth['state']} --at {truth['at']} --skip {truth['skip']}"
+        f"--seed {truth['seed']} --skip {truth['skip']}"
         in (SAMPLE.parent / "README.md").read_text()
     )
 
@@ -241,9 +204,10 @@ def test_truth_path_sits_beside_the_history() -> None:
     ("args", "message"),
     [
         (["--prng", "mt19937"], "unknown prng 'mt19937'"),
-        (["--at", "11"], "--at must lie in [0, 10]"),
+        (["--seed", "4294967296", "--prng", "xorshift32"], "reaches past xorshift32's 2^32"),
+        (["--seed", "-1"], "--seed must be >= 0"),
         (["--skip", "-1"], "--skip must be >= 0"),
-        (["--draws", "0", "--at", "0"], "--draws must be at least 1"),
+        (["--draws", "0"], "--draws must be at least 1"),
         (["--sessions", "night"], "--sessions must list midday and/or evening"),
         (["--sessions", "none", "--plant-in", "midday"], "--plant-in midday needs that session"),
         (["--start-date", "Jan 1"], "--start-date must be YYYY-MM-DD"),
@@ -254,7 +218,7 @@ def test_truth_path_sits_beside_the_history() -> None:
 def test_bad_arguments_exit_2_with_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
 ) -> None:
-    base = {"--prng": "java_lcg", "--state": "1", "--at": "5", "--skip": "0", "--draws": "10"}
+    base = {"--prng": "java_lcg", "--seed": "1", "--skip": "0", "--draws": "10"}
     argv = ["synth"]
     overrides = dict(zip(args[::2], args[1::2], strict=True))
     for key, value in {**base, **overrides}.items():
@@ -266,27 +230,13 @@ def test_bad_arguments_exit_2_with_one_line(
     assert not out.exists() and not truth_path(out).exists()
 
 
-@pytest.mark.parametrize("prng", ["xorshift32", "java_lcg", "pcg32"])
-@pytest.mark.parametrize(("at", "skip", "n"), [(0, 0, 50), (13, 2, 40), (40, 9, 40), (5, 20, 11)])
-def test_chunked_generation_equals_one_pass(
-    monkeypatch: pytest.MonkeyPatch, prng: str, at: int, skip: int, n: int
-) -> None:
-    """Chunks of a few outputs (a chunk boundary inside every stride) give the same stream."""
-    monkeypatch.setattr(synth_module, "CHUNK_OUTPUTS", 7)
-    one_pass = raw_outputs(
-        prng, seed_state(prng, 999), skip - at * (skip + 1), (n - 1) * (skip + 1) + 1
-    )
-    expected = [y % 1000 for y in one_pass[:: skip + 1]]
-    assert synth_module.planted_draws(prng, 999, at, skip, n, 1000) == expected
-
-
 def test_an_output_directory_that_does_not_exist_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """An OSError on the output side reaches a person as one line and exit 2, never a
     traceback."""
     out = tmp_path / "missing" / "h.json"
-    argv = ["synth", "--prng", "java_lcg", "--state", "1", "--at", "5", "--skip", "0",
+    argv = ["synth", "--prng", "java_lcg", "--seed", "1", "--skip", "0",
             "--draws", "10", "--out", str(out)]
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -301,7 +251,7 @@ def test_an_os_error_while_writing_is_one_line(
     is one `winopt: error:` line and exit 2 from the CLI, never a traceback."""
     out = tmp_path / "taken"
     out.mkdir()
-    argv = ["synth", "--prng", "java_lcg", "--state", "1", "--at", "5", "--skip", "0",
+    argv = ["synth", "--prng", "java_lcg", "--seed", "1", "--skip", "0",
             "--draws", "10", "--out", str(out)]
     assert main(argv) == 2
     err = capsys.readouterr().err
