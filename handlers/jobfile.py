@@ -44,6 +44,7 @@ from typing import Any
 
 from winopt.contracts.schemas import PRNG_CODES, TIME_OF_DAY
 from winopt.errors import UserError
+from winopt.optimizer.generators import check_seed_range
 
 #: suffix -> parser name; anything else in the spool is not a job file
 JOB_SUFFIXES = (".toml", ".json")
@@ -236,6 +237,10 @@ def _scalars(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
         out["seed_count"] = _int(raw, "seed_count", 1, SEED_LIMIT, source)
     if out.get("seed_start", 0) + out.get("seed_count", 0) > SEED_LIMIT:
         raise JobError(source, "seed_count", "seed_start + seed_count passes 2**64")
+    problem = check_seed_range(out.get("prng", JobSpec.prng), out.get("seed_start", 0),
+                               out.get("seed_count", 1))  # fmt: skip
+    if problem:
+        raise JobError(source, "seed_count" if "seed_count" in out else "seed_start", problem)
     if "mod" in raw:
         out["mod"] = _int(raw, "mod", 2, 1 << 32, source)
     if "priority" in raw:

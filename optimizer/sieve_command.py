@@ -20,7 +20,7 @@ from winopt.contracts.publish import dump_json
 from winopt.contracts.schemas import TIME_OF_DAY
 from winopt.errors import UserError, in_file
 from winopt.optimizer.draws import check_selection, load_history
-from winopt.optimizer.generators import FAMILIES
+from winopt.optimizer.generators import FAMILIES, check_seed_range
 from winopt.optimizer.sieve import SieveParams, SieveResult, run_sieve
 from winopt.optimizer.survivors import survivor_records
 
@@ -107,8 +107,9 @@ def params_from_args(args: argparse.Namespace) -> SieveParams:
             "need --seed-start >= 0 and --seed-count >= 1, "
             f"got {args.seed_start} and {args.seed_count}"
         )
-    if args.seed_start + args.seed_count > 2**64:
-        raise UserError("the seed range must end at or below 2**64")
+    problem = check_seed_range(args.prng, args.seed_start, args.seed_count)
+    if problem:
+        raise UserError(problem)
     return SieveParams(
         prng=args.prng,
         window_size=args.window_size,

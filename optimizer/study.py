@@ -30,6 +30,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from winopt.contracts.schemas import PRNG_CODES, TIME_OF_DAY, WINDOW_PARAMS
 from winopt.errors import UserError
+from winopt.optimizer.generators import check_seed_range
 from winopt.optimizer.sieve import SieveParams, SieveResult, run_sieve
 
 #: SPEC §2 defaults of the existing pipeline. skip_max's lower end is raised per trial to
@@ -191,6 +192,9 @@ class RunSettings:
                 f"--seed-start {self.seed_start} --seed-count {self.seed_count}: the seed range "
                 "needs a start >= 0 and a count >= 1"
             )
+        problem = check_seed_range(self.prng, self.seed_start, self.seed_count)
+        if problem:
+            raise UserError(f"--seed-start {self.seed_start} --seed-count {self.seed_count}: {problem}")
         if self.mod < 2:
             raise UserError(f"--mod {self.mod}: must be at least 2")
 

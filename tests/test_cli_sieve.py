@@ -213,7 +213,7 @@ def test_history_too_short_names_the_file(
         ({"--seed-count": "0"}, "--seed-count >= 1"),
         ({"--mod": "0"}, "mod must be a positive integer"),
         ({"--mod": "1"}, "--mod must lie in [2, 2^32]"),
-        ({"--seed-start": str(2**64 - 5)}, "the seed range must end at or below 2**64"),
+        ({"--seed-start": str(2**48 - 5)}, "reaches past java_lcg's 2^48 seeds"),
     ],
 )
 def test_bad_parameters_exit_2_with_one_line(

@@ -116,6 +116,8 @@ BAD: list[tuple[dict[str, Any], str, str]] = [
     ({**VALID, "strategy": "grid"}, "strategy", "bayesian, random"),
     ({**VALID, "seed_start": -1}, "seed_start", "between 0"),
     ({**VALID, "seed_start": 2**64 - 1, "seed_count": 2}, "seed_count", "passes 2**64"),
+    ({**VALID, "seed_start": 2**48 - 1, "seed_count": 2}, "seed_count", "past java_lcg's 2^48"),
+    ({**VALID, "prng": "xorshift32", "seed_start": 2**32}, "seed_start", "past xorshift32's 2^32"),
     ({**VALID, "mod": 1}, "mod", "between 2"),
     ({**VALID, "priority": 10**6}, "priority", "between -1000 and 1000"),
     ({**VALID, "window_size": [12, 4]}, "window_size", "empty: lo is above hi"),
