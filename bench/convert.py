@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from winopt.contracts.publish import dump_json
-from winopt.contracts.schemas import NPZ_ARRAYS, PRNG_CODES, SKIP_MODES, SURVIVORS_NAME
+from winopt.contracts.schemas import NPZ_ARRAYS, PRNG_TYPE_CODES, SKIP_MODES, SURVIVORS_NAME
 from winopt.handlers.convert import convert
 
 
@@ -39,7 +39,20 @@ def make_survivors(path: Path, rows: int, seed: int = 2024) -> None:
     window, offset, skip_min, skip_max = 43, 37, 0, 250
     start = 2**63 + rng.randrange(2**62)
     seeds = sorted(rng.sample(range(start, start + 2**40), rows))
-    trial = {"forward_count": 41 * rows + 17, "reverse_count": 39 * rows + 5}
+    fwd_n, rev_n = 41 * rows + 17, 39 * rows + 5  # |F|, |R|; |F ∩ R| = rows
+    trial = {
+        "forward_count": fwd_n,
+        "reverse_count": rev_n,
+        "bidirectional_count": rows,
+        # SPEC §3's overlap statistics of the trial (non-integral ratios, as in real files)
+        "intersection_count": rows,
+        "intersection_ratio": rows / (fwd_n + rev_n - rows),
+        "forward_only_count": fwd_n - rows,
+        "reverse_only_count": rev_n - rows,
+        "survivor_overlap_ratio": rows / fwd_n,
+        "bidirectional_selectivity": fwd_n / rev_n,
+        "intersection_weight": rows / (fwd_n + rev_n),
+    }
     records = []
     for s in seeds:
         f = rng.randint(window // 3, window) / window
@@ -55,14 +68,12 @@ def make_survivors(path: Path, rows: int, seed: int = 2024) -> None:
                 "offset": offset,
                 "skip_min": skip_min,
                 "skip_max": skip_max,
-                "skip_range": skip_max - skip_min + 1,
+                "skip_range": skip_max - skip_min,
                 "time_of_day": "evening",
                 "trial_number": 31,
                 "prng_type": "xorshift64",
                 "skip_mode": "constant",
-                "forward_count": trial["forward_count"],
-                "reverse_count": trial["reverse_count"],
-                "bidirectional_count": rows,
+                **trial,
             }
         )
     path.write_bytes(dump_json(records))
@@ -79,7 +90,7 @@ def reference_convert(src: Path, out: Path) -> None:
         if name == "seeds":
             continue
         if key == "prng_type":
-            values = [PRNG_CODES[r[key]] for r in rows]
+            values = [PRNG_TYPE_CODES[r[key]] for r in rows]
         elif key == "skip_mode":
             values = [SKIP_MODES[r[key]] for r in rows]
         else:

@@ -24,7 +24,10 @@ from winopt.contracts.schemas import (
     NPZ_META_NAME,
     NPZ_NAME,
     NPZ_SCHEMA_VERSION,
+    OVERLAP_FIELDS,
     PRNG_CODES,
+    PRNG_TYPE_CODES,
+    SKIP_MODES,
     SURVIVOR_FIELDS,
     SURVIVORS_NAME,
 )
@@ -47,7 +50,7 @@ def survivor(seed: int, **over: object) -> dict:
         "offset": 3,
         "skip_min": 0,
         "skip_max": 10,
-        "skip_range": 11,
+        "skip_range": 10,
         "time_of_day": "midday",
         "trial_number": 4,
         "prng_type": "java_lcg",
@@ -55,6 +58,13 @@ def survivor(seed: int, **over: object) -> dict:
         "forward_count": 120,
         "reverse_count": 90,
         "bidirectional_count": 3,
+        "intersection_count": 3,
+        "intersection_ratio": 3 / 207,
+        "forward_only_count": 117,
+        "reverse_only_count": 87,
+        "survivor_overlap_ratio": 3 / 120,
+        "bidirectional_selectivity": 120 / 90,
+        "intersection_weight": 3 / 210,
     }
     row.update(over)
     return row
@@ -66,8 +76,9 @@ def write(path: Path, rows: object) -> Path:
 
 
 def varied_rows() -> list[dict]:
-    """Rows that differ in every field, so a column mix-up cannot pass."""
-    families = list(PRNG_CODES)
+    """Rows that differ in every field, so a column mix-up cannot pass; every code name of
+    the NPZ table appears across the rows."""
+    families = list(PRNG_TYPE_CODES)
     return [
         survivor(
             seed,
@@ -85,6 +96,8 @@ def varied_rows() -> list[dict]:
             forward_count=1000 + i,
             reverse_count=2000 + i,
             bidirectional_count=7 + i,
+            skip_mode=("constant", "variable")[i % 2],
+            **{name: 0.125 * (i + 1) + j for j, name in enumerate(OVERLAP_FIELDS)},
         )
         for i, seed in enumerate([5, 17, 2**31, 99_999, 12345, 2**32 - 1, 0])
     ]
@@ -99,10 +112,11 @@ def test_round_trip_every_field_and_dtype(tmp_path):
     rows = varied_rows()
     src = write(tmp_path / SURVIVORS_NAME, rows)
     result = convert(src)
-    assert result.converted and result.count == len(rows)
+    assert result.converted and result.count == len(rows) and result.warnings == []
     assert result.npz_path == tmp_path / NPZ_NAME and result.meta_path == tmp_path / NPZ_META_NAME
     arrays = load(result.npz_path)
-    assert set(arrays) == set(NPZ_ARRAYS)
+    assert set(arrays) == set(NPZ_ARRAYS) and len(arrays) == 23
+    assert set(OVERLAP_FIELDS) <= set(arrays)
     for name, (dtype, key) in NPZ_ARRAYS.items():
         array = arrays[name]
         assert array.shape == (len(rows),), name
@@ -111,9 +125,9 @@ def test_round_trip_every_field_and_dtype(tmp_path):
             assert array.tolist() == [r["seed"] for r in rows]
         elif key == "prng_type":
             assert array.dtype == np.uint8
-            assert array.tolist() == [PRNG_CODES[r["prng_type"]] for r in rows]
+            assert array.tolist() == [0, 1, 2, 3, 4, 5, 6]  # java_lcg .. xorshift128_reverse
         elif key == "skip_mode":
-            assert array.dtype == np.uint8 and array.tolist() == [0] * len(rows)
+            assert array.dtype == np.uint8 and array.tolist() == [0, 1, 0, 1, 0, 1, 0]
         else:
             assert array.dtype == np.dtype(dtype), name
             assert np.array_equal(array, np.array([r[key] for r in rows], dtype=dtype)), name
@@ -132,8 +146,45 @@ def test_meta_describes_source_and_npz(tmp_path):
     assert meta["npz_sha256"] == sha256_file(result.npz_path)
     assert meta["encodings"]["dtypes"]["seeds"] == "uint32"
     assert meta["encodings"]["dtypes"]["score"] == "float32"
-    assert meta["encodings"]["codes"]["prng_type"] == PRNG_CODES
+    assert meta["encodings"]["prng_type"] == PRNG_TYPE_CODES
+    assert meta["encodings"]["skip_mode"] == SKIP_MODES == {"constant": 0, "variable": 1}
+    assert meta["warnings"] == []
     assert datetime.fromisoformat(meta["converted_at"]).utcoffset() is not None
+
+
+def test_meta_lists_every_code_0_to_17(tmp_path):
+    """The rigs' loader knows codes 0-11: the meta's table teaches it the rest (SPEC §3),
+    with the old pipeline's codes unchanged."""
+    src = write(tmp_path / SURVIVORS_NAME, [survivor(1)])
+    codes = convert(src).meta["encodings"]["prng_type"]
+    assert sorted(codes.values()) == list(range(18))
+    assert codes == {
+        "java_lcg": 0, "java_lcg_reverse": 1, "mt19937": 2, "mt19937_reverse": 3,
+        "xorshift128": 4, "xorshift128_reverse": 5, "lcg32": 6, "lcg32_reverse": 7,
+        "minstd": 8, "minstd_reverse": 9, "randu": 10, "randu_reverse": 11,
+        "xorshift32": 12, "xorshift64": 13, "pcg32": 14, "xoshiro256pp": 15,
+        "philox4x32": 16, "sfc64": 17,
+    }  # fmt: skip
+    assert set(PRNG_CODES) <= set(codes)  # winopt's families are a subset, same codes
+    assert all(codes[name] == code for name, code in PRNG_CODES.items())
+
+
+@pytest.mark.parametrize("name", list(PRNG_TYPE_CODES))
+def test_every_code_converts(tmp_path, name):
+    src = write(tmp_path / SURVIVORS_NAME, [survivor(1, prng_type=name)] * 2)
+    result = convert(src)
+    assert load(result.npz_path)["prng_type"].tolist() == [PRNG_TYPE_CODES[name]] * 2
+    assert result.warnings == []
+
+
+def test_npz_is_the_rigs_v3_format(tmp_path):
+    """The rigs' loader calls an NPZ its v3 format when it holds skip_min, skip_max,
+    forward_count and bidirectional_count (utils/survivor_loader.py, detect_npz_version),
+    and needs `seeds`; it opens the NPZ with pickling allowed, winopt's needs none."""
+    src = write(tmp_path / SURVIVORS_NAME, varied_rows())
+    arrays = load(convert(src).npz_path)  # allow_pickle=False
+    assert {"seeds", "skip_min", "skip_max", "forward_count", "bidirectional_count"} <= set(arrays)
+    assert all(a.dtype != object for a in arrays.values())
 
 
 @pytest.mark.parametrize(
@@ -344,9 +395,9 @@ BAD_INPUTS = {
     "empty-file": (b"", "not valid JSON"),
     "truncated": (orjson.dumps(GOOD)[:-5], "not valid JSON"),
     "not-a-list": (orjson.dumps({"seed": 1}), "not a list"),
-    "missing-field": (
-        orjson.dumps([survivor(1), {k: v for k, v in survivor(2).items() if k != "skip"}]),
-        "entry 1: object missing required field `skip`",
+    "missing-seed": (
+        orjson.dumps([survivor(1), {k: v for k, v in survivor(2).items() if k != "seed"}]),
+        "entry 1: object missing required field `seed`",
     ),
     "wrong-type": (
         orjson.dumps([survivor(1), survivor(2), {**survivor(7), "seed": "7"}]),
@@ -366,14 +417,42 @@ BAD_INPUTS = {
         orjson.dumps([survivor(1, forward_match_rate=1.5)]),
         "entry 0, forward_match_rate",
     ),
+    "rate-below-0": (
+        orjson.dumps([survivor(1), survivor(2, reverse_match_rate=-0.25)]),
+        "entry 1, reverse_match_rate",
+    ),
+    "rate-is-a-string": (
+        orjson.dumps([survivor(1, forward_match_rate="0.5")]),
+        "entry 0, forward_match_rate: expected `float`, got `str`",
+    ),
+    "count-is-null": (
+        orjson.dumps([survivor(1, forward_count=None)]),
+        "entry 0, forward_count: expected `float`, got `null`",
+    ),
+    "old-file-negative-seed": (
+        orjson.dumps([{"seed": 3, "skip_range": "0-5"}, {"seed": -3}]),
+        "entry 1, seed",
+    ),
     "skip-over-int32": (orjson.dumps([survivor(1, skip=2**31)]), "entry 0, skip"),
     "unknown-family": (
-        orjson.dumps([survivor(1), survivor(2, prng_type="mt19937")]),
-        "entry 1, prng_type: unknown PRNG family 'mt19937'",
+        orjson.dumps([survivor(1), survivor(2, prng_type="mt19938")]),
+        "entry 1, prng_type: unknown PRNG family 'mt19938'",
+    ),
+    "hybrid-of-unknown-family": (
+        orjson.dumps([survivor(1), survivor(2, prng_type="mt19938_hybrid")]),
+        "entry 1, prng_type: unknown PRNG family 'mt19938_hybrid'",
+    ),
+    "unknown-prng-base": (
+        orjson.dumps([{"seed": 1, "prng_type": "java_lcg"}, {"seed": 2, "prng_base": "nope"}]),
+        "entry 1, prng_base: unknown PRNG family 'nope'",
     ),
     "unknown-skip-mode": (
-        orjson.dumps([survivor(1, skip_mode="variable")]),
-        "entry 0, skip_mode: unknown skip mode 'variable'",
+        orjson.dumps([survivor(1, skip_mode="sometimes")]),
+        "entry 0, skip_mode: unknown skip mode 'sometimes'",
+    ),
+    "skip-range-past-int32": (
+        orjson.dumps([survivor(1), survivor(2, skip_range="0-4294967296")]),
+        "entry 1, skip_range: '0-4294967296' gives 4294967296, past int32",
     ),
 }
 
@@ -408,13 +487,13 @@ def test_missing_input_and_missing_output_dir(tmp_path, capsys):
 def test_command_exit_status_and_no_traceback(tmp_path):
     """The installed entry point, as a user runs it: exit 2, one line, no traceback."""
     src = tmp_path / SURVIVORS_NAME
-    src.write_text('[{"seed": 1}]')
+    src.write_text('[{"skip": 1}]')
     proc = subprocess.run(
         [sys.executable, "-m", "winopt", "convert", str(src)], capture_output=True, text=True
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
-    assert "entry 0: object missing required field" in proc.stderr
+    assert "entry 0: object missing required field `seed`" in proc.stderr
 
 
 def test_survivor_fields_cover_the_npz(tmp_path):
@@ -447,7 +526,9 @@ def general_arrays(path: Path) -> dict[str, np.ndarray]:
     """The arrays the general decoder gives (the fast path switched off)."""
     data = path.read_bytes()
     rows = msgspec.json.Decoder(list[convert_module._Survivor]).decode(data)
-    return convert_module.survivor_arrays(path, convert_module._Survivors(rows, {}))
+    arrays, warnings = convert_module.survivor_arrays(path, convert_module._Survivors(rows, {}))
+    assert warnings == []
+    return arrays
 
 
 def test_one_trial_file_takes_the_fast_path(tmp_path):
@@ -472,12 +553,14 @@ TRIAL_FIELDS = set(convert_module.TRIAL_FIELDS)
         (one_trial_rows() + [survivor(99_999, trial_number=5)], set()),
         # integral counts written as floats: general decoder
         (one_trial_rows(forward_count=120.0), set()),
-        # non-integral counts: that field is read per row, the others stay constant
-        (one_trial_rows(forward_count=120.5), TRIAL_FIELDS - {"forward_count"}),
+        # a non-integral count, the same on every row: still a constant of the trial
+        (one_trial_rows(forward_count=120.5), TRIAL_FIELDS),
+        # an overlap ratio that differs on one row: general decoder
+        (one_trial_rows() + [survivor(99_999, intersection_ratio=0.5)], set()),
         # an unknown key holding a brace: the first row cannot be cut out, general decoder
         ([{**r, "note": "a } in a string"} for r in one_trial_rows()], set()),
     ],
-    ids=["mixed-trials", "float-counts", "fractional-counts", "brace-in-string"],
+    ids=["mixed-trials", "float-counts", "fractional-counts", "ratio-varies", "brace-in-string"],
 )
 def test_both_decoders_give_the_same_arrays(tmp_path, rows, constant):
     src = write(tmp_path / SURVIVORS_NAME, rows)

@@ -21,23 +21,56 @@ NPZ_META_NAME = "bidirectional_survivors_binary.meta.json"
 
 #: version of optimal_window_config.json (additive to the pre-winopt schema)
 CONFIG_SCHEMA_VERSION = 2
-#: version of bidirectional_survivors_binary.meta.json
-NPZ_SCHEMA_VERSION = 1
+#: version of bidirectional_survivors_binary.meta.json and of the NPZ's array set. 2: the
+#: seven overlap statistics in the NPZ; the meta's `encodings` laid out as the old
+#: converter's (`prng_type` and `skip_mode` code tables, every code) plus `dtypes`; the
+#: meta's `warnings` (what an old-pipeline file left to defaults)
+NPZ_SCHEMA_VERSION = 2
 
 #: snapshot lifecycle
 STATUSES = ("in_progress", "complete", "interrupted", "failed")
 
-#: PRNG family -> uint8 code stored in the NPZ (codes fixed by the rigs' Step 2.5)
-PRNG_CODES: dict[str, int] = {
+#: the NPZ's `prng_type` code table (SPEC §3): every generator name a survivors file may
+#: carry -> its uint8 code. The old pipeline's codes (0-11, its `_reverse` variants and randu
+#: included, so old files keep their codes) and winopt's new families (12-17). Wider than
+#: what winopt generates (PRNG_CODES): the rest comes only from old-pipeline files. Codes are
+#: fixed forever: the rigs decode them.
+PRNG_TYPE_CODES: dict[str, int] = {
     "java_lcg": 0,
+    "java_lcg_reverse": 1,
+    "mt19937": 2,
+    "mt19937_reverse": 3,
+    "xorshift128": 4,
+    "xorshift128_reverse": 5,
     "lcg32": 6,
+    "lcg32_reverse": 7,
     "minstd": 8,
+    "minstd_reverse": 9,
+    "randu": 10,
+    "randu_reverse": 11,
     "xorshift32": 12,
     "xorshift64": 13,
     "pcg32": 14,
+    "xoshiro256pp": 15,
+    "philox4x32": 16,
+    "sfc64": 17,
 }
 
-SKIP_MODES: dict[str, int] = {"constant": 0}
+#: the old pipeline's suffix for its variable-skip runs (`java_lcg_hybrid`): coded as the
+#: family before it (the rigs' loader decodes no `_hybrid` name; `skip_mode` says variable)
+HYBRID_SUFFIX = "_hybrid"
+
+#: the families winopt generates (SPEC §1) -> their NPZ codes: what `--prng` and job files
+#: accept. A subset of PRNG_TYPE_CODES, kept separate so that the wider code table (for old
+#: files) never widens what winopt offers to generate.
+PRNG_CODES: dict[str, int] = {
+    name: PRNG_TYPE_CODES[name]
+    for name in ("java_lcg", "lcg32", "minstd", "xorshift32", "xorshift64", "pcg32")
+}
+
+#: skip mode -> uint8 code in the NPZ (the old converter's table). winopt writes
+#: "constant" only; "variable" comes from the old pipeline's hybrid runs.
+SKIP_MODES: dict[str, int] = {"constant": 0, "variable": 1}
 
 TIME_OF_DAY = ("all", "midday", "evening")
 
@@ -92,6 +125,7 @@ NPZ_ARRAYS: dict[str, tuple[str, str]] = {
     "forward_count": ("float32", "forward_count"),
     "reverse_count": ("float32", "reverse_count"),
     "bidirectional_count": ("float32", "bidirectional_count"),
+    **{name: ("float32", name) for name in OVERLAP_FIELDS},
     "skip_mode": ("uint8", "skip_mode"),
     "prng_type": ("uint8", "prng_type"),
 }
