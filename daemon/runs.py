@@ -319,9 +319,16 @@ def run_state(snapshot: dict[str, Any] | None, error: str | None) -> str:
 
 
 def snapshot_summary(snapshot: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The snapshot's part of a run's status entry. `best` is None until a trial succeeds:
+    winopt writes its counts as 0 from the first snapshot on (the old watcher needs
+    integers), so a null `best_trial_number` is what says "no best yet"."""
+    from winopt.handlers.evaluate import no_successful_trial
+
     if snapshot is None:
         return None
     best = snapshot.get("best_bidirectional_count", snapshot.get("best_value"))
+    if no_successful_trial(snapshot):
+        best = None
     return {
         "status": snapshot.get("status"),
         "completed_trials": snapshot.get("completed_trials"),

@@ -23,7 +23,10 @@ expected_chance_bidirectional. A best of 0 is never "at chance": nothing was fou
 the rules above already judge, and a warning would only blur that.
 
 The best count is read from `best_bidirectional_count`, else `best_value`, else the
-pre-winopt `bidirectional_count`; a complete file without any of them counts as 0.
+pre-winopt `bidirectional_count`; a complete file without any of them counts as 0. A winopt
+snapshot (it has `schema_version`) whose `best_trial_number` is null has no successful trial
+yet: its counts are 0 only because the old watcher needs integers, so its best is "none
+yet", as before those counts were written.
 Timestamps without an offset (what the pre-winopt writer produced) are local time.
 
 `winopt evaluate` exits 0 for every decision (a decision is not an error); with
@@ -375,6 +378,8 @@ def _read_fields(raw: Mapping[str, Any]) -> _Snapshot:
     if status is not None and status not in STATUSES:
         raise _Malformed(f"unknown status {status!r} (known: {', '.join(STATUSES)})")
     best_key = next((k for k in BEST_KEYS if raw.get(k) is not None), None)
+    if no_successful_trial(raw):
+        best_key = None
     return _Snapshot(
         status=status or "complete",
         status_given=status is not None,
@@ -385,6 +390,15 @@ def _read_fields(raw: Mapping[str, Any]) -> _Snapshot:
         last_updated=_text(raw, "last_updated"),
         error=_text(raw, "error"),
     )
+
+
+def no_successful_trial(raw: Mapping[str, Any]) -> bool:
+    """A winopt snapshot written before any successful trial (its counts are 0, not a best).
+
+    Only winopt files carry `schema_version`; a pre-winopt file's null best_trial_number
+    (its incremental saves had one) says nothing about its `bidirectional_count`."""
+    return (raw.get("schema_version") is not None and "best_trial_number" in raw
+            and raw["best_trial_number"] is None)
 
 
 def _number(raw: Mapping[str, Any], key: str) -> float | None:

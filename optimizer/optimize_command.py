@@ -1,7 +1,8 @@
 """`winopt optimize`: run or resume the window search of one output directory (SPEC §2).
 
 A run holds `DIR/.optimize.lock` for its whole life, so two optimizers never share a
-directory. It checks the study's settings, fails trials a crash left RUNNING, makes the
+directory. It checks the study's settings, fails trials a crash left RUNNING, writes the
+draws' training and holdout parts (`histories`; unchanged files are left alone), makes the
 survivors on disk match the best trial again, writes a first snapshot, runs the trials
 still missing, and always ends with a snapshot that says how it ended: `complete` (exit 0),
 `interrupted` (SIGINT 130, SIGTERM 143, SIGHUP 129) or `failed` (exit 1, with the error).
@@ -38,6 +39,7 @@ from winopt.contracts.schemas import (
 )
 from winopt.errors import UserError, in_file
 from winopt.optimizer.draws import load_history
+from winopt.optimizer.histories import load_split, publish_histories
 from winopt.optimizer.snapshot import SnapshotWriter
 from winopt.optimizer.study import (
     COUNTED_STATES,
@@ -110,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     if args.trials < 1:
         raise UserError(f"--trials {args.trials}: must be at least 1")
     histories, space = load_histories(args.draws, args.mod, space)  # before any file changes
+    split = load_split(args.draws, args.mod)  # the whole history: train/holdout files
     out = args.out
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -125,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     stop = SignalStop()
     try:
         stop.install()
-        return OptimizeRun(args, space, histories, stop).execute()
+        return OptimizeRun(args, space, histories, stop, split).execute()
     finally:
         stop.restore()
         lock.release()
@@ -219,10 +222,12 @@ class OptimizeRun:
     ending is written to the snapshot."""
 
     def __init__(self, args: argparse.Namespace, space: SearchSpace,
-                 histories: dict[str, np.ndarray], stop: SignalStop) -> None:
+                 histories: dict[str, np.ndarray], stop: SignalStop,
+                 split: tuple[list[int], list[int]]) -> None:
         self.args = args
         self.space = space
         self.histories = histories
+        self.split = split  # (training, holdout) draws of the whole history
         self.stop = stop
         self.out: Path = args.out
         self.shared = False
@@ -254,7 +259,7 @@ class OptimizeRun:
         writer = SnapshotWriter(self.out, settings=settings, study_name=name,
                                 started_at=study.user_attrs[STARTED_ATTR],
                                 total_trials=args.trials, take_result=objective.take,
-                                progress=progress)
+                                progress=progress, fixed_time_of_day=self.fixed_time_of_day())
         log.info("study %r in %s: %d of %d trials done%s", name, url, progress.counted,
                  args.trials, f", best {progress.best.value:g}" if progress.best else "")
         log.debug("search space %s", self.space.describe())
@@ -265,6 +270,9 @@ class OptimizeRun:
         """Reconcile, write, optimise, and write how it ended."""
         reporter = TrialReporter(writer, self.args.trials)
         try:
+            written = publish_histories(self.out, self.split)  # before the first snapshot
+            if written:
+                log.info("wrote %s", ", ".join(p.name for p in written))
             reconcile_survivors(self.out, writer, objective, best)
             writer.write()
             remaining = self.args.trials - writer.counted
@@ -282,6 +290,11 @@ class OptimizeRun:
         finally:
             reporter.close()
         return self.end(writer)
+
+    def fixed_time_of_day(self) -> str | None:
+        """The one time_of_day of the search space, when it has only one (else None)."""
+        choices = self.space.time_of_day
+        return choices[0] if len(choices) == 1 else None
 
     def end(self, writer: SnapshotWriter) -> int:
         """complete (0) or interrupted (128 + signal)."""

@@ -33,6 +33,7 @@ from winopt.contracts.schemas import (
     SURVIVORS_NAME,
     WINDOW_PARAMS,
 )
+from winopt.optimizer.draws import SESSIONS
 from winopt.optimizer.sieve import SieveResult
 from winopt.optimizer.study import (
     COUNTED_STATES,
@@ -80,8 +81,12 @@ class SnapshotWriter:
     def __init__(self, out_dir: Path, *, settings: RunSettings, study_name: str,
                  started_at: str, total_trials: int,
                  take_result: Callable[[int], SieveResult | None],
-                 progress: StudyProgress | None = None) -> None:
+                 progress: StudyProgress | None = None,
+                 fixed_time_of_day: str | None = None) -> None:
         self.out_dir = Path(out_dir)
+        #: the one time_of_day every trial uses, when the search space fixes it: the old
+        #: `sessions` key can name it before the first successful trial
+        self.fixed_time_of_day = fixed_time_of_day
         self.config_path = self.out_dir / CONFIG_NAME
         self.survivors_path = self.out_dir / SURVIVORS_NAME
         self.settings = settings
@@ -181,9 +186,15 @@ class SnapshotWriter:
     # ------------------------------------------------------------------ the file
 
     def config(self, survivors: SurvivorsOnDisk | None) -> dict[str, Any]:
-        """The SPEC §3 object, keys in CONFIG_FIELDS order."""
+        """The SPEC §3 object, keys in CONFIG_FIELDS order.
+
+        The counts are integers from the first snapshot on, 0 before any successful trial:
+        the old pipeline's watcher compares them with numbers and fails on null. Whether a
+        trial has succeeded is told by `best_trial_number` (null) and `note`, never by a
+        count."""
         best = self.best
         params = best["params"] if best else {}
+        best_count = int(best["value"]) if best else 0
         fields: dict[str, Any] = {
             "schema_version": CONFIG_SCHEMA_VERSION,
             "status": self.status,
@@ -199,19 +210,40 @@ class SnapshotWriter:
             "last_trial_value": self.last[1] if self.last else None,
             "best_trial_number": best["number"] if best else None,
             "best_value": best["value"] if best else None,
-            "best_bidirectional_count": int(best["value"]) if best else None,
+            "best_bidirectional_count": best_count,
             "best_params": dict(params) if best else None,
             **{name: params.get(name) for name in WINDOW_PARAMS},
             "prng_type": self.settings.prng,
             "mod": self.settings.mod,
             "seed_start": self.settings.seed_start,
             "seed_count": self.settings.seed_count,
-            "forward_count": best["forward_count"] if best else None,
-            "reverse_count": best["reverse_count"] if best else None,
+            "forward_count": _count(best["forward_count"] if best else None),
+            "reverse_count": _count(best["reverse_count"] if best else None),
+            "bidirectional_count": best_count,
             "expected_chance_bidirectional":
                 best["expected_chance_bidirectional"] if best else None,
             "survivors_file": SURVIVORS_NAME if survivors else None,
             "survivors_sha256": survivors.sha256 if survivors else None,
             "survivors_count": survivors.count if survivors else None,
+            "optimization_score": best["value"] if best else None,
+            "sessions": sessions(params.get("time_of_day") or self.fixed_time_of_day),
+            "test_both_modes": False,  # winopt tries constant skips only
         }
         return {key: fields[key] for key in CONFIG_FIELDS}
+
+
+def sessions(time_of_day: str | None) -> list[str]:
+    """The old config's `sessions`: the sessions the sieve saw.
+
+    `["midday", "evening"]` for time_of_day "all" (a plain list of ints counts as both, as
+    the old pipeline's default did), else the one selected. Before any successful trial the
+    best trial's selection is unknown: it is the search space's when the space fixes one
+    (`--time-of-day midday`), else both sessions (the old pipeline's default; the key is
+    never null, its readers index it)."""
+    return [time_of_day] if time_of_day in SESSIONS else list(SESSIONS)
+
+
+def _count(value: Any) -> int:
+    """A count as the snapshot writes it: an int, 0 when unknown (a trial from before the
+    sieve attributes existed, or no trial yet)."""
+    return 0 if value is None else int(value)

@@ -8,10 +8,12 @@ and spliced in, so 100k survivors take a fraction of a second.
 
 Field meanings that the spec leaves implicit:
 - `score` is the mean of the forward and reverse match rates;
-- `skip_range` is the number of skips tried, `skip_max - skip_min + 1` (both inclusive);
+- `skip_range` is `skip_max - skip_min`, as the old pipeline wrote it (one less than the
+  number of skips tried, both ends being inclusive): the rigs' Step 2.5 reads it so;
 - `offset` is the offset the sieve used (after clamping), not the one asked for;
 - `forward_count`, `reverse_count`, `bidirectional_count` are the whole sieve's counts,
-  repeated on every record (the rigs' Step 2.5 reads them per row).
+  repeated on every record (the rigs' Step 2.5 reads them per row), and so are the seven
+  overlap statistics after them (`overlap_statistics`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from winopt.contracts.schemas import SURVIVOR_FIELDS
+from winopt.contracts.schemas import OVERLAP_FIELDS, SURVIVOR_FIELDS
 from winopt.optimizer.sieve import SieveResult
 
 SKIP_MODE = "constant"
@@ -63,7 +65,7 @@ def shared_fields(result: SieveResult, *, time_of_day: str, trial_number: int) -
         "offset": int(params.offset),
         "skip_min": int(params.skip_min),
         "skip_max": int(params.skip_max),
-        "skip_range": int(params.skip_max) - int(params.skip_min) + 1,
+        "skip_range": int(params.skip_max) - int(params.skip_min),
         "time_of_day": str(time_of_day),
         "trial_number": int(trial_number),
         "prng_type": str(params.prng),
@@ -71,8 +73,39 @@ def shared_fields(result: SieveResult, *, time_of_day: str, trial_number: int) -
         "forward_count": int(result.forward_count),
         "reverse_count": int(result.reverse_count),
         "bidirectional_count": int(result.bidirectional_count),
+        **overlap_statistics(result),
     }
     assert tuple(shared) == SURVIVOR_FIELDS[len(_PER_SURVIVOR) :], (
         "schema drifted from SURVIVOR_FIELDS"
     )
     return shared
+
+
+def overlap_statistics(result: SieveResult) -> dict[str, int | float]:
+    """The trial's seven overlap statistics (SPEC §3), keys in `OVERLAP_FIELDS` order.
+
+    They are the old pipeline's definitions over the trial's seed sets: F (some skip passes
+    forward), R (some skip passes reverse) and B (one skip passes both), so B lies within
+    F ∩ R. The sieve counts |F|, |R|, |B| and |F ∩ R| (`forward_reverse_count`), which is
+    all they need: |F ∪ R| = |F| + |R| − |F ∩ R|, |F − R| = |F| − |F ∩ R|. Counts are ints,
+    ratios floats; a ratio whose denominator is 0 is 0.0 (SPEC §3: an empty trial must not
+    put NaN or infinity into the survivors file or the NPZ).
+    """
+    f, r = int(result.forward_count), int(result.reverse_count)
+    b, both = int(result.bidirectional_count), int(result.forward_reverse_count)
+    stats: dict[str, int | float] = {
+        "intersection_count": b,
+        "intersection_ratio": _ratio(b, f + r - both),
+        "forward_only_count": f - both,
+        "reverse_only_count": r - both,
+        "survivor_overlap_ratio": _ratio(b, f),
+        "bidirectional_selectivity": _ratio(f, r),
+        "intersection_weight": _ratio(b, f + r),
+    }
+    assert tuple(stats) == OVERLAP_FIELDS, "schema drifted from OVERLAP_FIELDS"
+    return stats
+
+
+def _ratio(numerator: int, denominator: int) -> float:
+    """numerator / denominator as a float, 0.0 for a zero denominator."""
+    return numerator / denominator if denominator else 0.0

@@ -259,3 +259,16 @@ def test_sigint_stops_cleanly_too(daemon, run_dir: Path) -> None:
     assert d.status()["daemon"]["state"] == "stopped"
     assert "stopped" in d.log()
     assert os.path.exists(d.state_dir / "daemon.lock")
+
+
+def test_status_best_is_none_until_a_trial_succeeds() -> None:
+    """winopt writes its counts as 0 before the first successful trial (the old watcher
+    needs integers); status.json's `best` still says "none yet" then, and a real best of 0,
+    or an old file's count, is kept."""
+    from winopt.daemon.runs import snapshot_summary
+
+    before = {"schema_version": 3, "status": "in_progress", "best_trial_number": None,
+              "best_bidirectional_count": 0, "bidirectional_count": 0}
+    assert snapshot_summary(before)["best"] is None
+    assert snapshot_summary({**before, "best_trial_number": 2})["best"] == 0
+    assert snapshot_summary({"best_trial_number": None, "best_bidirectional_count": 7})["best"] == 7

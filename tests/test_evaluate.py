@@ -70,6 +70,29 @@ RULES = {
         },
         ("wait", 0.5, "early", "none yet"),
     ),
+    # a schema 3 snapshot before any successful trial: counts 0 (the old watcher needs
+    # integers), best_trial_number null: no best yet, not a best of 0
+    "in-progress-no-trial-yet-integer-counts": (
+        {
+            "schema_version": 3,
+            "best_trial_number": None,
+            "best_bidirectional_count": 0,
+            "bidirectional_count": 0,
+            "note": "No successful trials yet",
+            "completed_trials": 0,
+        },
+        ("wait", 0.5, "early", "none yet"),
+    ),
+    "in-progress-no-trial-past-half-integer-counts": (
+        {"schema_version": 3, "best_trial_number": None, "best_bidirectional_count": 0,
+         "bidirectional_count": 0, "completed_trials": 30},
+        ("retry", 0.4, "poor", "best only none yet"),
+    ),
+    "interrupted-before-any-trial-integer-counts": (
+        {"status": "interrupted", "error": "SIGINT", "schema_version": 3,
+         "best_trial_number": None, "best_bidirectional_count": 0, "bidirectional_count": 0},
+        ("retry", 0.3, "interrupted", "best none yet: SIGINT"),
+    ),
     "in-progress-nothing-past-half": (
         {"best_bidirectional_count": None, "completed_trials": 30},
         ("retry", 0.4, "poor", "best only none yet"),
@@ -245,6 +268,30 @@ def test_complete_without_any_count_counts_as_zero(tmp_path):
     decision = evaluate(run_dir(tmp_path, status="complete", best_bidirectional_count=...), now=NOW)
     assert decision["action"] == "escalate" and decision["confidence"] == 0.9
     assert any("no best count" in w for w in decision["warnings"])
+
+
+def test_complete_without_a_successful_trial_is_zero_with_the_warning(tmp_path):
+    """Every trial pruned: a schema 3 file says 0 in its counts and null in
+    best_trial_number; judged as before the counts were integers (escalate, warned)."""
+    fields = {"status": "complete", "schema_version": 3, "best_trial_number": None,
+              "best_bidirectional_count": 0, "bidirectional_count": 0}
+    decision = evaluate(run_dir(tmp_path, **fields), now=NOW)
+    assert (decision["action"], decision["rule"]) == ("escalate", "complete_zero")
+    assert decision["best_bidirectional_count"] is None
+    assert any("no best count" in w for w in decision["warnings"])
+    # a best trial that found nothing is a real best of 0: no warning
+    decision = evaluate(run_dir(tmp_path, **{**fields, "best_trial_number": 4}), now=NOW)
+    assert (decision["action"], decision["best_bidirectional_count"]) == ("escalate", 0)
+    assert decision["warnings"] == []
+
+
+def test_old_file_with_a_null_best_trial_keeps_its_count(tmp_path):
+    """A pre-winopt file (no schema_version) may carry best_trial_number null from its
+    incremental saves: its bidirectional_count still counts."""
+    old = {"status": "complete", "best_trial_number": None, "bidirectional_count": 33320}
+    (tmp_path / CONFIG_NAME).write_text(json.dumps(old))
+    decision = evaluate(tmp_path, now=NOW)
+    assert decision["best_bidirectional_count"] == 33320 and decision["action"] == "proceed"
 
 
 def test_naive_last_updated_is_local_time(tmp_path):

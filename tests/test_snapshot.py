@@ -17,6 +17,7 @@ from winopt.contracts.schemas import CONFIG_FIELDS, CONFIG_NAME, SURVIVORS_NAME
 from winopt.optimizer.draws import load_history
 from winopt.optimizer.snapshot import NO_TRIALS_NOTE, SnapshotWriter
 from winopt.optimizer.study import (
+    SIEVE_ATTR,
     RunSettings,
     SearchSpace,
     SieveObjective,
@@ -42,7 +43,32 @@ def draws(tmp_path: Path) -> Path:
     return write_history(tmp_path / "draws.json")
 
 
-def make_run(tmp_path: Path, draws: Path, space: SearchSpace, total: int):
+#: the counts the old pipeline's watcher compares: integers in every snapshot, never null
+COUNTS = ("forward_count", "reverse_count", "bidirectional_count", "best_bidirectional_count")
+
+
+def check_old_keys(config: dict, fixed_time_of_day: str | None = None) -> None:
+    """The old pipeline's keys of one snapshot (SPEC §3): integer counts, 0 until a trial
+    succeeds; `bidirectional_count` and `optimization_score` the best trial's; `sessions`
+    the sessions its time_of_day selects; `test_both_modes` false."""
+    for key in COUNTS:
+        assert type(config[key]) is int, (key, config[key])
+    assert config["test_both_modes"] is False
+    if config["best_trial_number"] is None:
+        assert all(config[key] == 0 for key in COUNTS), config
+        assert config["optimization_score"] is None and config["note"] == NO_TRIALS_NOTE
+        tod = fixed_time_of_day
+    else:
+        assert config["bidirectional_count"] == config["best_bidirectional_count"]
+        assert config["bidirectional_count"] == int(config["best_value"])
+        assert config["optimization_score"] == config["best_value"]
+        tod = config["time_of_day"]
+    expected = {"midday": ["midday"], "evening": ["evening"]}.get(tod, ["midday", "evening"])
+    assert config["sessions"] == expected, (tod, config["sessions"])
+
+
+def make_run(tmp_path: Path, draws: Path, space: SearchSpace, total: int,
+             fixed_time_of_day: str | None = None):
     """A study in SQLite, its objective and its writer, wired as `winopt optimize` does."""
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
@@ -52,7 +78,8 @@ def make_run(tmp_path: Path, draws: Path, space: SearchSpace, total: int):
     objective = SieveObjective(histories, SETTINGS, space, device="cpu")
     writer = SnapshotWriter(out, settings=SETTINGS, study_name="t", started_at="x",
                             total_trials=total, take_result=objective.take,
-                            progress=scan_progress(study.get_trials()))
+                            progress=scan_progress(study.get_trials()),
+                            fixed_time_of_day=fixed_time_of_day)
     return out, study, objective, writer
 
 
@@ -64,6 +91,7 @@ def test_snapshot_after_each_of_five_trials(tmp_path: Path, draws: Path) -> None
     first = read_config(out)
     assert first["note"] == NO_TRIALS_NOTE and first["best_value"] is None
     assert first["survivors_file"] is None and first["completed_trials"] == 0
+    check_old_keys(first)
     seen: list[int] = []
 
     def check(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -76,6 +104,7 @@ def test_snapshot_after_each_of_five_trials(tmp_path: Path, draws: Path) -> None
         assert dt.datetime.fromisoformat(config["last_updated"]).utcoffset() is not None
         assert config["survivors_sha256"] == sha256_file(out / SURVIVORS_NAME)
         assert config["survivors_count"] == len(orjson.loads((out / SURVIVORS_NAME).read_bytes()))
+        check_old_keys(config)
 
     study.optimize(objective, n_trials=5, callbacks=[writer, check])
     assert seen == [1, 2, 3, 4, 5]
@@ -85,6 +114,11 @@ def test_snapshot_after_each_of_five_trials(tmp_path: Path, draws: Path) -> None
     assert final["best_trial_number"] == best.number
     assert final["best_bidirectional_count"] == int(best.value)
     assert final["survivors_count"] == int(best.value)
+    check_old_keys(final)
+    sieved = best.user_attrs[SIEVE_ATTR]  # the best trial's own counts, not another's
+    assert (final["forward_count"], final["reverse_count"]) == (sieved["forward_count"],
+                                                                 sieved["reverse_count"])
+    assert final["bidirectional_count"] == final["survivors_count"] > 0
     assert (out / SURVIVORS_NAME).read_bytes() == reference_survivors(final, draws)
     assert writer.finish("complete")
     done = read_config(out)
@@ -154,3 +188,26 @@ def test_infeasible_windows_are_pruned_and_counted(tmp_path: Path) -> None:
     assert config["completed_trials"] == 3
     assert config["best_trial_number"] is None and config["note"] == NO_TRIALS_NOTE
     assert config["last_trial_value"] is None
+    check_old_keys(config)  # counts stay integer 0 when no trial ever succeeds
+    assert writer.finish("complete")
+    check_old_keys(read_config(out))
+
+
+@pytest.mark.parametrize("fixed", [None, "all", "midday", "evening"])
+def test_sessions_before_and_after_the_first_trial(tmp_path: Path, draws: Path,
+                                                   fixed: str | None) -> None:
+    """Before any trial `sessions` is the fixed time_of_day's, else both sessions; after,
+    the best trial's selection; the old keys hold in every snapshot."""
+    choices = ("all", "midday", "evening") if fixed is None else (fixed,)
+    space = SearchSpace(bounds=small_space().bounds, time_of_day=choices)
+    out, study, objective, writer = make_run(tmp_path, draws, space, total=4,
+                                             fixed_time_of_day=fixed)
+    writer.write()
+    first = read_config(out)
+    check_old_keys(first, fixed)
+    assert first["sessions"] == ([fixed] if fixed in ("midday", "evening") else ["midday", "evening"])
+    study.optimize(objective, n_trials=4, callbacks=[writer, lambda s, t: check_old_keys(read_config(out))])
+    final = read_config(out)
+    assert final["best_trial_number"] is not None
+    if fixed is not None:
+        assert final["time_of_day"] == fixed

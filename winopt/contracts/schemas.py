@@ -18,9 +18,13 @@ CONFIG_NAME = "optimal_window_config.json"
 SURVIVORS_NAME = "bidirectional_survivors.json"
 NPZ_NAME = "bidirectional_survivors_binary.npz"
 NPZ_META_NAME = "bidirectional_survivors_binary.meta.json"
+TRAIN_HISTORY_NAME = "train_history.json"  # the first int(0.8 N) draws, all sessions (SPEC §3)
+HOLDOUT_HISTORY_NAME = "holdout_history.json"  # the other draws
 
-#: version of optimal_window_config.json (additive to the pre-winopt schema)
-CONFIG_SCHEMA_VERSION = 2
+#: version of optimal_window_config.json (additive to the pre-winopt schema). 3: the old
+#: pipeline's keys (bidirectional_count, optimization_score, sessions, test_both_modes) and
+#: integer counts (0, never null) before the first successful trial
+CONFIG_SCHEMA_VERSION = 3
 #: version of bidirectional_survivors_binary.meta.json and of the NPZ's array set. 2: the
 #: seven overlap statistics in the NPZ; the meta's `encodings` laid out as the old
 #: converter's (`prng_type` and `skip_mode` code tables, every code) plus `dtypes`; the
@@ -166,10 +170,15 @@ CONFIG_FIELDS = (
     "seed_count",
     "forward_count",
     "reverse_count",
+    "bidirectional_count",  # the old pipeline's name for the best trial's count
     "expected_chance_bidirectional",
     "survivors_file",
     "survivors_sha256",
     "survivors_count",
+    # more keys of the old pipeline's config (its watcher and Steps 2-3 read them)
+    "optimization_score",
+    "sessions",
+    "test_both_modes",
 )
 
 
