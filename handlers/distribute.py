@@ -12,6 +12,12 @@ finds the new NPZ. The meta is copied aside *before* the NPZ is sent: the conver
 publishes the NPZ before the meta, so the NPZ that reaches the rig is never older than
 the meta that follows it, even while a new conversion races with the transfer.
 
+The run's `train_history.json` and `holdout_history.json` (SPEC §3: the rigs' Steps 2.5/3
+read them), when they lie beside the NPZ, go in the NPZ's rsync: one connection, each file
+renamed into place whole, all before the meta, and, like the NPZ, sent only when their
+content differs from the rig's. A run directory without them (an old run) sends the NPZ
+and the meta alone.
+
 The daemon's integration (SPEC §5):
 
 * after each NPZ publish: ``distributor.submit(run, npz, meta, sha256, rigs=job_rigs)``;
@@ -40,13 +46,24 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from winopt.contracts.schemas import HOLDOUT_HISTORY_NAME, TRAIN_HISTORY_NAME
 from winopt.errors import UserError, in_file
 from winopt.handlers.rigs import Rig, check_run_name
-from winopt.handlers.rsync import KILL_GRACE, Outcome, RsyncResult, rsync_binary, send_file
+from winopt.handlers.rsync import (
+    KILL_GRACE,
+    Outcome,
+    RsyncResult,
+    rsync_argv,
+    rsync_binary,
+    run_rsync,
+    send_file,
+)
 
 log = logging.getLogger("winopt.distribute")
 
 STATES = ("pending", "retrying", "failed", "synced")
+#: files of a run that travel with its NPZ when they lie beside it (written once per run)
+COMPANIONS = (TRAIN_HISTORY_NAME, HOLDOUT_HISTORY_NAME)
 OnChange = Callable[[str, str, dict[str, Any]], None]
 Identity = tuple[int, int, int, int, int]
 
@@ -134,6 +151,25 @@ def _now_iso(offset_s: float = 0.0) -> str:
 def file_identity(st: os.stat_result) -> Identity:
     """Changes on every atomic republish (new inode, new ctime), not on reads."""
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def companions(npz: Path) -> list[Path]:
+    """The COMPANIONS beside `npz` that exist now (none for an old run directory)."""
+    return [path for path in (npz.with_name(name) for name in COMPANIONS) if path.is_file()]
+
+
+def send_files(rig: Rig, sources: list[Path], run: str, *,
+               started: Callable[[subprocess.Popen], None] | None = None) -> RsyncResult:
+    """Send `sources` into `run`'s directory on `rig` in one rsync (one ssh connection, one
+    wall clock); rsync renames each file into place once it is whole."""
+    first, *rest = sources
+    if not rest:
+        return send_file(rig, first, run, started=started)
+    argv = rsync_argv(rig, first, rig.destination(run))
+    # rsync_argv ends [..., "--", SOURCE, DESTINATION]: the other sources join the first
+    assert argv[-2] == os.fspath(first) and argv[-3] == "--", argv
+    argv[-1:-1] = [os.fspath(path) for path in rest]
+    return run_rsync(argv, timeout=rig.transfer_timeout, started=started)
 
 
 def _hash_open_file(path: Path) -> tuple[Identity, str]:
@@ -408,7 +444,8 @@ class Distributor:
         return None
 
     def _transfer(self, queue: RigQueue, rig: Rig, run: str, version: Version) -> Attempt:
-        """NPZ first, then the meta snapshot taken before it (see the module docstring)."""
+        """NPZ (with the run's histories) first, then the meta snapshot taken before it (see
+        the module docstring)."""
 
         def started(proc: subprocess.Popen) -> None:
             queue.proc = proc
@@ -421,7 +458,7 @@ class Distributor:
             except OSError as exc:
                 return Attempt(None, error=f"{exc.filename or version.npz}: {exc.strerror or exc}")
             try:
-                result = send_file(rig, version.npz, run, started=started)
+                result = send_files(rig, [version.npz, *companions(version.npz)], run, started=started)
                 if not result.ok:
                     return Attempt(result)
                 raced = self._identity(version.npz) != ident

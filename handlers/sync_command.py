@@ -11,7 +11,9 @@ the NPZ (a rig that is down shows `retrying` and its error; the daemon keeps try
 `winopt sync RUN_DIR --rig NAME=TARGET ... | --rigs FILE` is the standalone form: no
 daemon, the same `Distributor` the daemon uses, so a person can push a run by hand (or
 script it) and see per rig what happened. It waits until every rig is synced or has
-failed, or until `--timeout`, and exits 0 only when every rig has the NPZ.
+failed, or until `--timeout`, and exits 0 only when every rig has the NPZ. Either way the
+run's train_history.json and holdout_history.json travel with the NPZ when the run
+directory has them (`Distributor`).
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "target", nargs="?", metavar="RUN | RUN_DIR",
         help="with the daemon: the run to check on every rig, as `winopt status` names it (default: "
-             f"every run); with --rig/--rigs: the run directory holding {NPZ_NAME} and its meta",
+             f"every run); with --rig/--rigs: the run directory holding {NPZ_NAME} and its meta "
+             "(and the train/holdout histories, sent too when present)",
     )  # fmt: skip
     parser.add_argument("--state-dir", help="the daemon's state directory (default: the daemon config's "
                         "state_dir, else /var/lib/winopt)")

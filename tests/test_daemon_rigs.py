@@ -23,12 +23,13 @@ from daemon_support import REPO, DaemonProcess, npz_source_sha, poll, write_tria
 from rigs_support import SshRigs, alive, descendants, publish, wait_until
 from sdbox_support import until
 from winopt.contracts import sha256_file
-from winopt.contracts.schemas import NPZ_META_NAME, NPZ_NAME
+from winopt.contracts.schemas import HOLDOUT_HISTORY_NAME, NPZ_META_NAME, NPZ_NAME, TRAIN_HISTORY_NAME
 from winopt.daemon.config import ConfigError, DaemonConfig, DistributionConfig, load_config, resolve_config
 from winopt.daemon.distribution import REQUESTS, RigDistribution, read_request, request_name, rig_run_name
 from winopt.daemon.status import StatusBook
 from winopt.errors import UserError
 from winopt.handlers.rigs import KEYS, rig_from_dict
+from winopt.optimizer.histories import publish_histories
 
 #: quick retries, so a rig that comes back converges within seconds
 FAST = {"retry_base": 0.2, "retry_cap": 2.0}
@@ -231,6 +232,7 @@ def test_every_publish_reaches_both_local_rigs_and_status_shows_each(tmp_path: P
     rigs = {"a": {"target": str(tmp_path / "rig-a")}, "b": {"target": str(tmp_path / "rig-b")},
             "bad": {"target": str(tmp_path / "plain" / "rig")}}
     d = daemons(write_config(tmp_path / "daemon.toml", [run1], rigs))
+    publish_histories(run1, (list(range(80)), list(range(80, 100))))  # as `winopt optimize` does
     for trial in range(3):
         sha = publish_trial(run1, 60 + trial, trial)
         assert poll(synced(d, "run1", sha, ["a", "b"])), rig_states(d, "run1")  # bad holds no one up
@@ -238,6 +240,8 @@ def test_every_publish_reaches_both_local_rigs_and_status_shows_each(tmp_path: P
             copy = tmp_path / f"rig-{rig}" / "run1"
             assert copy_sha(copy) == sha  # the rig copy loads whole and is this publish
             assert (copy / NPZ_META_NAME).read_bytes() == (run1 / NPZ_META_NAME).read_bytes()
+            for name in (TRAIN_HISTORY_NAME, HOLDOUT_HISTORY_NAME):  # SPEC §3: sent with the NPZ
+                assert (copy / name).read_bytes() == (run1 / name).read_bytes(), (rig, name)
     states = rig_states(d, "run1")
     assert states["a"]["last_error"] is None and states["a"]["last_success"] and states["a"]["attempts"] == 0
     assert d.status()["rigs"]["a"]["target"] == str(tmp_path / "rig-a")

@@ -31,7 +31,7 @@ from rigs_support import (
 )
 from winopt.cli import main
 from winopt.contracts import publish_atomic, publish_json, sha256_file
-from winopt.contracts.schemas import NPZ_META_NAME, NPZ_NAME
+from winopt.contracts.schemas import HOLDOUT_HISTORY_NAME, NPZ_META_NAME, NPZ_NAME, TRAIN_HISTORY_NAME
 from winopt.errors import UserError
 from winopt.handlers.distribute import Distributor, RetryPolicy
 from winopt.handlers.rigs import Rig, rig_from_dict
@@ -57,6 +57,25 @@ def all_synced(run: str, sha: str, rigs: list[str]) -> Callable[[dict], bool]:
 
 def local_rig(name: str, directory: Path, **extra: Any) -> Rig:
     return rig_from_dict(name, {"target": str(directory), **extra})
+
+
+HISTORIES = (TRAIN_HISTORY_NAME, HOLDOUT_HISTORY_NAME)
+
+
+def publish_histories(run_dir: Path, version: int, draws: int = 20_000) -> None:
+    """The run's train/holdout histories as the optimizer publishes them; the first value
+    is `version`, so a reader can tell which publish it sees (big enough that a torn copy
+    would be caught)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    values = [version] + [(version * 7 + i) % 1000 for i in range(draws - 1)]
+    cut = int(0.8 * draws)
+    publish_json(run_dir / TRAIN_HISTORY_NAME, values[:cut])
+    publish_json(run_dir / HOLDOUT_HISTORY_NAME, [version] + values[cut + 1 :])
+
+
+def histories_arrived(run_dir: Path, copy: Path) -> bool:
+    """Both history files of the run are on the rig, byte for byte."""
+    return all((copy / name).read_bytes() == (run_dir / name).read_bytes() for name in HISTORIES)
 
 
 # -- the exit-code table and the wall clock ----------------------------------------------
@@ -150,6 +169,72 @@ def test_local_rigs_get_every_publish_and_readers_never_see_a_torn_copy(tmp_path
     assert errors == []
     assert reads[0] > 0
     assert (copies[0] / NPZ_META_NAME).read_bytes() == (run_dir / NPZ_META_NAME).read_bytes()
+
+
+def test_the_histories_travel_with_the_npz_and_old_runs_send_without_them(tmp_path: Path) -> None:
+    """SPEC §3: train/holdout histories beside the NPZ reach every rig with it, once: an
+    unchanged history is not sent again. A run without them (an old run) still syncs."""
+    run_dir, old_dir = tmp_path / "run", tmp_path / "old"
+    rigs = [local_rig("a", tmp_path / "a"), local_rig("b", tmp_path / "b")]
+    dist = Distributor(rigs, policy=FAST)
+    try:
+        publish_histories(run_dir, 1)
+        sha = publish(run_dir, 1)
+        submit(dist, "r1", run_dir, sha)
+        old_sha = publish(old_dir, 5)
+        submit(dist, "old", old_dir, old_sha)
+        assert dist.wait_for(lambda s: all_synced("r1", sha, ["a", "b"])(s) and all_synced("old", old_sha, ["a"])(s),
+                             20), dist.snapshot()
+        for rig in ("a", "b"):
+            copy = tmp_path / rig / "r1"
+            assert histories_arrived(run_dir, copy) and read_rig_copy(copy) == (1, 1)
+            assert sorted(dist.snapshot()["r1"][rig]["last_sent"]) == sorted([NPZ_NAME, NPZ_META_NAME, *HISTORIES])
+            assert sorted(p.name for p in (tmp_path / rig / "old").iterdir()) == sorted([NPZ_NAME, NPZ_META_NAME])
+
+        sha = publish(run_dir, 2)  # a new best: the histories are unchanged
+        submit(dist, "r1", run_dir, sha)
+        assert dist.wait_for(all_synced("r1", sha, ["a", "b"]), 20), dist.snapshot()
+        assert sorted(dist.snapshot()["r1"]["a"]["last_sent"]) == sorted([NPZ_NAME, NPZ_META_NAME])
+        assert read_rig_copy(tmp_path / "a" / "r1") == (2, 2)
+    finally:
+        assert dist.stop(5)
+
+
+def test_histories_arrive_whole_and_before_their_meta(tmp_path: Path) -> None:
+    """A reader on the rig never sees a torn history, and a meta it sees never comes from a
+    publish newer than the histories beside it (they go in the NPZ's rsync, before it)."""
+    run_dir, copy = tmp_path / "run", tmp_path / "a" / "r1"
+    dist = Distributor([local_rig("a", tmp_path / "a", transfer_timeout=8, io_timeout=4)], policy=FAST)
+    reads, errors, stop = [0], [], threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                meta_version = json.loads((copy / NPZ_META_NAME).read_text())["version"]
+                versions = [json.loads((copy / name).read_bytes())[0] for name in HISTORIES]
+            except FileNotFoundError:
+                continue  # before the first sync
+            except Exception as exc:  # noqa: BLE001 - any failure is a torn read
+                errors.append(repr(exc))
+                continue
+            if min(versions) < meta_version:
+                errors.append(f"meta {meta_version} arrived before histories {versions}")
+            reads[0] += 1
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for version in range(1, 31):
+            publish_histories(run_dir, version)
+            sha = publish(run_dir, version)
+            submit(dist, "r1", run_dir, sha)
+            assert dist.wait_for(all_synced("r1", sha, ["a"]), 60), (dist.snapshot(), rsync_report())
+            assert histories_arrived(run_dir, copy)
+    finally:
+        stop.set()
+        thread.join()
+        assert dist.stop(5)
+    assert errors == [] and reads[0] > 0
 
 
 def test_start_check_is_cheap_when_rigs_are_up_to_date(tmp_path: Path) -> None:
@@ -301,6 +386,7 @@ def test_on_change_reports_states_and_survives_a_failing_callback(tmp_path: Path
 
 def test_sync_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = tmp_path / "job-1"
+    publish_histories(run_dir, 3)
     sha = publish(run_dir, 3)
     rigs_file = tmp_path / "rigs.toml"
     rigs_file.write_text(f'[rigs.b]\ntarget = "{tmp_path / "b"}"\n')
@@ -308,6 +394,7 @@ def test_sync_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     states = json.loads(capsys.readouterr().out)
     assert {r: s["sha256"] for r, s in states.items()} == {"a": sha, "b": sha}
     assert read_rig_copy(tmp_path / "a" / "job-1") == (3, 3)
+    assert histories_arrived(run_dir, tmp_path / "a" / "job-1") and histories_arrived(run_dir, tmp_path / "b" / "job-1")
 
     (tmp_path / "plain").write_text("")
     assert main(["sync", str(run_dir), "--rig", f"x={tmp_path / 'plain' / 'd'}", "--timeout", "3"]) == 1
@@ -326,11 +413,13 @@ def test_ssh_rigs_one_down_the_other_stays_synced_then_it_converges(ssh_rigs: Ss
     rigs = [ssh_rigs.rig(1, "down-up"), ssh_rigs.rig(2, "down-up")]
     dist = Distributor(rigs, policy=FAST)
     try:
+        publish_histories(run_dir, 1)
         sha1 = publish(run_dir, 1)
         submit(dist, "r1", run_dir, sha1)
         assert dist.wait_for(all_synced("r1", sha1, ["ssh1", "ssh2"]), 30), dist.snapshot()
         for i in (1, 2):
             assert read_rig_copy(ssh_rigs.data(i, "down-up") / "r1") == (1, 1)
+            assert histories_arrived(run_dir, ssh_rigs.data(i, "down-up") / "r1")  # one rsync, over ssh
 
         ssh_rigs.stop_sshd(1)
         sha2 = publish(run_dir, 2)
