@@ -7,7 +7,12 @@ machine; wall and CPU time (all threads) are both shown. The `winopt convert` co
 also timed once as a subprocess (interpreter start and imports included). The NPZ files
 must hold identical arrays (names, dtypes, values), or the script exits 1.
 
-    .venv/bin/python bench/convert.py [--rows 100000] [--repeat 5] [--min-ratio 3]
+`--old-pipeline` times an old-pipeline file instead (what the old Step 1 wrote: no `skip`,
+`skip_range` as "min-max", `_hybrid` names, extra keys), against the old converter's rules
+(`dict.get` with its defaults per field) with winopt's three differences (exact seeds,
+`_hybrid` coded as its base, `skip` = skip_min).
+
+    .venv/bin/python bench/convert.py [--rows 100000] [--repeat 5] [--min-ratio 3] [--old-pipeline]
 """
 
 from __future__ import annotations
@@ -26,7 +31,13 @@ from pathlib import Path
 import numpy as np
 
 from winopt.contracts.publish import dump_json
-from winopt.contracts.schemas import NPZ_ARRAYS, PRNG_TYPE_CODES, SKIP_MODES, SURVIVORS_NAME
+from winopt.contracts.schemas import (
+    NPZ_ARRAYS,
+    OVERLAP_FIELDS,
+    PRNG_TYPE_CODES,
+    SKIP_MODES,
+    SURVIVORS_NAME,
+)
 from winopt.handlers.convert import convert
 
 
@@ -77,6 +88,81 @@ def make_survivors(path: Path, rows: int, seed: int = 2024) -> None:
             }
         )
     path.write_bytes(dump_json(records))
+
+
+def make_old_survivors(path: Path, rows: int, seed: int = 2024) -> None:
+    """An old-pipeline file, as its Step 1 accumulator wrote one trial: constant and
+    variable-skip (`java_lcg_hybrid`) survivors, `skip_range` "min-max", `sessions` and
+    `prng_base`, no `skip` and no bidirectional_selectivity; a few seeds past 32 bits."""
+    rng = random.Random(seed)
+    window, offset, skip_min, skip_max = 43, 37, 0, 250
+    seeds = sorted(rng.sample(range(2**33), rows))
+    fwd_n, rev_n = 41 * rows + 17, 39 * rows + 5
+    records = []
+    for s in seeds:
+        f = rng.randint(window // 3, window) / window
+        r = rng.randint(window // 3, window) / window
+        variable = rng.random() < 0.3
+        records.append(
+            {
+                "seed": s,
+                "forward_match_rate": f,
+                "reverse_match_rate": r,
+                "score": (f + r) / 2,
+                "window_size": window,
+                "offset": offset,
+                "skip_min": skip_min,
+                "skip_max": skip_max,
+                "trial_number": 31,
+                "prng_type": "java_lcg" + ("_hybrid" if variable else ""),
+                "prng_base": "java_lcg",
+                "skip_mode": "variable" if variable else "constant",
+                "forward_count": fwd_n,
+                "reverse_count": rev_n,
+                "bidirectional_count": rows,
+                "forward_only_count": fwd_n - rows,
+                "reverse_only_count": rev_n - rows,
+                "intersection_count": rows,
+                "intersection_ratio": rows / (fwd_n + rev_n - rows),
+                "survivor_overlap_ratio": rows / fwd_n,
+                "intersection_weight": rows / (fwd_n + rev_n),
+                "sessions": ["midday", "evening"],
+                "skip_range": f"{skip_min}-{skip_max}",
+            }
+        )
+    path.write_bytes(dump_json(records))
+
+
+def reference_old_convert(src: Path, out: Path) -> None:
+    """The old converter's rules (one list per field, `dict.get` with its defaults), with
+    winopt's differences: exact seeds, `_hybrid` as its base, `skip` = skip_min."""
+    with open(src) as fh:
+        rows = json.load(fh)
+    seeds = [r["seed"] for r in rows]
+    arrays = {"seeds": np.array(seeds, np.uint32 if not seeds or max(seeds) < 2**32 else np.uint64)}
+    f, r = "forward_match_rate", "reverse_match_rate"
+    arrays["forward_matches"] = np.array([x.get(f, x.get(r, 0.0)) for x in rows], np.float32)
+    arrays["reverse_matches"] = np.array([x.get(r, x.get(f, 0.0)) for x in rows], np.float32)
+    arrays["skip"] = np.array([x.get("skip", x.get("skip_min", 0)) for x in rows], np.int32)
+    for key in ("window_size", "offset", "trial_number", "skip_min", "skip_max"):
+        arrays[key] = np.array([x.get(key, 0) for x in rows], np.int32)
+    arrays["skip_range"] = np.array([_min_max(x.get("skip_range", 0)) for x in rows], np.int32)
+    for key in ("score", "forward_count", "reverse_count", "bidirectional_count", *OVERLAP_FIELDS):
+        arrays[key] = np.array([x.get(key, 0.0) for x in rows], np.float32)
+    modes = [SKIP_MODES[x.get("skip_mode", "constant")] for x in rows]
+    arrays["skip_mode"] = np.array(modes, np.uint8)
+    names = [x.get("prng_type", x.get("prng_base", "java_lcg")) for x in rows]
+    codes = [PRNG_TYPE_CODES[n.removesuffix("_hybrid")] for n in names]
+    arrays["prng_type"] = np.array(codes, np.uint8)
+    np.savez_compressed(out, **{name: arrays[name] for name in NPZ_ARRAYS})
+
+
+def _min_max(value: object) -> int:
+    """The bench file's skip_range forms: an int, or "min-max"."""
+    if isinstance(value, str):
+        low, high = value.split("-")
+        return int(high) - int(low)
+    return int(value)  # type: ignore[call-overload]
 
 
 def reference_convert(src: Path, out: Path) -> None:
@@ -135,20 +221,31 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--min-ratio", type=float, default=None, help="exit 1 below this ratio")
+    parser.add_argument(
+        "--old-pipeline", action="store_true", help="an old-pipeline survivors file instead"
+    )
     args = parser.parse_args()
+    make, reference = (
+        (make_old_survivors, reference_old_convert)
+        if args.old_pipeline
+        else (make_survivors, reference_convert)
+    )
 
     with tempfile.TemporaryDirectory(prefix="winopt-bench-") as tmp:
         src = Path(tmp) / SURVIVORS_NAME
-        make_survivors(src, args.rows)
+        make(src, args.rows)
         ref_npz, lib_npz, cli_npz = (Path(tmp) / n for n in ("ref.npz", "lib.npz", "cli.npz"))
-        print(f"survivors: {args.rows} rows, {src.stat().st_size / 1e6:.1f} MB")
+        kind = "old-pipeline " if args.old_pipeline else ""
+        print(f"{kind}survivors: {args.rows} rows, {src.stat().st_size / 1e6:.1f} MB")
 
         (ref_wall, ref_cpu), (lib_wall, lib_cpu) = best_times(
-            args.repeat, lambda: reference_convert(src, ref_npz), lambda: convert(src, lib_npz)
+            args.repeat, lambda: reference(src, ref_npz), lambda: convert(src, lib_npz)
         )
         start = time.perf_counter()
         cmd = [sys.executable, "-m", "winopt", "convert", str(src), "-o", str(cli_npz)]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=os.environ)
+        subprocess.run(
+            cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ
+        )
         cli_wall = time.perf_counter() - start
 
         problems = same_arrays(ref_npz, lib_npz) + same_arrays(ref_npz, cli_npz)

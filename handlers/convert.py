@@ -93,7 +93,9 @@ class SurvivorsInFlux(Exception):
 
 
 class _Survivor(msgspec.Struct, gc=False, kw_only=True):
-    """One object of bidirectional_survivors.json as the decoder checks it (SPEC §3).
+    """One object of bidirectional_survivors.json as winopt writes it (SPEC §3), as the
+    strict decoder checks it; a file it refuses is read again as an old-pipeline file
+    (`_OldSurvivor`), which decides the error, if any.
 
     Every field the NPZ stores is required; `time_of_day` is optional (not stored) and
     unknown keys are ignored, so additive schema changes do not break conversion. Fields
@@ -453,7 +455,8 @@ class _Defaults:
         """[] when nothing was defaulted, else the one warning line, e.g. "old-pipeline
         survivors (120 records): defaulted skip (to skip_min) on all; score (to 0) on 3;
         prng_type lcg32_hybrid coded as lcg32 (6)"."""
-        parts = [self._group(names, count, words) for (words, count), names in self._groups().items()]
+        groups = self._groups().items()
+        parts = [self._group(names, count, words) for (words, count), names in groups]
         parts += [f"prng_type {name} coded as {base} ({PRNG_TYPE_CODES[base]})"
                   for name, base in sorted(self.recoded.items())]
         if not parts:
@@ -541,24 +544,23 @@ def _old_rates(rows: list[Any], seen: _Defaults) -> tuple[np.ndarray, np.ndarray
 
 def _old_skip_ranges(path: Path, rows: list[Any], seen: _Defaults) -> np.ndarray:
     """`skip_range` read the old converter's way (`old_skip_range`); 0 where missing or
-    unreadable; a value past int32 is an error (the old converter failed on it too)."""
+    unreadable; a value past int32 is an error (the old converter failed on it too). A
+    file holds few distinct values (one per trial), so each is parsed once."""
     values = list(map(attrgetter("skip_range"), rows))
-    if set(map(type, values)) <= {int}:  # ints only: as they are
-        parsed: list[int | None] = values
-    else:  # one trial's file repeats one "min-max" string: parse each distinct one once
-        memo: dict[str, int | None] = {}
-        parsed = [_memo_parse(memo, v) if type(v) is str else old_skip_range(v) for v in values]
+    try:
+        read = {v: old_skip_range(v) for v in set(values)}
+        parsed = list(map(read.__getitem__, values))
+    except TypeError:  # [min, max] lists are not hashable: row by row
+        parsed = [old_skip_range(v) for v in values]
     seen.add("skip_range", parsed.count(None))
-    for i, v in enumerate(parsed):
-        if v is not None and not _INT32_MIN <= v <= _INT32_MAX:
-            raise in_file(path, f"entry {i}, skip_range: {values[i]!r} gives {v}, past int32")
-    return np.fromiter((0 if v is None else v for v in parsed), np.int32, len(parsed))
+    if any(_past_int32(v) for v in set(parsed)):
+        i = next(i for i, v in enumerate(parsed) if _past_int32(v))
+        raise in_file(path, f"entry {i}, skip_range: {values[i]!r} gives {parsed[i]}, past int32")
+    return np.fromiter((v or 0 for v in parsed), np.int32, len(parsed))
 
 
-def _memo_parse(memo: dict[str, int | None], text: str) -> int | None:
-    if text not in memo:
-        memo[text] = old_skip_range(text)
-    return memo[text]
+def _past_int32(value: int | None) -> bool:
+    return value is not None and not _INT32_MIN <= value <= _INT32_MAX
 
 
 def old_skip_range(value: Any) -> int | None:

@@ -235,7 +235,9 @@ def test_v31_constant_block_only_lacks_skip(tmp_path):
     `skip`, which the warning names alone."""
     rows = [{**OLD_FILE[0], "seed": s} for s in (1, 2, 3)]
     result = convert(write(tmp_path / SURVIVORS_NAME, rows))
-    assert result.warnings == ["old-pipeline survivors (3 records): defaulted skip (to skip_min) on all"]
+    assert result.warnings == [
+        "old-pipeline survivors (3 records): defaulted skip (to skip_min) on all"
+    ]
     arrays = load(result.npz_path)
     assert arrays["seeds"].dtype == np.uint32 and arrays["seeds"].tolist() == [1, 2, 3]
     assert arrays["skip"].tolist() == [3, 3, 3] and arrays["skip_range"].tolist() == [37] * 3
@@ -331,7 +333,9 @@ def old_record(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
     return rec, want
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(old_record(), max_size=12))
 def test_any_old_file_converts_to_the_reference_values(tmp_path, records):
     src = write(tmp_path / SURVIVORS_NAME, [rec for rec, _ in records])
