@@ -262,7 +262,7 @@ def _decode_one_trial(data: bytes) -> _Survivors | None:
     first = _first_row(data)
     if first is None:
         return None
-    constants = {k: getattr(first, k) for k in TRIAL_FIELDS}
+    constants = {k: first[k] for k in TRIAL_FIELDS}
     fields: list[tuple[Any, ...]] = []
     for name in _Survivor.__struct_fields__:
         kind = _constant_type(constants[name]) if name in constants else _SURVIVOR_TYPES[name]
@@ -274,25 +274,30 @@ def _decode_one_trial(data: bytes) -> _Survivors | None:
         return None
 
 
-def _constant_type(value: float) -> Any:
-    """The type that admits only `value`: `Literal[n]` for a whole number (no Python object
-    per row at all), else a float bounded above and below by it (the overlap ratios; the
-    decoder compares each row's value in C)."""
-    if float(value).is_integer():
-        return Literal[int(value)]
+def _constant_type(value: int | float) -> Any:
+    """The type that admits only `value`: `Literal[n]` for an integer written as one (no
+    Python object per row at all), else a float bounded above and below by it (the overlap
+    ratios, 1.0 and 0.0 included; the decoder compares each row's value in C). A row that
+    writes the same number another way (3 for 3.0) leaves the fast path, no more."""
+    if type(value) is int and -(2**63) <= value < 2**63:
+        return Literal[value]
     return Annotated[float, msgspec.Meta(ge=value, le=value)]
 
 
-def _first_row(data: bytes) -> _Survivor | None:
-    """The first object of the list, decoded on its own (None if that is not possible)."""
+def _first_row(data: bytes) -> dict[str, Any] | None:
+    """The first object of the list, decoded on its own: checked as a `_Survivor`, returned
+    as written (an int stays an int, 1.0 a float). None if that is not possible."""
     start = data.find(b"{")
     end = data.find(b"}", start)
     if start < 0 or end < 0:
         return None
+    text = data[start : end + 1]
     try:
-        return msgspec.json.Decoder(_Survivor).decode(data[start : end + 1])
+        msgspec.json.Decoder(_Survivor).decode(text)
+        row = msgspec.json.decode(text)
     except msgspec.MsgspecError:
         return None
+    return row if isinstance(row, dict) else None
 
 
 def _where_in_text(message: str, data: bytes) -> str:

@@ -551,8 +551,10 @@ TRIAL_FIELDS = set(convert_module.TRIAL_FIELDS)
     [
         # a second trial at the end: the general decoder takes over
         (one_trial_rows() + [survivor(99_999, trial_number=5)], set()),
-        # integral counts written as floats: general decoder
-        (one_trial_rows(forward_count=120.0), set()),
+        # integral counts written as floats, on every row: still the trial's constants
+        (one_trial_rows(forward_count=120.0, intersection_ratio=1.0), TRIAL_FIELDS),
+        # the same count written 120 on the first rows and 120.0 on the last: general decoder
+        (one_trial_rows() + [survivor(99_999, forward_count=120.0)], set()),
         # a non-integral count, the same on every row: still a constant of the trial
         (one_trial_rows(forward_count=120.5), TRIAL_FIELDS),
         # an overlap ratio that differs on one row: general decoder
@@ -560,7 +562,14 @@ TRIAL_FIELDS = set(convert_module.TRIAL_FIELDS)
         # an unknown key holding a brace: the first row cannot be cut out, general decoder
         ([{**r, "note": "a } in a string"} for r in one_trial_rows()], set()),
     ],
-    ids=["mixed-trials", "float-counts", "fractional-counts", "ratio-varies", "brace-in-string"],
+    ids=[
+        "mixed-trials",
+        "float-counts",
+        "int-and-float-count",
+        "fractional-counts",
+        "ratio-varies",
+        "brace-in-string",
+    ],
 )
 def test_both_decoders_give_the_same_arrays(tmp_path, rows, constant):
     src = write(tmp_path / SURVIVORS_NAME, rows)
