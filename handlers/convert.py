@@ -693,8 +693,10 @@ def _npz_matches_meta(npz: Path, meta: dict[str, Any]) -> bool:
 def is_stale(survivors: str | os.PathLike[str], npz: str | os.PathLike[str] | None = None) -> bool:
     """Whether the NPZ must be (re)built from `survivors` (SPEC §3).
 
-    Stale when the meta is missing or unreadable, the NPZ is missing or not the one the
-    meta describes, or the survivors' sha256 differs from the meta's. The size is the fast
+    Stale when the meta is missing or unreadable, of another NPZ_SCHEMA_VERSION (an NPZ an
+    older winopt wrote lacks arrays: it is rebuilt once after an upgrade), the NPZ is
+    missing or not the one the meta describes, or the survivors' sha256 differs from the
+    meta's. The size is the fast
     pre-check: a different size is stale without hashing. An equal size and mtime are not
     trusted as "fresh" (a same-size rewrite within the filesystem's timestamp granularity,
     or a copy that preserved mtime, would pass), so then the sha256 decides; hashing 60 MB
@@ -703,7 +705,7 @@ def is_stale(survivors: str | os.PathLike[str], npz: str | os.PathLike[str] | No
     survivors = Path(survivors)
     npz = Path(npz) if npz is not None else default_npz_path(survivors)
     meta = read_npz_meta(npz_meta_path(npz))
-    if meta is None or not _npz_matches_meta(npz, meta):
+    if meta is None or not _current(meta) or not _npz_matches_meta(npz, meta):
         return True
     recorded = meta.get("source") or {}
     try:
@@ -758,8 +760,17 @@ def convert(
 
 
 def _describes(meta: dict[str, Any] | None, source: _Source) -> bool:
-    """The meta was made from exactly these bytes."""
-    return meta is not None and (meta.get("source") or {}).get("sha256") == source.sha256
+    """The meta was made from exactly these bytes, by this NPZ schema."""
+    return (
+        meta is not None
+        and _current(meta)
+        and (meta.get("source") or {}).get("sha256") == source.sha256
+    )
+
+
+def _current(meta: dict[str, Any]) -> bool:
+    """The meta (and so its NPZ) is of this NPZ_SCHEMA_VERSION."""
+    return meta.get("schema_version") == NPZ_SCHEMA_VERSION
 
 
 def _meta_warnings(meta: dict[str, Any]) -> list[str]:

@@ -316,6 +316,19 @@ def test_is_stale_when_npz_or_meta_damaged(tmp_path, damage):
     assert is_stale(src)
 
 
+def test_npz_of_an_older_schema_is_stale(tmp_path):
+    """An NPZ written before the overlap statistics (meta schema 1) is rebuilt from the
+    same survivors after an upgrade: `--if-stale` and the daemon must not keep it."""
+    src = write(tmp_path / SURVIVORS_NAME, varied_rows())
+    result = convert(src)
+    meta = orjson.loads(result.meta_path.read_bytes())
+    result.meta_path.write_bytes(orjson.dumps({**meta, "schema_version": NPZ_SCHEMA_VERSION - 1}))
+    assert is_stale(src)
+    again = convert(src, if_stale=True)
+    assert again.converted and again.meta["schema_version"] == NPZ_SCHEMA_VERSION == 2
+    assert not is_stale(src) and not convert(src, if_stale=True).converted
+
+
 def test_if_stale_skips_up_to_date_and_converts_changed(tmp_path, capsys):
     src = write(tmp_path / SURVIVORS_NAME, varied_rows())
     assert main(["convert", str(src), "--if-stale"]) == 0
