@@ -384,8 +384,9 @@ def _coded(items: list[Any], key: str, codes: dict[str, int]) -> np.ndarray:
 # or anything else int() reads (0 when it cannot); `skip_mode` "constant" 0 / "variable" 1,
 # "constant" when missing; `prng_type` from its table, the name taken from `prng_type`,
 # else `prng_base`, else "java_lcg". It never wrote `skip`: winopt writes the record's
-# skip_min (0 when missing), the one skip every trial of that record searched and so a
-# value inside the record's own [skip_min, skip_max]; the old rigs never read `skip`.
+# skip_min (0 when missing), the smallest skip its trial searched and so a skip inside the
+# record's own [skip_min, skip_max] (0 need not be: skip_min may be above it); no old
+# reader depends on `skip`, since the old converter never wrote it.
 
 #: default of an int field a record leaves out: outside int32, so no decoded value equals it
 _NO_INT = 1 << 40
