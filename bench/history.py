@@ -29,7 +29,7 @@ import orjson
 
 from winopt.optimizer.draws import load_history
 from winopt.optimizer.sieve import SieveParams, SieveResult
-from winopt.optimizer.survivors import survivor_records
+from winopt.optimizer.survivors import overlap_statistics, survivor_records
 
 
 def best_of(repeat: int, work: Callable[[], Any]) -> tuple[float, Any]:
@@ -118,7 +118,7 @@ def reference_records(
             "offset": p.offset,
             "skip_min": p.skip_min,
             "skip_max": p.skip_max,
-            "skip_range": p.skip_max - p.skip_min + 1,
+            "skip_range": p.skip_max - p.skip_min,
             "time_of_day": time_of_day,
             "trial_number": trial_number,
             "prng_type": p.prng,
@@ -126,6 +126,7 @@ def reference_records(
             "forward_count": result.forward_count,
             "reverse_count": result.reverse_count,
             "bidirectional_count": result.bidirectional_count,
+            **overlap_statistics(result),
         }
         for i in range(len(result.seeds))
     ]

@@ -39,12 +39,20 @@ from winopt.handlers.convert import convert
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def overlap(n: int) -> dict:
+    """SPEC §3's overlap statistics for |F| = 3n, |R| = 2n, |F ∩ R| = |B| = n."""
+    return {"intersection_count": n, "intersection_ratio": 1 / 4, "forward_only_count": 2 * n,
+            "reverse_only_count": n, "survivor_overlap_ratio": 1 / 3,
+            "bidirectional_selectivity": 3 / 2, "intersection_weight": 1 / 5}  # fmt: skip
+
+
 def survivor_rows(n: int) -> list[dict]:
     return [
         {"seed": 10_000 + 13 * i, "skip": i % 11, "forward_match_rate": 0.4, "reverse_match_rate": 0.35,
-         "score": 0.375, "window_size": 20, "offset": 30, "skip_min": 0, "skip_max": 10, "skip_range": 11,
+         "score": 0.375, "window_size": 20, "offset": 30, "skip_min": 0, "skip_max": 10, "skip_range": 10,
          "time_of_day": "all", "trial_number": 0, "prng_type": "java_lcg", "skip_mode": "constant",
-         "forward_count": n * 3, "reverse_count": n * 2, "bidirectional_count": n}
+         "forward_count": n * 3, "reverse_count": n * 2, "bidirectional_count": n,
+         **overlap(n)}
         for i in range(n)
     ]
 

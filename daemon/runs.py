@@ -245,6 +245,8 @@ class WatchedRuns:
             self._book.count("conversions")
             log.info("run %s: converted %d survivors to %s", name, result.count, result.npz_path.name,
                      extra={**fields, "EVENT": "converted", "SHA256": result.meta.get("npz_sha256", "")})
+            for warning in result.warnings:  # an old-pipeline file: what was defaulted
+                log.warning("run %s: %s", name, warning, extra={**fields, "EVENT": "convert_warning"})
         if self._on_npz is not None:  # a new NPZ, or the check of an old one (start, reconcile)
             self._on_npz(name, result.npz_path, result.meta_path, result.meta.get("npz_sha256"),
                          self.rigs_for(run_dir))

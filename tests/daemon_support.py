@@ -20,6 +20,17 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 # ---------------------------------------------------------------- the optimizer's files
+def overlap(f: int, r: int, both: int, b: int) -> dict[str, Any]:
+    """The seven overlap statistics of SPEC §3 for |F|, |R|, |F ∩ R| and |B|."""
+    ratio = lambda num, den: num / den if den else 0.0  # noqa: E731
+    return {
+        "intersection_count": b, "intersection_ratio": ratio(b, f + r - both),
+        "forward_only_count": f - both, "reverse_only_count": r - both,
+        "survivor_overlap_ratio": ratio(b, f), "bidirectional_selectivity": ratio(f, r),
+        "intersection_weight": ratio(b, f + r),
+    }  # fmt: skip
+
+
 def survivors(n: int, *, start: int = 1000, trial: int = 0) -> list[dict[str, Any]]:
     """`n` survivor objects in the SPEC §3 shape, sorted by seed."""
     return [
@@ -33,7 +44,7 @@ def survivors(n: int, *, start: int = 1000, trial: int = 0) -> list[dict[str, An
             "offset": 10,
             "skip_min": 0,
             "skip_max": 10,
-            "skip_range": 11,
+            "skip_range": 10,
             "time_of_day": "all",
             "trial_number": trial,
             "prng_type": "java_lcg",
@@ -41,6 +52,7 @@ def survivors(n: int, *, start: int = 1000, trial: int = 0) -> list[dict[str, An
             "forward_count": 120,
             "reverse_count": 90,
             "bidirectional_count": n,
+            **overlap(120, 90, n, n),
         }
         for i in range(n)
     ]

@@ -129,6 +129,28 @@ def test_corrupt_survivors_keep_the_old_npz_and_escalate(daemon, run_dir: Path) 
     assert poll(lambda: d.run("run1").get("state") == "complete")
 
 
+def test_an_old_pipeline_run_directory_is_converted_with_its_warning(daemon, run_dir: Path) -> None:
+    """Issue 10: the old Step 1's survivors (no skip, no overlap statistics, a "min-max"
+    skip_range, a _hybrid family) and its config without a status: converted, not escalated,
+    and the journal says in one line what was defaulted."""
+    old = [{"seed": 5 + i, "forward_match_rate": 0.5, "reverse_match_rate": 0.5, "score": 3.0,
+            "window_size": 8, "offset": 10, "skip_min": 0, "skip_max": 10, "skip_range": "0-10",
+            "trial_number": 4, "prng_type": "java_lcg_hybrid", "skip_mode": "variable",
+            "forward_count": 40.0, "reverse_count": 30.0, "bidirectional_count": 3.0}
+           for i in range(3)]  # fmt: skip
+    publish_json(run_dir / SURVIVORS_NAME, old)
+    publish_json(run_dir / CONFIG_NAME, {"window_size": 8, "offset": 10, "bidirectional_count": 3})
+    d = daemon()
+    assert poll(lambda: npz_source_sha(run_dir) == sha256_file(run_dir / SURVIVORS_NAME)), d.log()
+    with np.load(run_dir / NPZ_NAME, allow_pickle=False) as npz:
+        assert npz["seeds"].tolist() == [5, 6, 7] and npz["skip_range"].tolist() == [10] * 3
+        assert npz["prng_type"].tolist() == [0] * 3 and npz["skip_mode"].tolist() == [1] * 3
+    assert poll(lambda: "defaulted skip" in d.log()), d.log()
+    (line,) = [x for x in d.log().splitlines() if "defaulted skip" in x]
+    assert "run1" in line and "java_lcg_hybrid" in line
+    assert part(d, "decision").get("action") != "escalate"
+
+
 def test_survivors_ahead_of_their_snapshot_wait_for_it(daemon, run_dir: Path) -> None:
     """A survivors file the snapshot does not name yet is a write in progress: no NPZ from it."""
     d = daemon()
