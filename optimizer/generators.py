@@ -1,4 +1,4 @@
-"""The six v1 PRNG families of SPEC §1: seeding, step and output, as the rigs define them.
+"""The eleven PRNG families of SPEC §1: seeding, step and output, as the rigs define them.
 
 Each family is exactly the CPU reference of the same name in the users' pipeline
 (`prng_registry.py`), because the rigs (Steps 2.5, 3 and 6) regenerate draws from a
@@ -27,6 +27,10 @@ Notes on the references:
 * xorshift32 seed 0 (and xorshift64 seed 0) is the all-zero fixed point; it is a valid
   state that outputs 0 for ever, and the sieve treats it like any other.
 
+The six single-word families are defined here; the five whose state is several words
+(mt19937, xorshift128, xoshiro256pp, philox4x32, sfc64) in `wide_generators`, by the same
+rules (their state is a tuple of words).
+
 `Family.seed_space` is the number of distinct seeds the seeding keeps apart: a larger
 seed would alias onto a smaller one (java_lcg keeps 48 bits, the 32-bit families 32,
 minstd reduces mod p), so a seed range reaching past it is refused (SPEC §1).
@@ -37,6 +41,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from winopt.optimizer import wide_generators as wide
 
 M32 = (1 << 32) - 1
 M48 = (1 << 48) - 1
@@ -160,6 +166,12 @@ _FAMILIES: dict[str, Family] = {
         Family("xorshift64", 1, _seed_64, _step_xs64, _out_low32, 1 << 64),
         Family("pcg32", 0, _seed_64, _step_pcg, _out_pcg_xsh_rr, 1 << 64,
                (PCG_A, PCG_C, 1 << 64)),
+        Family("mt19937", 1, wide.seed_mt, wide.step_mt, wide.out_mt, 1 << 32),
+        Family("xorshift128", 1, wide.seed_xs128, wide.step_xs128, wide.out_xs128, 1 << 32),
+        Family("xoshiro256pp", 0, wide.seed_xoshiro, wide.step_xoshiro, wide.out_xoshiro,
+               1 << 64),
+        Family("philox4x32", 0, wide.seed_philox, wide.step_philox, wide.out_philox, 1 << 64),
+        Family("sfc64", 0, wide.seed_sfc, wide.step_sfc, wide.out_sfc, 1 << 64),
     )
 }
 
@@ -212,16 +224,17 @@ def _power_text(n: int) -> str:
     return str(n)
 
 
-def seed_state(prng: str, seed: int) -> int:
-    """The generator state `x_0` for `seed` (the seeding rule of SPEC §1)."""
+def seed_state(prng: str, seed: int) -> Any:
+    """The generator state `x_0` for `seed` (the seeding rule of SPEC §1): a Python int,
+    or a tuple of them for the families whose state is several words."""
     problem = check_seed_range(prng, int(seed), 1)
     if problem:
         raise ValueError(problem)
-    return int(family(prng).seed(int(seed)))
+    return family(prng).seed(int(seed))
 
 
-def advance(prng: str, state: int, n: int) -> int:
-    """The state `n >= 0` steps after `state`, as a Python int."""
+def advance(prng: str, state: Any, n: int) -> Any:
+    """The state `n >= 0` steps after `state` (Python ints)."""
     fam = family(prng)
     if fam.affine is not None:
         a, c, m = fam.affine

@@ -52,6 +52,9 @@ class Stepper:
     step_cost, jump_cost = 1.0, float("inf")
     #: how `schedule.build_schedule` should pick the visits before the first checkpoint
     select = "first"
+    #: most seeds per chunk (None: the sieve's default); families with large states set it
+    #: so that a chunk's states stay small
+    chunk_limit: int | None = None
 
     def __init__(self, fam: Family, xp: ModuleType) -> None:
         self.fam = fam
@@ -82,7 +85,25 @@ class Stepper:
         int constants differs); the copy to the device is small next to the scan."""
         return self.xp.asarray(self.fam.seed(seeds).astype(self.dtype))
 
+    def copy(self, x: Array) -> Array:
+        """A copy of states `x` to move while `x` stays."""
+        return x.copy()
+
+    def take(self, x: Array, keep: Array) -> Array:
+        """The states of the seeds at positions `keep` (the last axis is the seed's)."""
+        return x[..., keep]
+
     # -- moving ----------------------------------------------------------------------------
+    def move(self, x: Array, base: Array, u_from: int, u_to: int, buf: Buffers) -> Array:
+        """States `x`, now `u_from` steps after the seeded `base`, moved to `u_to` steps
+        after it, in place (restarting from `base` when going back or when that is
+        cheaper); returns `x`."""
+        gap = u_to - u_from
+        if gap < 0 or self.cost(u_to) + 1.0 < self.cost(gap):
+            self.xp.copyto(x, base)
+            gap = u_to
+        return self.advance(x, gap, buf)
+
     def cost(self, n: int) -> float:
         """What moving forwards by `n >= 0` steps costs, in units of one simple array
         operation."""
@@ -105,16 +126,17 @@ class Stepper:
         raise NotImplementedError
 
     # -- reading ------------------------------------------------------------------------
-    def outputs(self, x: Array, buf: Buffers) -> Array:
-        """Raw outputs g(x) into `buf.out`."""
+    def outputs(self, x: Array, buf: Buffers, u: int = 0) -> Array:
+        """Raw outputs g(x) into `buf.out` (`u`: how many steps `x` is after the seeded
+        state, for the families whose output depends on it)."""
         self.xp.copyto(buf.out, x, casting="unsafe")  # values fit the output type
         return buf.out
 
-    def residues(self, x: Array, mod: int, buf: Buffers) -> Array:
+    def residues(self, x: Array, mod: int, buf: Buffers, u: int = 0) -> Array:
         """`g(x) mod mod` into `buf.out`. Division by a scalar is much faster than `%` in
         NumPy (a multiply-shift), so the remainder is taken as y - (y // m) * m."""
         xp = self.xp
-        y = self.outputs(x, buf)  # may be `x` itself: never written to below
+        y = self.outputs(x, buf, u)  # may be `x` itself: never written to below
         if mod & (mod - 1) == 0:
             return xp.bitwise_and(y, self.V(mod - 1), out=buf.out)
         m = self.V(mod)
@@ -153,7 +175,7 @@ class Java48Stepper(AffineStepper):
     are kept as 64-bit representatives (never masked: one operation less per move); the
     output takes bits 16..47, which the representative has right."""
 
-    def outputs(self, x: Array, buf: Buffers) -> Array:
+    def outputs(self, x: Array, buf: Buffers, u: int = 0) -> Array:
         self.xp.right_shift(x, self.U(16), out=buf.tmp)
         self.xp.copyto(buf.out, buf.tmp, casting="unsafe")  # keeps bits 16..47
         return buf.out
@@ -172,7 +194,7 @@ class Prime31Stepper(AffineStepper):
 class Pcg32Stepper(AffineStepper):
     """pcg32: affine mod 2^64; the output is XSH-RR of the *old* state (lag 0)."""
 
-    def outputs(self, x: Array, buf: Buffers) -> Array:
+    def outputs(self, x: Array, buf: Buffers, u: int = 0) -> Array:
         xp, U, V = self.xp, self.U, self.V
         out, rot = buf.out, buf.out_tmp
         xp.right_shift(x, U(18), out=buf.tmp)
@@ -194,7 +216,7 @@ class Xorshift32Stepper(Stepper):
     dtype = np.uint32
     step_cost, jump_cost = 1.0, 8.2
 
-    def outputs(self, x: Array, buf: Buffers) -> Array:
+    def outputs(self, x: Array, buf: Buffers, u: int = 0) -> Array:
         return x
 
     def step_inplace(self, x: Array, tmp: Array) -> None:
@@ -291,4 +313,7 @@ _STEPPERS: dict[str, type[Stepper]] = {
 
 def stepper(prng: str, xp: ModuleType) -> Stepper:
     """The array stepper for family `prng` on array module `xp`."""
-    return _STEPPERS[prng](family(prng), xp)
+    from winopt.optimizer.wide_jumps import WIDE_STEPPERS  # they build on this module
+
+    kinds = {**_STEPPERS, **WIDE_STEPPERS}
+    return kinds[prng](family(prng), xp)

@@ -10,6 +10,8 @@ held equal to it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from winopt.optimizer.chance import chance_level
@@ -17,13 +19,14 @@ from winopt.optimizer.generators import Family, family
 from winopt.optimizer.sieve import SieveParams, SieveResult, Window, prepare
 
 
-def half_matches(fam: Family, x0: np.ndarray, skip: int, first: int, draws: list[int],
-                 mod: int) -> np.ndarray:  # fmt: skip
+def half_matches(fam: Family, x0: Any, skip: int, first: int, draws: list[int], mod: int,
+                 n: int) -> np.ndarray:  # fmt: skip
     """Per seed, how many of `draws` (history draws first, first+1, ...) equal
     y_{skip + j(skip+1)} mod `mod`, j the draw's history index: the generator is stepped
-    one output at a time from the seeded state `x0`."""
-    matches = np.zeros(x0.shape[0], dtype=np.int64)
-    x = x0.copy()
+    one output at a time from the seeded states `x0` of `n` seeds (`generators` never
+    modifies a state it is given)."""
+    matches = np.zeros(n, dtype=np.int64)
+    x = x0
     stride = skip + 1
     for t in range((first + len(draws)) * stride):  # outputs y_0 .. y_{last needed}
         if fam.lag == 1:  # y_t = g(x_{t+1})
@@ -76,10 +79,11 @@ def _chunk(window: Window, seeds: np.ndarray) -> tuple[np.ndarray, ...]:
     seeds pass both directions for some one skip."""
     p = window.params
     fam = family(p.prng)
-    x0 = fam.seed(seeds).astype(np.uint64)
+    x0 = fam.seed(seeds.astype(np.uint64))
+    n = seeds.shape[0]
     skips = list(window.skips)
-    f = np.stack([half_matches(fam, x0, s, window.pivot, window.forward_draws, p.mod) for s in skips])
-    r = np.stack([half_matches(fam, x0, s, p.offset, window.reverse_draws, p.mod) for s in skips])
+    f = np.stack([half_matches(fam, x0, s, window.pivot, window.forward_draws, p.mod, n) for s in skips])
+    r = np.stack([half_matches(fam, x0, s, p.offset, window.reverse_draws, p.mod, n) for s in skips])
     both = (f / p.window_size >= p.forward_threshold) & (r / p.window_size >= p.reverse_threshold)
     best = np.argmax(np.where(both, f + r, -1), axis=0)
     return f, r, best, both.any(axis=0)

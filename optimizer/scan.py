@@ -37,28 +37,26 @@ def scan(stepper: Stepper, schedule: Schedule, x0: Array, mod: int) -> Scanned:
     """Match counts of every (seed, skip) for one direction; seeds dropped at checkpoints
     are absent from the result (none of their skips could reach `schedule.k`)."""
     xp = stepper.xp
-    n = int(x0.shape[0])
+    n = int(x0.shape[-1])
     positions = xp.arange(n, dtype=xp.int64)
     matches = xp.zeros((schedule.n_skips, n), dtype=count_dtype(schedule.window))
-    base, x, u = x0, x0.copy(), 0
+    base, x, u = x0, stepper.copy(x0), 0
     buf, eq = stepper.buffers(n), xp.empty(n, dtype=bool)
     for step in schedule.steps:
         if isinstance(step, Checkpoint):
             keep = _survivors(xp, matches, step)
             if keep is None:
                 continue
-            positions, base, x, matches = positions[keep], base[keep], x[keep], matches[:, keep]
-            buf, eq = stepper.buffers(x.shape[0]), xp.empty(x.shape[0], dtype=bool)
-            if x.shape[0] == 0:
+            positions, matches = positions[keep], matches[:, keep]
+            base, x = stepper.take(base, keep), stepper.take(x, keep)
+            n = int(positions.shape[0])
+            buf, eq = stepper.buffers(n), xp.empty(n, dtype=bool)
+            if n == 0:
                 break
             continue
-        gap = step.u - u
-        if gap < 0 or stepper.cost(step.u) + 1.0 < stepper.cost(gap):  # start again from x_0
-            xp.copyto(x, base)
-            gap = step.u
-        stepper.advance(x, gap, buf)
+        x = stepper.move(x, base, u, step.u, buf)
         u = step.u
-        residues = stepper.residues(x, mod, buf)
+        residues = stepper.residues(x, mod, buf, u)
         for value, rows in step.compare:
             xp.equal(residues, stepper.V(value), out=eq)
             _add_rows(xp, matches, rows, eq.view(xp.uint8))  # True/False as 1/0

@@ -177,7 +177,8 @@ def run_sieve(
                              window.k_forward, select=select)  # fmt: skip
     reverse = build_schedule(lag, params.offset, window.reverse_draws, window.skips,
                              window.k_reverse, select=select)  # fmt: skip
-    chunk = chunk_size or (GPU_CHUNK if is_gpu(xp) else CPU_CHUNK)
+    chunk = chunk_size or min(GPU_CHUNK if is_gpu(xp) else CPU_CHUNK,
+                              step.chunk_limit or CPU_CHUNK << 10)  # fmt: skip
     tally = _Tally()
     for start in range(params.seed_start, params.seed_start + params.seed_count, chunk):
         size = min(chunk, params.seed_start + params.seed_count - start)

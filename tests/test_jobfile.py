@@ -112,7 +112,7 @@ BAD: list[tuple[dict[str, Any], str, str]] = [
     ({**VALID, "trials": 5.0}, "trials", "integer, got number"),
     ({**VALID, "trials": "5"}, "trials", "integer, got string"),
     ({**VALID, "trials": 0}, "trials", "between 1 and"),
-    ({**VALID, "prng": "mt19937"}, "prng", "one of java_lcg"),
+    ({**VALID, "prng": "randu"}, "prng", "one of java_lcg"),
     ({**VALID, "strategy": "grid"}, "strategy", "bayesian, random"),
     ({**VALID, "seed_start": -1}, "seed_start", "between 0"),
     ({**VALID, "seed_start": 2**64 - 1, "seed_count": 2}, "seed_count", "passes 2**64"),

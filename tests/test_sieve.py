@@ -210,7 +210,7 @@ GOOD = SieveParams("java_lcg", 5, 0, 0, 3, 0.5, 0.5, 0, 10)
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"prng": "mt19937"}, "unknown prng 'mt19937'"),
+        ({"prng": "randu"}, "unknown prng 'randu'"),
         ({"window_size": 0}, "window_size must be >= 1"),
         ({"window_size": 11}, "history has 20 draws; window_size 11 needs at least 22"),
         ({"skip_min": 4, "skip_max": 3}, "skip_max 3 is below skip_min 4"),

@@ -69,7 +69,8 @@ HYBRID_SUFFIX = "_hybrid"
 #: files) never widens what winopt offers to generate.
 PRNG_CODES: dict[str, int] = {
     name: PRNG_TYPE_CODES[name]
-    for name in ("java_lcg", "lcg32", "minstd", "xorshift32", "xorshift64", "pcg32")
+    for name in ("java_lcg", "lcg32", "minstd", "xorshift32", "xorshift64", "pcg32",
+                 "mt19937", "xorshift128", "xoshiro256pp", "philox4x32", "sfc64")
 }
 
 #: skip mode -> uint8 code in the NPZ (the old converter's table). winopt writes
