@@ -36,7 +36,14 @@ from winopt.optimizer.reference import run_reference
 from winopt.optimizer.sieve import SieveParams, SieveResult, run_sieve
 
 WINDOW, OFFSET, SKIPS, THRESHOLD, MOD, HISTORY = 8, 50, (0, 50), 0.5, 1000, 200
-PLANT_SKIP, PLANT_AT = 17, 1234  # planted seed = seed_start + PLANT_AT (inside the prefix)
+PLANT_SKIP, PLANT_AT = 17, 321  # planted seed = seed_start + PLANT_AT (inside the prefix)
+#: seeds the reference runs on, per family, by default: it steps every output of every skip
+#: (philox4x32's are ten rounds each, mt19937's twists are Python loops), so a prefix that
+#: takes a few seconds on a small machine
+REFERENCE_SEEDS = {"philox4x32": 1000, "mt19937": 2000}
+#: the ratio each family is held to (issue 14): the six LCG/xorshift families 20x, the five
+#: newer ones 10x
+TARGET = {"mt19937": 10, "xorshift128": 10, "xoshiro256pp": 10, "philox4x32": 10, "sfc64": 10}
 
 
 def timed(work: Callable[[], Any]) -> tuple[float, Any]:
@@ -103,7 +110,9 @@ def bench(prng: str, seeds: int, prefix: int, repeat: int) -> bool:
     print(f"  fast       {seeds:>9,} seeds x {n_skips} skips  {fast_s:7.2f} s  {fast_rate / 1e6:8.2f} M seed-skips/s")
     print(f"  reference  {prefix:>9,} seeds x {n_skips} skips  {ref_s:7.2f} s  {ref_rate / 1e6:8.3f} M seed-skips/s"
           f"  (prefix: seeds 0..{prefix - 1})")  # fmt: skip
-    print(f"  ratio      {fast_rate / ref_rate:.1f}x  (target >= 20x)")
+    target = TARGET.get(prng, 20)
+    print(f"  ratio      {fast_rate / ref_rate:.1f}x  (target >= {target}x)"
+          + ("" if fast_rate / ref_rate >= target else "  BELOW TARGET"))  # fmt: skip
     print(f"  peak memory (traced) {peak_full / 2**20:.1f} MiB at {seeds:,} seeds,"
           f" {peak_tenth / 2**20:.1f} MiB at {tenth.seed_count:,}")  # fmt: skip
     found = ", ".join(f"seed {s} skip {k} f={f} r={r}" for s, k, f, r in
@@ -119,14 +128,18 @@ def bench(prng: str, seeds: int, prefix: int, repeat: int) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=1_000_000)
-    parser.add_argument("--reference-seeds", type=int, default=20_000)
+    parser.add_argument("--reference-seeds", type=int, default=None,
+                        help="seeds of the reference's prefix (default 20,000; fewer for the "
+                        "families whose reference is slow)")  # fmt: skip
     parser.add_argument("--prng", nargs="+", default=list(FAMILIES), choices=FAMILIES)
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each side (best counts)")
     args = parser.parse_args(argv)
     print(f"bench/sieve.py: W={WINDOW}, offset {OFFSET}, thresholds {THRESHOLD}/{THRESHOLD}, skips {SKIPS[0]}-{SKIPS[1]},"
           f" mod {MOD}, {HISTORY} random draws with seed {PLANT_AT} planted at skip {PLANT_SKIP}, CPU")  # fmt: skip
-    prefix = min(args.reference_seeds, args.seeds)
-    ok = all([bench(prng, args.seeds, prefix, args.repeat) for prng in args.prng])
+    ok = True
+    for prng in args.prng:
+        prefix = min(args.reference_seeds or REFERENCE_SEEDS.get(prng, 20_000), args.seeds)
+        ok = bench(prng, args.seeds, prefix, args.repeat) and ok
     if not ok:
         print("FAILED: the fast sieve and the reference disagree", file=sys.stderr)
     return 0 if ok else 1

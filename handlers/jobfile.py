@@ -26,6 +26,7 @@ Format (TOML or JSON, by extension; see `etc/job.example.toml`):
     name = "pick3-midday"         # optional; letters, digits, '.', '_', '-'
     rigs = ["rig1", "rig2"]       # optional; names of configured rigs
     priority = 0                  # optional; higher runs first, FIFO within a priority
+    cores = 4                     # optional; CPU cores its sieve uses (default: all)
 """
 
 from __future__ import annotations
@@ -69,8 +70,10 @@ BOUNDS: dict[str, tuple[type, float, float]] = {
 REQUIRED = ("draws", "trials")
 KEYS = (
     "draws", "trials", "prng", "seed_start", "seed_count", "strategy", "mod",
-    "time_of_day", *BOUNDS, "name", "rigs", "priority",
+    "time_of_day", *BOUNDS, "name", "rigs", "priority", "cores",
 )
+#: the most cores a job may ask for (more than a machine has is capped at run time)
+MAX_CORES = 4096
 #: keys people may try, with the reason they are refused
 REFUSED = {
     "command": "a job cannot name a command (it always runs `winopt optimize`)",
@@ -109,6 +112,7 @@ class JobSpec:
     name: str | None = None
     rigs: tuple[str, ...] = ()
     priority: int = 0
+    cores: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types, for the job directory's state file."""
@@ -245,6 +249,8 @@ def _scalars(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
         out["mod"] = _int(raw, "mod", 2, 1 << 32, source)
     if "priority" in raw:
         out["priority"] = _int(raw, "priority", -MAX_PRIORITY, MAX_PRIORITY, source)
+    if "cores" in raw:
+        out["cores"] = _int(raw, "cores", 1, MAX_CORES, source)
     if "name" in raw:
         out["name"] = check_name(raw["name"], "name", source)
     return out
@@ -435,7 +441,7 @@ def optimize_argv(spec: JobSpec, out_dir: str | os.PathLike[str], *, python: str
     argv = [python or sys.executable, "-m", "winopt", "optimize",
             "--draws", spec.draws, "--out", os.fspath(out_dir),
             "--trials", str(spec.trials), "--prng", spec.prng, "--strategy", spec.strategy]
-    for key in ("seed_start", "seed_count", "mod"):
+    for key in ("seed_start", "seed_count", "mod", "cores"):
         value = getattr(spec, key)
         if value is not None:
             argv += [_option(key), str(value)]

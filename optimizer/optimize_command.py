@@ -94,6 +94,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Optuna storage URL (default: sqlite:///DIR/optuna.db)")
     parser.add_argument("--device", choices=("cpu", "gpu", "auto"), default=None,
                         help="sieve device (default: $WINOPT_DEVICE, else auto)")
+    parser.add_argument("--cores", type=int, default=None, metavar="N",
+                        help="CPU cores each trial's sieve uses (default: all this process may "
+                        "use); results do not depend on it")  # fmt: skip
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     bounds = parser.add_argument_group(
         "search space", "each takes VALUE (fixed) or LOW:HIGH (narrowed); defaults SPEC §2")
@@ -255,7 +258,8 @@ class OptimizeRun:
             study.sampler = make_sampler(args.strategy, seed + len(trials))
         progress = scan_progress(trials)
         objective = SieveObjective(self.histories, settings, self.space,
-                                   should_stop=lambda: self.stop.requested, device=args.device)
+                                   should_stop=lambda: self.stop.requested, device=args.device,
+                                   cores=args.cores)
         writer = SnapshotWriter(self.out, settings=settings, study_name=name,
                                 started_at=study.user_attrs[STARTED_ATTR],
                                 total_trials=args.trials, take_result=objective.take,

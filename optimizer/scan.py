@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from winopt.optimizer.jumps import Stepper
+from winopt.optimizer.parallel import Cancel
 from winopt.optimizer.schedule import Checkpoint, Schedule
 
 Array = Any
@@ -33,9 +34,11 @@ def count_dtype(window: int) -> Any:
     return np.uint8 if window < 256 else np.uint16
 
 
-def scan(stepper: Stepper, schedule: Schedule, x0: Array, mod: int) -> Scanned:
+def scan(stepper: Stepper, schedule: Schedule, x0: Array, mod: int,
+         cancel: Cancel | None = None) -> Scanned:  # fmt: skip
     """Match counts of every (seed, skip) for one direction; seeds dropped at checkpoints
-    are absent from the result (none of their skips could reach `schedule.k`)."""
+    are absent from the result (none of their skips could reach `schedule.k`). `cancel`
+    is checked at every visit: an abandoned sieve's chunk stops there."""
     xp = stepper.xp
     n = int(x0.shape[-1])
     positions = xp.arange(n, dtype=xp.int64)
@@ -54,6 +57,8 @@ def scan(stepper: Stepper, schedule: Schedule, x0: Array, mod: int) -> Scanned:
             if n == 0:
                 break
             continue
+        if cancel is not None:
+            cancel.check()
         x = stepper.move(x, base, u, step.u, buf)
         u = step.u
         residues = stepper.residues(x, mod, buf, u)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -31,6 +32,7 @@ from winopt.errors import UserError
 from winopt.optimizer.chance import chance_level, min_matches
 from winopt.optimizer.generators import FAMILIES, check_seed_range, family
 from winopt.optimizer.jumps import stepper as make_stepper
+from winopt.optimizer.parallel import Cancel, ordered_map, worker_count
 from winopt.optimizer.schedule import build_schedule
 from winopt.optimizer.scan import Scanned, scan
 from winopt.optimizer.xp import array_module, is_gpu, to_host
@@ -162,12 +164,14 @@ def run_sieve(
     device: str | None = None,
     progress: Callable[[int], None] | None = None,
     chunk_size: int | None = None,
+    cores: int | None = None,
 ) -> SieveResult:
     """Run the bidirectional sieve over `params`' seed range and skip range.
 
     `device` is "cpu" | "gpu" | "auto" (default `$WINOPT_DEVICE`, else auto). `progress(n)`
     is called after each chunk with the number of seeds it finished. `chunk_size` (seeds
-    per chunk) only trades speed for memory; results never depend on it."""
+    per chunk) only trades speed for memory, `cores` (default: every core the process may
+    use; a GPU uses one) only speed for CPU; results never depend on either."""
     window = prepare(draws, params)
     params = window.params
     xp = array_module(device)
@@ -179,16 +183,26 @@ def run_sieve(
                              window.k_reverse, select=select)  # fmt: skip
     chunk = chunk_size or min(GPU_CHUNK if is_gpu(xp) else CPU_CHUNK,
                               step.chunk_limit or CPU_CHUNK << 10)  # fmt: skip
-    tally = _Tally()
-    for start in range(params.seed_start, params.seed_start + params.seed_count, chunk):
-        size = min(chunk, params.seed_start + params.seed_count - start)
+    end = params.seed_start + params.seed_count
+    cancel = Cancel()
+
+    def sieve_chunk(start: int) -> tuple[int, _Tally]:
+        size = min(chunk, end - start)
         seeds = np.arange(size, dtype=np.uint64) + np.uint64(start)
         x0 = step.states(seeds)
-        fwd = scan(step, forward, x0, params.mod)
-        rev = scan(step, reverse, x0, params.mod)
-        tally.add(xp, seeds, fwd, rev, window)
-        if progress is not None:
-            progress(size)
+        part = _Tally()
+        part.add(xp, seeds, scan(step, forward, x0, params.mod, cancel),
+                 scan(step, reverse, x0, params.mod, cancel), window)  # fmt: skip
+        return size, part
+
+    workers = 1 if is_gpu(xp) else worker_count(cores)
+    tally = _Tally()
+    chunks = ordered_map(sieve_chunk, range(params.seed_start, end, chunk), workers, cancel)
+    with closing(chunks):  # a stop raised by `progress` ends the threads here, not at GC
+        for size, part in chunks:
+            tally.merge(part)
+            if progress is not None:
+                progress(size)
     expected = chance_level(
         params.window_size, window.k_forward, window.k_reverse, params.mod,
         len(window.skips), params.seed_count,
@@ -204,6 +218,13 @@ class _Tally:
     reverse_count: int = 0
     forward_reverse_count: int = 0
     parts: list[tuple[np.ndarray, ...]] = field(default_factory=list)
+
+    def merge(self, other: _Tally) -> None:
+        """Fold in the tally of the next chunk (chunks are merged in seed order)."""
+        self.forward_count += other.forward_count
+        self.reverse_count += other.reverse_count
+        self.forward_reverse_count += other.forward_reverse_count
+        self.parts.extend(other.parts)
 
     def add(self, xp: Any, seeds: np.ndarray, fwd: Scanned, rev: Scanned, window: Window) -> None:
         """Fold one chunk in: forward/reverse counts, then the seeds passing both for one

@@ -60,6 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--device", choices=("cpu", "gpu", "auto"), help="default: $WINOPT_DEVICE, else auto"
     )
     parser.add_argument(
+        "--cores", type=int, default=None, metavar="N",
+        help="CPU cores to use (default: all this process may use); results do not depend on it",
+    )  # fmt: skip
+    parser.add_argument(
         "--json", action="store_true", help="print the SPEC §3 survivors list on stdout"
     )
     parser.add_argument(
@@ -73,7 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     params = params_from_args(args)
     draws = load_history(args.draws, mod=args.mod, time_of_day=args.time_of_day)
-    result = sieve_file(args.draws, draws, params, time_of_day=args.time_of_day, device=args.device)
+    result = sieve_file(args.draws, draws, params, time_of_day=args.time_of_day,
+                        device=args.device, cores=args.cores)  # fmt: skip
     summary = sys.stderr if args.json else sys.stdout
     print_summary(result, args, summary)
     records = survivor_records(result, time_of_day=args.time_of_day, trial_number=TRIAL_NUMBER)
@@ -131,12 +136,13 @@ def sieve_file(
     *,
     time_of_day: str = "all",
     device: str | None = None,
+    cores: int | None = None,
 ) -> SieveResult:
     """`run_sieve` on the draws of `path`; its complaints (too short...) name the file and
     the time_of_day selection the draws came from."""
     try:
         with progress_bar(params.seed_count) as progress:
-            return run_sieve(draws, params, device=device, progress=progress)
+            return run_sieve(draws, params, device=device, progress=progress, cores=cores)
     except UserError as exc:
         if str(exc).startswith(f"{path}:"):
             raise

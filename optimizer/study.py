@@ -365,12 +365,13 @@ class SieveObjective:
 
     def __init__(self, histories: dict[str, np.ndarray], settings: RunSettings,
                  space: SearchSpace, *, should_stop: Callable[[], bool] = lambda: False,
-                 device: str | None = None) -> None:
+                 device: str | None = None, cores: int | None = None) -> None:
         self.histories = histories
         self.settings = settings
         self.space = space
         self.should_stop = should_stop
         self.device = device
+        self.cores = cores
         self._results: dict[int, SieveResult] = {}
 
     def __call__(self, trial: Trial) -> float:
@@ -391,7 +392,7 @@ class SieveObjective:
         """Run the sieve for window parameters `params` (deterministic: resume re-runs it)."""
         draws = self.histories[params["time_of_day"]]
         return run_sieve(draws, sieve_params(self.settings, params), device=self.device,
-                         progress=lambda _n: self._check_stop())
+                         cores=self.cores, progress=lambda _n: self._check_stop())
 
     def take(self, number: int) -> SieveResult | None:
         """The result of trial `number`, handed over once."""

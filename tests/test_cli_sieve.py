@@ -10,10 +10,12 @@ import io
 import json
 import os
 import pty
+import signal
 import struct
 import subprocess
 import sys
 import termios
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from polling import poll
 from winopt.cli import main
 from winopt.contracts.schemas import OVERLAP_FIELDS, SURVIVOR_FIELDS
 from winopt.optimizer.generators import FAMILIES, family, seed_state
@@ -249,6 +252,38 @@ def test_json_goes_to_stdout_alone_in_a_real_process(tmp_path: Path) -> None:
     assert [r["seed"] for r in json.loads(proc.stdout)] == [99]
     assert "bidirectional 1" in proc.stderr and "Traceback" not in proc.stderr
     assert "\r" not in proc.stderr and "/20 [" not in proc.stderr  # no progress bar into a pipe
+
+
+def test_cores_1_and_the_default_give_identical_survivors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = synth(tmp_path, "xorshift128", 4321, 2, 40)
+    args = sieve_args(path, "xorshift128", 5, 10, (0, 4), (0.4, 0.4), (0, 20_000), "--json")
+    outs = []
+    for extra in (["--cores", "1"], [], ["--cores", "64"]):
+        code, out, err = run_cli(capsys, *args, *extra)
+        assert code == 0, err
+        outs.append(out)
+    assert outs[0] == outs[1] == outs[2]
+    assert 4321 in [r["seed"] for r in json.loads(outs[0])]
+
+
+def test_ctrl_c_stops_a_long_sieve_within_a_second(tmp_path: Path) -> None:
+    """SIGINT while every core is busy: the process is gone within a second, exit 130."""
+    path = synth(tmp_path, "xorshift64", 5, 0, 400)
+    argv = sieve_args(path, "xorshift64", 50, 100, (0, 250), (0.1, 0.1), (0, 10**9), "--json")
+    proc = subprocess.Popen([sys.executable, "-m", "winopt", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        threads = Path(f"/proc/{proc.pid}/task")
+        assert poll(lambda: len(list(threads.iterdir())) > 2, 60), "the sieve threads never started"
+        proc.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        assert proc.wait(timeout=10) == 130
+        assert time.monotonic() - started < 1.0
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:

@@ -76,11 +76,12 @@ def test_the_argv_is_accepted_by_the_real_optimize_parser(tmp_path: Path, draws_
     from winopt.optimizer import optimize_command
 
     raw = {**VALID, "window_size": [2, 9], "skip_min": 4, "skip_max": [4, 30],
-           "forward_threshold": [0.25, 1], "time_of_day": "all", "seed_count": 10}
+           "forward_threshold": [0.25, 1], "time_of_day": "all", "seed_count": 10, "cores": 3}
     argv = optimize_argv(check(raw, draws_dir), tmp_path / "out")
     parser = argparse.ArgumentParser()
     optimize_command.add_arguments(parser)
     args = parser.parse_args(argv[4:])
+    assert args.cores == 3
     space = optimize_command.search_space(args)
     assert space.bounds["window_size"] == (2, 9)
     assert space.bounds["forward_threshold"] == (0.25, 1.0)
@@ -113,6 +114,7 @@ BAD: list[tuple[dict[str, Any], str, str]] = [
     ({**VALID, "trials": "5"}, "trials", "integer, got string"),
     ({**VALID, "trials": 0}, "trials", "between 1 and"),
     ({**VALID, "prng": "randu"}, "prng", "one of java_lcg"),
+    ({**VALID, "cores": 0}, "cores", "between 1"),
     ({**VALID, "strategy": "grid"}, "strategy", "bayesian, random"),
     ({**VALID, "seed_start": -1}, "seed_start", "between 0"),
     ({**VALID, "seed_start": 2**64 - 1, "seed_count": 2}, "seed_count", "passes 2**64"),

@@ -186,6 +186,50 @@ def test_chunking_changes_nothing_and_progress_counts_every_seed() -> None:
     assert small.bidirectional_count > 0
 
 
+@pytest.mark.parametrize("prng", ["java_lcg", "xorshift64", "mt19937", "philox4x32"])
+def test_any_number_of_cores_and_any_chunk_size_give_identical_results(prng: str) -> None:
+    """Chunks finish in any order on several threads; the result is merged in seed order,
+    so one core, all cores and odd chunk sizes agree exactly, and progress counts every
+    seed once."""
+    draws = np.random.default_rng(11).integers(0, 6, 40)
+    params = SieveParams(prng, 6, 8, 0, 7, 0.5, 0.5, 3, 9000, mod=6)
+    one = run_sieve(draws, params, cores=1)
+    calls: list[int] = []
+    many = run_sieve(draws, params, cores=4, chunk_size=701, progress=calls.append)
+    assert_same(many, one)
+    assert sum(calls) == 9000 and len(calls) == -(-9000 // 701)
+    assert_same(run_sieve(draws, params, chunk_size=2048), one)  # the default: every core
+    assert one.bidirectional_count > 10
+
+
+def test_cores_below_one_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="--cores must be at least 1"):
+        run_sieve(np.zeros(20, dtype=np.int64), GOOD, cores=0)
+
+
+def test_a_stop_from_progress_ends_the_sieve_and_its_threads() -> None:
+    """What Ctrl-C and `optimize`'s stop do: the exception raised in the progress callback
+    leaves run_sieve at once, nothing more is started, and no sieve thread lives on."""
+    import threading
+
+    class Stop(Exception):
+        pass
+
+    calls: list[int] = []
+
+    def progress(n: int) -> None:
+        calls.append(n)
+        if len(calls) == 3:
+            raise Stop
+
+    draws = np.random.default_rng(12).integers(0, 1000, 60)
+    params = SieveParams("java_lcg", 8, 10, 0, 20, 0.5, 0.5, 0, 10_000_000)
+    with pytest.raises(Stop):
+        run_sieve(draws, params, cores=2, chunk_size=1000, progress=progress)
+    assert len(calls) == 3
+    assert not [t for t in threading.enumerate() if t.name.startswith("winopt-sieve")]
+
+
 def test_memory_does_not_grow_with_seed_count() -> None:
     """Peak traced memory for 64 chunks is that of 4 chunks (plus the survivor list)."""
     draws = np.random.default_rng(9).integers(0, 1000, 60)
