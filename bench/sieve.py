@@ -17,6 +17,11 @@ something. Printed per family:
 * whether both give the same survivors and counts on the prefix (exit 1 if not), and
   whether the full run's survivors inside the prefix are those too.
 
+Then: one core against every core the process may use (java_lcg, same shape), and the old
+GPU cluster's published shape (java_lcg, W = 512, skips 0-20, thresholds 0.5, 1M seeds)
+in seeds per second, in all and per core. The fast sieve's ratio is measured on one core
+(the reference uses one).
+
     .venv/bin/python bench/sieve.py [--seeds 1000000] [--reference-seeds 20000] [--prng java_lcg ...] [--repeat 3]
 """
 
@@ -32,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from winopt.optimizer.generators import FAMILIES, predicted_draws
+from winopt.optimizer.parallel import usable_cores
 from winopt.optimizer.reference import run_reference
 from winopt.optimizer.sieve import SieveParams, SieveResult, run_sieve
 
@@ -41,6 +47,8 @@ PLANT_SKIP, PLANT_AT = 17, 321  # planted seed = seed_start + PLANT_AT (inside t
 #: (philox4x32's are ten rounds each, mt19937's twists are Python loops), so a prefix that
 #: takes a few seconds on a small machine
 REFERENCE_SEEDS = {"philox4x32": 1000, "mt19937": 2000}
+#: the fast sieve's seeds are --seeds divided by this (mt19937 twists 624 words a seed)
+SLOW_SEEDS_DIVISOR = {"mt19937": 10}
 #: the ratio each family is held to (issue 14): the six LCG/xorshift families 20x, the five
 #: newer ones 10x
 TARGET = {"mt19937": 10, "xorshift128": 10, "xoshiro256pp": 10, "philox4x32": 10, "sfc64": 10}
@@ -90,7 +98,7 @@ def bench(prng: str, seeds: int, prefix: int, repeat: int) -> bool:
 
     fast_s = ref_s = float("inf")
     for _ in range(repeat):  # alternate, keep the best: load from other processes hits both
-        t, full = timed(lambda: run_sieve(draws, params, device="cpu"))
+        t, full = timed(lambda: run_sieve(draws, params, device="cpu", cores=1))
         fast_s = min(fast_s, t)
         t, ref = timed(lambda: run_reference(draws, small))
         ref_s = min(ref_s, t)
@@ -107,7 +115,7 @@ def bench(prng: str, seeds: int, prefix: int, repeat: int) -> bool:
         full.skips[in_prefix].tolist() == ref.skips.tolist()
     )
     print(f"{prng}")
-    print(f"  fast       {seeds:>9,} seeds x {n_skips} skips  {fast_s:7.2f} s  {fast_rate / 1e6:8.2f} M seed-skips/s")
+    print(f"  fast       {seeds:>9,} seeds x {n_skips} skips  {fast_s:7.2f} s  {fast_rate / 1e6:8.2f} M seed-skips/s  (one core)")
     print(f"  reference  {prefix:>9,} seeds x {n_skips} skips  {ref_s:7.2f} s  {ref_rate / 1e6:8.3f} M seed-skips/s"
           f"  (prefix: seeds 0..{prefix - 1})")  # fmt: skip
     target = TARGET.get(prng, 20)
@@ -125,6 +133,43 @@ def bench(prng: str, seeds: int, prefix: int, repeat: int) -> bool:
     return ok_prefix and ok_full and ref.seeds.tolist() == [PLANT_AT]
 
 
+def bench_cores(prng: str, seeds: int, repeat: int) -> bool:
+    """One core against every core this process may use, same survivors."""
+    params = SieveParams(prng, WINDOW, OFFSET, *SKIPS, THRESHOLD, THRESHOLD, 0, seeds, MOD)
+    draws = history(prng, PLANT_AT)
+    one_s = all_s = float("inf")
+    for _ in range(repeat):
+        t, one = timed(lambda: run_sieve(draws, params, device="cpu", cores=1))
+        one_s = min(one_s, t)
+        t, every = timed(lambda: run_sieve(draws, params, device="cpu"))
+        all_s = min(all_s, t)
+    cores = usable_cores()
+    ok = same(one, every)
+    print(f"cores ({prng}, {seeds:,} seeds): 1 core {one_s:.2f} s, {cores} cores {all_s:.2f} s,"
+          f" speed-up {one_s / all_s:.2f}x (target >= 1.6x on 2 cores);"
+          f" survivors {'identical' if ok else 'DIFFERENT'}")  # fmt: skip
+    return ok
+
+
+def bench_cluster_shape(seeds: int) -> bool:
+    """The old GPU cluster's published shape: java_lcg, W = 512, skips 0-20, thresholds
+    0.5, 1M seeds (about 2.08M seeds/s over 26 GPUs, 0.79M on one RX 6600)."""
+    window, skips, offset = 512, (0, 20), 40
+    rng = np.random.default_rng(7)
+    draws = rng.integers(0, MOD, offset + 2 * window + 40)
+    draws[offset : offset + 2 * window] = predicted_draws("java_lcg", PLANT_AT, 5, 2 * window,
+                                                          MOD, first=offset)  # fmt: skip
+    params = SieveParams("java_lcg", window, offset, *skips, 0.5, 0.5, 0, seeds, MOD)
+    elapsed, result = timed(lambda: run_sieve(draws, params, device="cpu"))
+    cores = usable_cores()
+    rate = seeds / elapsed
+    print(f"old cluster's shape (java_lcg, W={window}, skips {skips[0]}-{skips[1]}, thresholds"
+          f" 0.5, {seeds:,} seeds): {elapsed:.2f} s on {cores} cores, {rate / 1e3:,.0f}k seeds/s,"
+          f" {rate / cores / 1e3:,.0f}k seeds/s per core (cluster: 80k per GPU, 790k on an RX 6600);"
+          f" planted seed {'found' if result.seeds.tolist() == [PLANT_AT] else 'NOT FOUND'}")  # fmt: skip
+    return result.seeds.tolist() == [PLANT_AT]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=1_000_000)
@@ -133,13 +178,19 @@ def main(argv: list[str] | None = None) -> int:
                         "families whose reference is slow)")  # fmt: skip
     parser.add_argument("--prng", nargs="+", default=list(FAMILIES), choices=FAMILIES)
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each side (best counts)")
+    parser.add_argument("--cluster-seeds", type=int, default=1_000_000,
+                        help="seeds of the old cluster's shape (0: skip it)")  # fmt: skip
     args = parser.parse_args(argv)
     print(f"bench/sieve.py: W={WINDOW}, offset {OFFSET}, thresholds {THRESHOLD}/{THRESHOLD}, skips {SKIPS[0]}-{SKIPS[1]},"
           f" mod {MOD}, {HISTORY} random draws with seed {PLANT_AT} planted at skip {PLANT_SKIP}, CPU")  # fmt: skip
     ok = True
     for prng in args.prng:
-        prefix = min(args.reference_seeds or REFERENCE_SEEDS.get(prng, 20_000), args.seeds)
-        ok = bench(prng, args.seeds, prefix, args.repeat) and ok
+        seeds = args.seeds // SLOW_SEEDS_DIVISOR.get(prng, 1)
+        prefix = min(args.reference_seeds or REFERENCE_SEEDS.get(prng, 20_000), seeds)
+        ok = bench(prng, seeds, prefix, args.repeat) and ok
+    ok = bench_cores("java_lcg", args.seeds, args.repeat) and ok
+    if args.cluster_seeds:
+        ok = bench_cluster_shape(args.cluster_seeds) and ok
     if not ok:
         print("FAILED: the fast sieve and the reference disagree", file=sys.stderr)
     return 0 if ok else 1
