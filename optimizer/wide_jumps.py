@@ -66,7 +66,7 @@ class Xorshift128Stepper(WideStepper):
         xp.bitwise_xor(w, t, out=w)
         xp.right_shift(t, U(8), out=t)
         xp.bitwise_xor(w, t, out=w)  # w ^ (w >> 19) ^ t ^ (t >> 8)
-        x[0:3] = x[1:4]
+        x[0:3] = x[1:4].copy()  # overlapping: a copy keeps CuPy's kernels well-defined
         xp.copyto(x[3], w)
 
     def outputs(self, x: Array, buf: Buffers, u: int = 0) -> Array:
