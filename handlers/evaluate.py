@@ -11,10 +11,15 @@ Rules, first match wins (every number is a `Thresholds` field):
 - unreadable, not a JSON object, unknown status, or a used field of the wrong type ->
   escalate 0.0;
 - no `status` (pre-winopt file) -> treated as complete, with a warning;
-- in_progress: no update for more than `stall_after` -> retry 0.3 "stalled"; else best >
-  `promising` -> wait 0.7; else more than `halfway` of the trials done -> retry 0.4; else
-  wait 0.5;
-- complete: best > `proceed_high` -> proceed 0.95; > `proceed_mid` -> proceed 0.80; >=
+- significance (in_progress and complete runs with a best >= 1, before the count rules):
+  the Poisson tail P(X >= best) with mean expected_chance_bidirectional below
+  `significance` is a finding chance does not explain: complete -> proceed 0.95,
+  in_progress -> wait 0.8, the tail probability in the reasoning. A planted seed found
+  alone (1 survivor where chance expects 1e-14) is a proceed, not a retry;
+- in_progress: no update for more than `stall_after` -> retry 0.3 "stalled"; else
+  significant (above) -> wait; else best > `promising` -> wait 0.7; else more than
+  `halfway` of the trials done -> retry 0.4; else wait 0.5;
+- complete: significant (above) -> proceed; best > `proceed_high` -> proceed 0.95; > `proceed_mid` -> proceed 0.80; >=
   `proceed_min` -> proceed 0.60; 1 .. proceed_min-1 -> retry 0.4; 0 -> escalate 0.9;
 - interrupted / failed -> retry 0.3 (rerunning the same command resumes), with the error.
 
@@ -73,6 +78,9 @@ class Thresholds:
     proceed_mid: int = 1000
     proceed_min: int = 50
     chance_factor: float = 3.0
+    significance: float = 1e-6
+    confidence_significant: float = 0.95
+    confidence_significant_running: float = 0.8
     confidence_stalled: float = 0.3
     confidence_promising: float = 0.7
     confidence_poor: float = 0.4
@@ -138,7 +146,7 @@ def _bounds(name: str) -> tuple[bool, float]:
     """(whether 0 is allowed, the highest value) of a threshold; all are >= 0."""
     if name.startswith("confidence_"):
         return True, 1.0
-    if name == "halfway":
+    if name in ("halfway", "significance"):
         return False, 1.0
     return name != "stall_after", math.inf
 
@@ -152,7 +160,11 @@ THRESHOLD_HELP: dict[str, str] = {
     "proceed_mid": "complete: a best above this proceeds with confidence-mid",
     "proceed_min": "complete: a best of at least this proceeds with confidence-min; below, retry",
     "chance_factor": "warn 'at chance level' when 1 <= best <= this x the chance expectation",
+    "significance": "a best whose Poisson tail under the chance expectation is below this is "
+    "a finding: proceed (complete) or wait (in_progress), whatever the count",
     # confidence of each rule's decision
+    "confidence_significant": "proceed, complete with a significant best",
+    "confidence_significant_running": "wait, in_progress with a significant best",
     "confidence_stalled": "retry, in_progress and stalled",
     "confidence_promising": "wait, in_progress with a promising best",
     "confidence_poor": "retry, in_progress past halfway with a poor best",
@@ -316,6 +328,16 @@ def _in_progress(
                 f" after {_trials(snap)}, best {_best(snap)}; resume the run.",
                 "stalled",
             )
+    tail = _significant(snap, t)
+    if tail is not None:
+        return (
+            "wait",
+            t.confidence_significant_running,
+            f"In progress: {_trials(snap)}, best {snap.best} where chance expects "
+            f"{snap.expected:.3g} (Poisson tail {tail:.3g} < {t.significance:g}): a finding "
+            "chance does not explain; let it run.",
+            "significant_running",
+        )
     best = snap.best or 0
     if best > t.promising:
         return (
@@ -346,6 +368,15 @@ def _complete(snap: _Snapshot, t: Thresholds, warnings: list[str]) -> tuple[str,
         warnings.append("no best count in the file: counted as 0")
     best = snap.best or 0
     done = f"Complete after {_trials(snap)}: best {best} bidirectional survivors"
+    tail = _significant(snap, t)
+    if tail is not None:
+        return (
+            "proceed",
+            t.confidence_significant,
+            f"{done} where chance expects {snap.expected:.3g} (Poisson tail {tail:.3g} < "
+            f"{t.significance:g}): a finding chance does not explain.",
+            "complete_significant",
+        )
     if best > t.proceed_high:
         return ("proceed", t.confidence_high, f"{done} (> {t.proceed_high}).", "complete_high")
     if best > t.proceed_mid:
@@ -365,6 +396,34 @@ def _complete(snap: _Snapshot, t: Thresholds, warnings: list[str]) -> tuple[str,
         f"{done}: nothing survived, a person should look at the inputs.",
         "complete_zero",
     )
+
+
+def _significant(snap: _Snapshot, t: Thresholds) -> float | None:
+    """The Poisson tail of a best >= 1 when it is below `t.significance`, else None."""
+    if snap.best is None or snap.best < 1 or snap.expected is None:
+        return None
+    tail = poisson_tail(snap.best, snap.expected)
+    return tail if tail < t.significance else None
+
+
+def poisson_tail(k: int, mean: float) -> float:
+    """P(X >= k) for X ~ Poisson(mean), accurate when tiny: the terms from k upward are
+    summed (each is the one before times mean / j, so they shrink once j > mean), starting
+    from the k-th term computed in logs; far from the tail (mean >= k) 1 - P(X < k)."""
+    if k <= 0:
+        return 1.0
+    if mean <= 0.0:
+        return 0.0
+    if mean >= k:
+        below = sum(math.exp(j * math.log(mean) - mean - math.lgamma(j + 1)) for j in range(k))
+        return max(0.0, 1.0 - below)
+    term = math.exp(k * math.log(mean) - mean - math.lgamma(k + 1))
+    total, j = 0.0, k
+    while term > total * 1e-17 and term > 0.0:
+        total += term
+        j += 1
+        term *= mean / j
+    return min(1.0, total)
 
 
 def _at_chance(best: int | None, expected: float | None, factor: float) -> bool:

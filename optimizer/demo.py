@@ -206,6 +206,8 @@ def step_convert_evaluate(demo: Demo) -> None:
             f"(seeds {seeds.dtype}); planted seed at row {where[0]}, skip {skips[where[0]]}")
     decision = evaluate(run_dir)
     say(f"winopt evaluate: {format_decision(decision)}")
+    if decision["action"] != "proceed":  # a planted seed is a finding (SPEC §4 significance)
+        raise DemoFailed(f"the watcher decided {decision['action']}, not proceed")
 
 
 STEPS: list[Callable[[Demo], None]] = [

@@ -404,6 +404,7 @@ def test_demo_finds_the_bundled_planted_seed(
     code, out, err = run_cli(capsys, "demo", "--out", str(tmp_path / "demo"))
     assert code == 0, out + err
     assert "FOUND the planted seed 271828: skip 3, forward 1.0, reverse 1.0" in out
+    assert "winopt evaluate: proceed (0.95)" in out and "Poisson tail" in out
     assert out.rstrip().endswith("demo OK")
     (record,) = json.loads((tmp_path / "demo" / "bidirectional_survivors.json").read_text())
     assert (record["seed"], record["skip"], record["score"]) == (271828, 3, 1.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -28,7 +29,9 @@ RECENT = (NOW - timedelta(minutes=5)).isoformat()
 
 
 def snapshot(**fields: object) -> dict:
-    """An in_progress snapshot updated five minutes before NOW, then `fields`."""
+    """An in_progress snapshot updated five minutes before NOW, then `fields`. It has no
+    chance expectation unless given (the count rules then decide; with one, a best far
+    above it is significant: see the significance cases)."""
     base = {
         "schema_version": 2,
         "status": "in_progress",
@@ -36,7 +39,7 @@ def snapshot(**fields: object) -> dict:
         "total_trials": 50,
         "last_updated": RECENT,
         "best_bidirectional_count": 2000,
-        "expected_chance_bidirectional": 0.001,
+        "expected_chance_bidirectional": ...,
     }
     base.update(fields)
     return {k: v for k, v in base.items() if v is not ...}
@@ -104,6 +107,32 @@ RULES = {
     "in-progress-not-yet-stalled": (
         {"last_updated": (NOW - timedelta(hours=1, minutes=59)).isoformat()},
         ("wait", 0.7, "promising", "2000"),
+    ),
+    # significance (SPEC §4): before the count rules, a best the chance expectation does not
+    # explain; a planted seed found alone is the case it exists for
+    "complete-planted-seed-alone": (
+        {"status": "complete", "best_bidirectional_count": 1,
+         "expected_chance_bidirectional": 5.4e-14},
+        ("proceed", 0.95, "complete_significant", "Poisson tail 5.4e-14"),
+    ),
+    "complete-significant-below-the-tiers": (
+        {"status": "complete", "best_bidirectional_count": 12,
+         "expected_chance_bidirectional": 0.5},
+        ("proceed", 0.95, "complete_significant", "chance expects 0.5"),
+    ),
+    "complete-not-significant": (
+        {"status": "complete", "best_bidirectional_count": 12,
+         "expected_chance_bidirectional": 4.0},
+        ("retry", 0.4, "complete_few", "12"),
+    ),
+    "in-progress-significant": (
+        {"best_bidirectional_count": 3, "expected_chance_bidirectional": 1e-9},
+        ("wait", 0.8, "significant_running", "a finding chance does not explain"),
+    ),
+    "in-progress-stalled-beats-significant": (
+        {"best_bidirectional_count": 3, "expected_chance_bidirectional": 1e-9,
+         "last_updated": (NOW - timedelta(hours=3)).isoformat()},
+        ("retry", 0.3, "stalled", "3h"),
     ),
     # complete tiers
     "complete-high": (
@@ -373,12 +402,13 @@ def test_chance_warning_keeps_the_action(tmp_path):
 
 
 def test_decision_holds_the_snapshot_fields_used(tmp_path):
-    decision = evaluate(run_dir(tmp_path), now=NOW)
+    decision = evaluate(run_dir(tmp_path, expected_chance_bidirectional=1900.0), now=NOW)
     assert decision == {
         "action": "wait",
         "confidence": 0.7,
         "reasoning": "In progress: 10/50 trials, best 2000 > 1000: let it run.",
-        "warnings": [],
+        "warnings": ["at chance level: best 2000 <= 3 x expected 1.9e+03 bidirectional "
+                     "survivors from random draws"],
         "evaluated_at": "2026-03-01T12:00:00+00:00",
         "rule": "promising",
         "path": str(tmp_path / CONFIG_NAME),
@@ -386,7 +416,7 @@ def test_decision_holds_the_snapshot_fields_used(tmp_path):
         "completed_trials": 10,
         "total_trials": 50,
         "best_bidirectional_count": 2000,
-        "expected_chance_bidirectional": 0.001,
+        "expected_chance_bidirectional": 1900.0,
         "last_updated": RECENT,
         "error": None,
     }
@@ -504,3 +534,17 @@ def test_cli_threshold_flags(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["action"] == "proceed"
     assert main(["evaluate", str(target), "--proceed-min", "99999"]) == 2  # > proceed_mid
     assert capsys.readouterr().err.startswith("winopt: error: thresholds: ")
+
+
+def test_poisson_tail() -> None:
+    """Exact small cases, a tail far below float's epsilon, and the far side of the mean."""
+    from winopt.handlers.evaluate import poisson_tail
+
+    assert poisson_tail(0, 3.0) == 1.0 and poisson_tail(1, 0.0) == 0.0
+    assert poisson_tail(1, 2.0) == pytest.approx(1 - math.exp(-2.0), rel=1e-12)
+    assert poisson_tail(3, 0.5) == pytest.approx(
+        1 - math.exp(-0.5) * (1 + 0.5 + 0.125), rel=1e-9)  # fmt: skip
+    assert poisson_tail(1, 5.4e-14) == pytest.approx(5.4e-14, rel=1e-6)
+    assert poisson_tail(2, 1e-10) == pytest.approx(5e-21, rel=1e-6)
+    assert poisson_tail(5, 50.0) == pytest.approx(1.0, abs=1e-12)
+    assert poisson_tail(33320, 30000.0) < 1e-6 < poisson_tail(30100, 30000.0)
