@@ -290,11 +290,14 @@ def test_install_twice_keeps_the_config_and_the_unit_verifies(box: Box) -> None:
     assert box.out("winopt --version").startswith("winopt ")
     assert box.out("readlink -f /opt/winopt/bin/python") == box.out("readlink -f /usr/bin/python3")
     assert box.out("getent passwd winopt").split(":")[5:] == [STATE, "/usr/sbin/nologin"]
-    modes = box.out(f"stat -c '%n %a %U %G' {STATE} {STATE}/spool {STATE}/draws /etc/winopt {CONFIG}")
+    modes = box.out(f"stat -c '%n %a %U %G' {STATE} {STATE}/spool {STATE}/accepting {STATE}/rejected "
+                    f"{STATE}/draws /etc/winopt {CONFIG}")
     assert modes.splitlines() == [
         f"{STATE} 750 winopt winopt",
-        f"{STATE}/spool 2770 winopt winopt",
-        f"{STATE}/draws 2770 winopt winopt",
+        f"{STATE}/spool 3770 winopt winopt",  # a drop box: members remove only their own files
+        f"{STATE}/accepting 700 winopt winopt",
+        f"{STATE}/rejected 750 winopt winopt",
+        f"{STATE}/draws 3770 winopt winopt",
         "/etc/winopt 755 root winopt",
         f"{CONFIG} 640 root winopt",
     ]
