@@ -480,8 +480,8 @@ class Spool:
             data, st = read_regular(name, dirs.spool, MAX_JOB_BYTES, "job file")
         except FileNotFoundError:
             return  # taken by a concurrent scan, or removed by its owner
-        except UnsafeFile as exc:
-            self._reject(dirs, dirs.spool, name, name, f"{source}: {exc}", result)
+        except (UnsafeFile, PermissionError) as exc:
+            self._reject(dirs, dirs.spool, name, name, f"{source}: {_unreadable(exc)}", result)
             return
         problem = _untrusted(st)
         if problem:
@@ -551,8 +551,8 @@ class Spool:
         else:
             try:
                 data, st = read_regular(staged, dirs.accepting, MAX_JOB_BYTES, "job file")
-            except UnsafeFile as exc:
-                self._reject(dirs, dirs.accepting, staged, name, f"{source}: {exc}", result)
+            except (UnsafeFile, PermissionError) as exc:
+                self._reject(dirs, dirs.accepting, staged, name, f"{source}: {_unreadable(exc)}", result)
                 return
             self._accept(dirs, staged, job_id, name, data, st, result)
 
@@ -758,6 +758,14 @@ def _earlier_claim(spool_fd: int, name: str, job_id: str, st: os.stat_result) ->
         if rival.st_ctime_ns <= st.st_ctime_ns:
             return other
     return None
+
+
+def _unreadable(exc: UnsafeFile | PermissionError) -> str:
+    """Why a job file cannot be read, for its `.error` (its owner's mode is the file's
+    fault, so it is refused, not tried again)."""
+    if isinstance(exc, PermissionError):
+        return "cannot read: permission denied (the daemon reads it as group winopt: mode 640 or 644)"
+    return str(exc)
 
 
 def _same_file(dir_fd: int, name: str, st: os.stat_result) -> bool:

@@ -178,15 +178,14 @@ def test_finding_3_a_seed_count_past_2_64_is_refused_and_the_daemon_starts_again
     config.write_text(f'debounce = 0.1\n[jobs]\nallowed_draws_dirs = ["{draws}"]\ngrace = 0.5\n')
     huge = toml_job(draws="h.json", trials=2, **{**FAST, "prng": "xorshift64", "seed_count": 2**64})
     job = tmp_path / "huge.toml"
-    job.write_text(huge)
-    submitted = subprocess.run([sys.executable, "-m", "winopt", "submit", str(job), "--config", str(config),
-                                "--state-dir", str(state)], capture_output=True, text=True, timeout=60)
-    assert submitted.returncode == 2 and submitted.stderr.count("\n") == 1, submitted.stderr
-    assert submitted.stderr == (f"winopt: error: {job}: seed_count: must be between 1 and {2**64 - 1}, "
-                                f"got {2**64}\n")
-
+    job.write_text(huge.replace('"h.json"', f'"{draws / "h.json"}"'))
     d = DaemonProcess(state, [], args=["--config", str(config)], env={"WINOPT_DEVICE": "cpu"}).start()
     try:
+        submitted = subprocess.run([sys.executable, "-m", "winopt", "submit", str(job), "--config", str(config),
+                                    "--state-dir", str(state)], capture_output=True, text=True, timeout=60)
+        assert submitted.returncode == 2 and submitted.stderr.count("\n") == 1, submitted.stderr
+        assert submitted.stderr == (f"winopt: error: {job}: seed_count: must be between 1 and {2**64 - 1}, "
+                                    f"got {2**64}\n")
         (state / "spool" / ".huge.toml.tmp").write_text(huge)
         (state / "spool" / ".huge.toml.tmp").rename(state / "spool" / "huge.toml")
         # a name that is not UTF-8 must not stop the status or the store either
