@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -413,6 +414,12 @@ def test_finding_8_a_huge_draws_file_is_refused_from_its_size_never_parsed(tmp_p
     config.write_text(f'[jobs]\nallowed_draws_dirs = ["{draws}"]\ngrace = 0.5\n')
     d = DaemonProcess(state, [], args=["--config", str(config)]).start()
     try:
+        (tmp_path / "big.toml").write_text(toml_job(draws=str(draws / "huge.json"), trials=1))
+        submitted = subprocess.run([sys.executable, "-m", "winopt", "submit", str(tmp_path / "big.toml"),
+                                    "--config", str(config), "--state-dir", str(state)],
+                                   capture_output=True, text=True, timeout=60)
+        assert submitted.returncode == 2 and submitted.stderr.count("\n") == 1, submitted.stderr
+        assert "too large for a draws file" in submitted.stderr
         before = vm_hwm_kib(d.pid)
         (state / "spool" / ".big.toml.tmp").write_text(toml_job(draws="huge.json", trials=1))
         (state / "spool" / ".big.toml.tmp").rename(state / "spool" / "big.toml")
@@ -426,3 +433,41 @@ def test_finding_8_a_huge_draws_file_is_refused_from_its_size_never_parsed(tmp_p
         assert d.proc.wait(30) == 0
     finally:
         d.kill()
+
+
+# ---------------------------------------------------------------- what submit drops, the limit's key
+def test_submit_drops_a_file_nobody_else_may_change_under_a_name_that_was_never_a_temp(tmp_path: Path) -> None:
+    """0640, and the temp name it was written under does not show the id (nobody learns
+    the id before the file that claims it is in place)."""
+    draws, state = tmp_path / "draws", tmp_path / "state"
+    draws.mkdir()
+    write_plain_history(draws / "plain.json")
+    Spool(state, allowed_draws_dirs=[draws]).ensure_layout()
+    (tmp_path / "j.toml").write_text(toml_job(draws=str(draws / "plain.json"), trials=1))
+    config = tmp_path / "daemon.toml"
+    config.write_text(f'[jobs]\nallowed_draws_dirs = ["{draws}"]\n')
+    trace = tmp_path / "trace"
+    argv = [sys.executable, "-m", "winopt", "submit", str(tmp_path / "j.toml"), "--config", str(config),
+            "--state-dir", str(state)]
+    if shutil.which("strace"):  # to see the names it creates in the spool
+        argv = ["strace", "-f", "-qq", "-e", "trace=openat", "-o", str(trace), *argv]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    job_id = done.stdout.strip()
+    assert stat.S_IMODE((state / "spool" / f"{job_id}.json").stat().st_mode) == 0o640
+    if trace.exists():
+        created = [ln for ln in trace.read_text().splitlines() if "O_CREAT" in ln and "/spool/" in ln]
+        assert created and not any(job_id in ln for ln in created), created
+
+
+@pytest.mark.parametrize(("value", "ok"), [(1023, False), (1024, True), (2**32, True), (2**32 + 1, False),
+                                           ("16M", False), (16 << 20, True)])
+def test_max_draws_bytes_is_validated(value: Any, ok: bool) -> None:
+    from winopt.daemon.config import ConfigError, parse_config
+
+    raw = {"jobs": {"max_draws_bytes": value}}
+    if ok:
+        assert parse_config(raw, "d.toml").jobs.max_draws_bytes == value
+    else:
+        with pytest.raises(ConfigError, match="d.toml: jobs.max_draws_bytes: must be"):
+            parse_config(raw, "d.toml")
