@@ -322,7 +322,7 @@ class JobEvent:
     job_id: str | None
     reason: str = ""
     name: str | None = None
-    #: for rejected and cancel_rejected: the file's name in `spool/rejected/`
+    #: for rejected and cancel_rejected: the file's name in `STATE/rejected/`
     rejected_as: str | None = None
 
 

@@ -1,7 +1,7 @@
 """`winopt submit FILE`: validate a job file here, then drop it into the daemon's spool.
 
 The same validator as the daemon's runs first, so a typo is reported at the prompt, not
-found later in `spool/rejected/`. A relative draws path is taken from the job file's
+found later in `rejected/`. A relative draws path is taken from the job file's
 directory and written out absolute. The file goes into the spool as `ID.json` by one
 atomic rename (a temp name the spool ignores, then the final name), and the daemon takes
 ID from the file name: the id printed here is the job's id.
