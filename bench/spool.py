@@ -1,10 +1,11 @@
 """Cost of taking job files from the spool, against the floor of durable writes.
 
-Accepting a file validates it (the draw history is loaded once and cached), renames it
-into `.accepting/`, builds the job directory under a temp name (two atomic publishes:
-the job bytes and state.json), renames it into place and unlinks the staged file, with
-the fsyncs that make each step durable: 8 per file, so on a disk where fsync dominates
-expect about 4x the reference's 2. The reference, measured in the same run on the
+Accepting a file reads it once through a descriptor, renames it into `accepting/`,
+validates it (the draw history is read once, parsed once and cached), builds the job
+directory under a temp name (three atomic publishes: the job bytes, the draws copy and
+state.json), renames it into place and unlinks the staged file, with the fsyncs that
+make each step durable: 10 per file, so on a disk where fsync dominates expect about 5x
+the reference's 2. The reference, measured in the same run on the
 same filesystem, is one atomic publish (write, fsync, rename, fsync dir) per file: the
 least a crash-safe spool could do. Also timed: a scan that finds every file still
 inside its grace period (what the daemon pays for an early event), and the one /proc

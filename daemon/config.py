@@ -44,6 +44,9 @@ class JobsConfig:
     #: finished jobs status.json keeps (the newest): it is rewritten on every change, so
     #: months of jobs must not make each rewrite megabytes (their directories stay)
     finished_kept: int = 100
+    #: the largest draws file a job may name: the daemon parses it to check the job, so
+    #: a huge one would cost it memory (issue 11); 16 MiB is decades of draws many times
+    max_draws_bytes: int = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,7 @@ JOBS_KEYS: dict[str, Check] = {
     "stop_timeout": _number(0, strict=True),
     "gpus": _gpu_list,
     "finished_kept": _integer(0),
+    "max_draws_bytes": _integer(1024, 1 << 32),
 }
 DISTRIBUTION_KEYS: dict[str, Check] = {
     "max_parallel": _integer(1, 256),
@@ -275,6 +279,7 @@ def parse_config(raw: Mapping[str, Any], source: str) -> DaemonConfig:
         allowed_draws_dirs=tuple(map(Path, jobs["allowed_draws_dirs"])) if "allowed_draws_dirs" in jobs else None,
         grace=float(jobs.get("grace", 2.0)), stop_timeout=float(jobs.get("stop_timeout", 60.0)),
         finished_kept=jobs.get("finished_kept", JobsConfig.finished_kept),
+        max_draws_bytes=jobs.get("max_draws_bytes", JobsConfig.max_draws_bytes),
     )
     values["rigs"] = _rigs(raw.get("rigs"), source)
     distribution = _section(raw, "distribution", source) or {}

@@ -34,6 +34,7 @@ import orjson
 
 from winopt.daemon.status import StatusBook
 from winopt.errors import UserError
+from winopt.handlers.beneath import UnsafeFile, read_regular
 from winopt.handlers.distribute import Distributor, RetryPolicy
 from winopt.handlers.rigs import Rig
 
@@ -71,10 +72,10 @@ def request_name(run: str | None, token: str) -> str:
 def read_request(path: Path) -> SyncRequest:
     """A request file's content (`{"run": NAME|null, ...}`); an empty file asks by its
     name alone (`sync-all.*.sync` every run, `sync-NAME.*.sync` run NAME)."""
-    with open(path, "rb") as fh:
-        data = fh.read(MAX_REQUEST_BYTES + 1)
-    if len(data) > MAX_REQUEST_BYTES:
-        raise UserError(f"{path}: more than {MAX_REQUEST_BYTES} bytes: not a sync request")
+    try:  # members drop these: never through a symlink, never blocked by a FIFO
+        data, _ = read_regular(str(path), None, MAX_REQUEST_BYTES, "sync request")
+    except UnsafeFile as exc:
+        raise UserError(f"{path}: {exc}") from None
     if not data.strip():
         stem = path.name.removeprefix(SYNC_PREFIX).removesuffix(SYNC_SUFFIX).rpartition(".")[0]
         return SyncRequest(None if stem in ("", "all") else stem)

@@ -76,7 +76,7 @@ class SpoolJobs:
         self._watches_changed = watches_changed
         jobs = config.jobs
         self.spool = Spool(config.state_dir, allowed_draws_dirs=config.draws_dirs(),
-                           known_rigs=list(config.rigs), grace=jobs.grace)
+                           known_rigs=list(config.rigs), grace=jobs.grace, max_draws_bytes=jobs.max_draws_bytes)
         self.runner = JobRunner(self.spool.store, max_parallel_jobs=jobs.max_parallel_jobs, gpus=jobs.gpus,
                                 stop_timeout=jobs.stop_timeout, on_event=self._on_event)
         self._renamed: set[str] = set()
@@ -124,6 +124,7 @@ class SpoolJobs:
         self.spool.allowed_draws_dirs = list(config.draws_dirs())
         self.spool.known_rigs = list(config.rigs)
         self.spool.grace = jobs.grace
+        self.spool.max_draws_bytes = jobs.max_draws_bytes
         self.runner.stop_timeout = jobs.stop_timeout
         self.runner.set_limits(jobs.max_parallel_jobs, jobs.gpus)
         with self._events_lock:
@@ -268,6 +269,7 @@ class SpoolJobs:
         return {
             "state": state,
             "name": record.spec.name,
+            "owner": record.owner,
             "priority": record.priority,
             "pid": pid,
             "trials": record.spec.trials,

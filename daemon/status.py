@@ -62,7 +62,7 @@ class StatusBook:
             "runs": {},
             "jobs": {},  # spool jobs (issue 5)
             "jobs_left_out": 0,  # finished jobs beyond [jobs] finished_kept, not in "jobs"
-            "rejected": {},  # spool files refused, by their name in spool/rejected/ (issue 5)
+            "rejected": {},  # spool files refused, by their name in STATE/rejected/ (issues 5, 11)
             "rigs": {},  # distribution targets (issue 6)
         }
         self._dirty = False

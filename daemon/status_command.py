@@ -115,7 +115,8 @@ def _jobs_lines(doc: dict[str, Any], rigs: dict[str, Any], now: datetime, all_jo
     rejected = doc.get("rejected") or {}
     if rejected:
         name = max(rejected, key=lambda n: rejected[n].get("at") or "")
-        lines.append(f"{len(rejected)} rejected in spool/rejected/ (latest {name}: "
+        state_dir = (doc.get("daemon") or {}).get("state_dir") or "STATE"
+        lines.append(f"{len(rejected)} rejected in {state_dir}/rejected/ (latest {name}: "
                      f"{(rejected[name].get('reason') or '?').split(': ', 1)[-1]})")
     return lines
 

@@ -3,18 +3,20 @@
 The request is `spool/ID.cancel`, written under a temp name and renamed into place like
 a job file. The daemon cancels a queued job at once and sends a running one SIGTERM (its
 snapshot ends `interrupted`, the job `cancelled`). A request for a job that does not
-exist or has finished is refused here, so the person typing learns it now.
+exist, has finished or is someone else's is refused here, so the person typing learns it
+now (the daemon refuses it too: only a job's owner, root or the daemon's user may cancel).
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import os
 
 from winopt.contracts import publish_json
 from winopt.errors import UserError
 from winopt.handlers.jobfile import JOB_SUFFIXES
-from winopt.handlers.spool import CANCEL_SUFFIX, JOBS_DIR, JobStore, is_job_id, now_iso
+from winopt.handlers.spool import CANCEL_SUFFIX, JOBS_DIR, JobStore, is_job_id, may_cancel, now_iso
 from winopt.handlers.submit import SUBMIT_MODE, add_daemon_arguments, daemon_settings, spool_dir
 
 
@@ -27,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     job_id = args.job_id
     if not is_job_id(job_id):
         raise UserError(f"{job_id!r} is not a job id (like 20250131T235959Z-name-1a2b3c)")
-    state_dir, _, _ = daemon_settings(args)
+    state_dir = daemon_settings(args).state_dir
     spool = spool_dir(state_dir)
     store = JobStore(state_dir / JOBS_DIR)
     pending = any((spool / f"{job_id}{s}").exists() for s in JOB_SUFFIXES)
@@ -40,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
             record = None  # not readable by this user: the daemon checks and says why
         if record is not None and record.terminal:
             raise UserError(f"job {job_id} is already {record.state}")
+        if record is not None and not may_cancel(os.geteuid(), record):
+            raise UserError(f"job {job_id} is {record.owner}'s: only its owner (or root) can cancel it")
     request = {"job_id": job_id, "requested_at": now_iso(), "requested_by": _user()}
     publish_json(spool / f"{job_id}{CANCEL_SUFFIX}", request, mode=SUBMIT_MODE)
     print(f"cancel requested for {job_id}")

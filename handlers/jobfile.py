@@ -13,7 +13,7 @@ Format (TOML or JSON, by extension; see `etc/job.example.toml`):
     trials = 50                   # required, 1 .. 1,000,000
     prng = "java_lcg"             # a family of SPEC §1 (default java_lcg)
     seed_start = 0                # optional; seed range [seed_start, seed_start+seed_count)
-    seed_count = 1000000          # optional
+    seed_count = 1000000          # optional, at most 2**64 - 1
     strategy = "bayesian"         # or "random"
     mod = 1000                    # optional, draws lie in [0, mod)
     time_of_day = "all"           # or a list: ["midday", "evening"]
@@ -38,13 +38,14 @@ import re
 import sys
 import tomllib
 from collections.abc import Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from winopt.contracts.schemas import PRNG_CODES, TIME_OF_DAY
 from winopt.errors import UserError
+from winopt.handlers.jobdraws import DEFAULT_MAX_DRAWS_BYTES, history_length, read_draws
 from winopt.optimizer.generators import check_seed_range
 
 #: suffix -> parser name; anything else in the spool is not a job file
@@ -57,6 +58,12 @@ MAX_TRIALS = 1_000_000
 MAX_PRIORITY = 1000
 MAX_RIGS = 64
 SEED_LIMIT = 1 << 64
+#: the most seeds a job may sieve: 2**64 seeds would pass the range check, but a job's
+#: state file is JSON written by orjson, whose integers stop at 2**64 - 1, and a value
+#: the validator accepts must be one the job store can write (issue 11)
+MAX_SEED_COUNT = SEED_LIMIT - 1
+#: (resolved draws path) -> the file's bytes; raises UserError naming the file
+DrawsReader = Callable[[Path], bytes]
 
 #: window parameter -> (type, lowest allowed, highest allowed)
 BOUNDS: dict[str, tuple[type, float, float]] = {
@@ -200,6 +207,7 @@ def validate_job(
     allowed_draws_dirs: Sequence[str | os.PathLike[str]] | None,
     base_dir: str | os.PathLike[str] | None = None,
     known_rigs: Sequence[str] | None = None,
+    read: DrawsReader | None = None,
 ) -> JobSpec:
     """Check every key of a parsed job and return the `JobSpec` it describes.
 
@@ -207,7 +215,10 @@ def validate_job(
     one of these; None skips that check (only `winopt submit` without a daemon config does
     that: the daemon always passes its list). `base_dir`: where a relative draws path is
     taken from (see `resolve_draws`). `known_rigs`: when given, every rig named must be
-    one of them. Raises `JobError` (never anything else) for any problem.
+    one of them. `read`: how the draws file's bytes are read (default: plainly, with the
+    caller's rights, at most `DEFAULT_MAX_DRAWS_BYTES`; the daemon reads beneath its
+    allowed directory and keeps the bytes it checked). Raises `JobError` (never anything
+    else) for any problem.
     """
     if not isinstance(raw, dict):
         raise JobError(source, None, f"expected a table of job keys, got {_kind(raw)}")
@@ -224,7 +235,11 @@ def validate_job(
     tod = _time_of_day(raw["time_of_day"], source) if "time_of_day" in raw else None
     rigs = _rigs(raw.get("rigs", []), source, known_rigs)
     draws = resolve_draws(raw["draws"], source, allowed_draws_dirs, base_dir)
-    check_draws(draws, source, mod=values.get("mod") or 1000, time_of_day=tod,
+    try:
+        data = (read or _read_plainly)(draws)
+    except UserError as exc:
+        raise JobError(source, "draws", str(exc)) from None
+    check_draws(data, draws, source, mod=values.get("mod") or 1000, time_of_day=tod,
                 min_window=bounds.get("window_size", (1, 1))[0])
     return JobSpec(draws=str(draws), time_of_day=tod, bounds=bounds, rigs=rigs, **values)
 
@@ -238,7 +253,7 @@ def _scalars(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
     if "seed_start" in raw:
         out["seed_start"] = _int(raw, "seed_start", 0, SEED_LIMIT - 1, source)
     if "seed_count" in raw:
-        out["seed_count"] = _int(raw, "seed_count", 1, SEED_LIMIT, source)
+        out["seed_count"] = _int(raw, "seed_count", 1, MAX_SEED_COUNT, source)
     if out.get("seed_start", 0) + out.get("seed_count", 0) > SEED_LIMIT:
         raise JobError(source, "seed_count", "seed_start + seed_count passes 2**64")
     problem = check_seed_range(out.get("prng", JobSpec.prng), out.get("seed_start", 0),
@@ -390,13 +405,13 @@ def _is_under(path: Path, root: str | os.PathLike[str]) -> bool:
 
 
 def check_draws(
-    path: Path, source: str, *, mod: int, time_of_day: tuple[str, ...] | None, min_window: int
+    data: bytes, path: Path, source: str, *, mod: int, time_of_day: tuple[str, ...] | None, min_window: int
 ) -> None:
-    """The draws file loads for every time-of-day selection the job names, and each
-    selection holds the smallest window (2 * window_size draws)."""
+    """The draws file's bytes load for every time-of-day selection the job names, and
+    each selection holds the smallest window (2 * window_size draws)."""
     for tod in time_of_day or ("all",):
         try:
-            count = _history_length(str(path), *_stat_key(path), mod, tod)
+            count = history_length(data, str(path), mod=mod, time_of_day=tod)
         except UserError as exc:
             raise JobError(source, "draws", str(exc)) from None
         if count < 2 * min_window:
@@ -405,41 +420,25 @@ def check_draws(
                            f"fewer than 2 * window_size = {2 * min_window}: no window fits")
 
 
-def _stat_key(path: Path) -> tuple[int, int]:
-    """(mtime_ns, size): a changed file is loaded again, an unchanged one is not."""
-    try:
-        st = path.stat()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if not path.is_file():
-        raise UserError(f"{path}: not a regular file")
-    return st.st_mtime_ns, st.st_size
-
-
-@lru_cache(maxsize=64)
-def _history_length(path: str, _mtime_ns: int, _size: int, mod: int, time_of_day: str) -> int:
-    """Draws in the selection; cached so that 150 jobs on one history load it once."""
-    from winopt.optimizer.draws import load_history  # NumPy: only when a job is checked
-
-    try:
-        return len(load_history(path, mod=mod, time_of_day=time_of_day))
-    except UserError:
-        raise
-    except (OSError, ValueError, RecursionError) as exc:
-        raise UserError(f"{path}: cannot load the draw history: {exc}") from None
+def _read_plainly(path: Path) -> bytes:
+    return read_draws(path, limit=DEFAULT_MAX_DRAWS_BYTES)
 
 
 # ---------------------------------------------------------------------------- argv
 
 
-def optimize_argv(spec: JobSpec, out_dir: str | os.PathLike[str], *, python: str | None = None) -> list[str]:
+def optimize_argv(
+    spec: JobSpec, out_dir: str | os.PathLike[str], *, python: str | None = None,
+    draws: str | os.PathLike[str] | None = None,
+) -> list[str]:
     """The `winopt optimize` command line of a job: a list, never a shell string.
 
     The study name and storage are the optimizer's defaults for `--out` (the job
     directory's name, which is the job id, and SQLite in it), so running the same argv
-    again resumes the study."""
+    again resumes the study. `draws`: the copy of the draws file the daemon checked (in
+    the job directory), which the optimizer reads instead of `spec.draws`."""
     argv = [python or sys.executable, "-m", "winopt", "optimize",
-            "--draws", spec.draws, "--out", os.fspath(out_dir),
+            "--draws", os.fspath(draws or spec.draws), "--out", os.fspath(out_dir),
             "--trials", str(spec.trials), "--prng", spec.prng, "--strategy", spec.strategy]
     for key in ("seed_start", "seed_count", "mod", "cores"):
         value = getattr(spec, key)
@@ -467,7 +466,8 @@ def _kind(value: Any) -> str:
     return f"{kind} {_show(value)}"
 
 
-def _show(value: Any, limit: int = 50) -> str:
+def _show(value: Any, limit: int = 40) -> str:
+    """A short excerpt of a value for a message (repr: control characters escaped)."""
     try:
         text = repr(value)
     except RecursionError:

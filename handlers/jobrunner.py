@@ -58,8 +58,10 @@ BLOCKED_RETRY = 30.0
 
 
 def default_command(record: JobRecord, job_dir: Path) -> list[str]:
-    """`python -m winopt optimize ... --out JOBDIR` for the job's spec."""
-    return optimize_argv(record.spec, job_dir)
+    """`python -m winopt optimize ... --out JOBDIR` for the job's spec, on the copy of
+    its draws file made when it was accepted (never the path a user may re-point)."""
+    draws = job_dir / record.draws_file if record.draws_file else None
+    return optimize_argv(record.spec, job_dir, draws=draws)
 
 
 # ---------------------------------------------------------------------------- outcomes
@@ -457,9 +459,11 @@ class JobRunner:
             with open(job_dir / LOG_FILE, "ab") as logfile:  # the child keeps its own copy
                 logfile.write(f"=== {now_iso()} {kind} {reason}: {shlex.join(argv)}\n".encode())
                 logfile.flush()
+                # umask 022: what the optimizer writes in the job directory is the daemon's
+                # alone (members of the group read it, none may change it)
                 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logfile,
                                         stderr=subprocess.STDOUT, cwd=job_dir, env=env,
-                                        start_new_session=True, pass_fds=(lock_fd,))
+                                        start_new_session=True, pass_fds=(lock_fd,), umask=0o022)
         except BaseException:
             if gpu is not None and self._free_gpus is not None:
                 self._free_gpus.insert(0, gpu)

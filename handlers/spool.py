@@ -7,16 +7,30 @@ directory listing and every job file is in exactly one place at every instant:
     spool/ID.cancel          a cancel request (`winopt cancel ID`)
     spool/NAME.sync          a resync request (`winopt sync`): not ours, the distribution
                              handler consumes it; the spool leaves it alone
-    spool/.accepting/ID@NAME a file being accepted as job ID (moved there by one rename)
-    spool/rejected/NAME      a refused file, beside NAME.error saying why
-    jobs/ID/                 an accepted job: job.toml|json (the bytes accepted), state.json,
-                             and the optimizer's output (it is the run's --out directory)
+    accepting/ID@NAME        a file being accepted as job ID (moved there by one rename)
+    rejected/NAME            a refused file, beside NAME.error saying why
+    jobs/ID/                 an accepted job: job.toml|json (the bytes accepted), draws.json
+                             (the draws file's bytes, checked), state.json, and the
+                             optimizer's output (it is the run's --out directory)
     jobs/.ID.tmp/            a job directory being built (renamed to jobs/ID/ when whole)
 
-Accepting a file: rename it into `.accepting/` under the id it will get, validate it,
-build `jobs/.ID.tmp/`, rename that to `jobs/ID/`, unlink the staged file. A crash at any
-step leaves either the spool file (accepted again), a staged file (`recover` finishes or
-refuses it: it is done exactly when `jobs/ID/` exists) or a temp directory (removed).
+The spool is a drop box (issue 11): members of group winopt create files there and can
+remove or rename only their own (sticky bit); everything the daemon keeps lies outside
+it, where only the daemon writes (`spooldirs`). The daemon works through directory
+descriptors and never follows a symlink it did not make: it opens a spool file with
+`O_NOFOLLOW`, checks with `fstat` that it is a regular file nobody else can write, reads
+it once through that descriptor and accepts exactly those bytes, owned by the file's
+owner at that moment (recorded in state.json: a later rename cannot change whose job it
+is). A file named after a job id (`winopt submit`'s) gets that id only if no earlier
+spool file claims it.
+
+Accepting a file: read it, rename it into `accepting/` under the id it will get, validate
+the bytes read (its draws file read once, beneath its allowed directory, and copied into
+the job), build `jobs/.ID.tmp/`, rename that to `jobs/ID/`, unlink the staged file. A
+crash at any step leaves either the spool file (accepted again), a staged file (the next
+`recover` or scan finishes or refuses it: it is done exactly when `jobs/ID/` exists) or
+a temp directory (removed). Whatever one file can raise refuses that file with a reason;
+only the environment (a full disk) leaves it staged, to be tried again.
 
 A file written in place, without a rename, is not read while it may still be growing:
 it is taken only once its mtime is `grace` seconds old, no process this daemon can see
@@ -48,14 +62,31 @@ from typing import Any
 import orjson
 
 from winopt.contracts import lock_for, publish_bytes, publish_json
-from winopt.contracts.publish import fsync_dir
+from winopt.contracts.publish import dump_json, fsync_dir
+from winopt.handlers.beneath import Owner, UnsafeFile, open_regular, owner_of, publish_at, read_regular
+from winopt.handlers.jobdraws import DEFAULT_MAX_DRAWS_BYTES, DRAWS_COPY, read_draws_beneath
 from winopt.handlers.jobfile import JOB_SUFFIXES, MAX_JOB_BYTES, JobError, JobSpec, parse_job_bytes, validate_job
+from winopt.handlers.spooldirs import (
+    ACCEPTING_DIR,
+    JOBS_DIR,
+    REJECTED_DIR,
+    SPOOL_DIR,
+    SpoolDirs,
+    ensure_layout,
+    exists_at,
+    free_name,
+    warn_legacy,
+)
 
 log = logging.getLogger("winopt.jobs")
 
-SPOOL_DIR, REJECTED_DIR, ACCEPTING_DIR, JOBS_DIR = "spool", "rejected", ".accepting", "jobs"
 STATE_FILE, PID_FILE, LOG_FILE = "state.json", "optimizer.pid", "optimizer.log"
 CANCEL_SUFFIX = ".cancel"
+ERROR_SUFFIX = ".error"
+#: refused files kept in rejected/ (the newest): only the daemon can remove them there
+REJECTED_KEPT = 500
+#: a job directory and the daemon's files in it: nobody else writes what a job runs on
+JOB_DIR_MODE, JOB_FILE_MODE = 0o755, 0o644
 #: requests that other daemon handlers take from the spool directory (never jobs)
 FOREIGN_SUFFIXES = (".sync",)
 STATE_SCHEMA_VERSION = 1
@@ -129,6 +160,13 @@ class JobRecord:
     exit_code: int | None = None
     error: str | None = None
     history: tuple[dict[str, Any], ...] = ()
+    #: whose job it is: the job file's st_uid when the daemon read it (a later rename or
+    #: copy cannot change it); None for jobs accepted before owners were recorded
+    owner: str | None = None
+    owner_uid: int | None = None
+    #: the copy of the draws file in the job directory that the optimizer reads (None for
+    #: jobs accepted before copies were made: they read `spec.draws`)
+    draws_file: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -146,6 +184,7 @@ class JobRecord:
             "updated_at": self.updated_at, "attempts": self.attempts, "interrupts": self.interrupts,
             "cancel_requested": self.cancel_requested, "exit_code": self.exit_code,
             "error": self.error, "spec": self.spec.to_dict(), "history": list(self.history),
+            "owner": self.owner, "owner_uid": self.owner_uid, "draws_file": self.draws_file,
         }
 
     @classmethod
@@ -193,21 +232,37 @@ class JobStore:
                 log.warning("job %s: unreadable %s (%s); skipped", entry.name, STATE_FILE, exc)
         return sorted(records, key=lambda r: (r.accepted_ns, r.id))
 
-    def create(self, job_id: str, data: bytes, suffix: str, spec: JobSpec, source: str) -> JobRecord:
-        """Build `jobs/ID/` (the accepted bytes and a queued state) under a temp name and
-        rename it into place, so a job directory is either whole or absent."""
+    def create(
+        self, job_id: str, data: bytes, suffix: str, spec: JobSpec, source: str, *,
+        owner: Owner | None = None, draws: bytes | None = None,
+    ) -> JobRecord:
+        """Build `jobs/ID/` (the accepted bytes, the draws file's checked bytes, a queued
+        state) under a temp name and rename it into place, so a job directory is either
+        whole or absent: a failure on the way removes the temp directory and raises.
+
+        The directory and its files are the daemon's alone (0755/0644 whatever the umask
+        lets the group do elsewhere): nobody else may change what a job runs on."""
         at = now_iso()
         record = JobRecord(
-            id=job_id, state="queued", spec=spec, source=source, job_file=f"job{suffix}",
+            id=job_id, state="queued", spec=spec, source=printable(source), job_file=f"job{suffix}",
             accepted_at=at, accepted_ns=time.time_ns(), updated_at=at,
             history=({"state": "queued", "at": at, "reason": f"accepted from {printable(source)}"},),
+            owner=owner.name if owner else None, owner_uid=owner.uid if owner else None,
+            draws_file=DRAWS_COPY if draws is not None else None,
         )
+        state = dump_json(record.to_dict())  # what cannot be written fails before any file is
         tmp = self.root / f".{job_id}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(mode=0o775)
-        publish_bytes(tmp / record.job_file, data)
-        publish_json(tmp / STATE_FILE, record.to_dict())
-        os.rename(tmp, self.dir(job_id))
+        try:
+            tmp.mkdir(mode=JOB_DIR_MODE)
+            publish_bytes(tmp / record.job_file, data, mode=JOB_FILE_MODE)
+            if draws is not None:
+                publish_bytes(tmp / DRAWS_COPY, draws, mode=JOB_FILE_MODE)
+            publish_bytes(tmp / STATE_FILE, state, mode=JOB_FILE_MODE)
+            os.rename(tmp, self.dir(job_id))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         fsync_dir(self.root)
         return record
 
@@ -216,7 +271,7 @@ class JobStore:
         path = self.dir(job_id) / STATE_FILE
         with lock_for(path):
             record = change(self.load(job_id))
-            publish_json(path, record.to_dict())
+            publish_json(path, record.to_dict(), mode=JOB_FILE_MODE)
         return record
 
     def transition(self, job_id: str, state: str, reason: str, **changes: Any) -> JobRecord:
@@ -267,7 +322,7 @@ class JobEvent:
     job_id: str | None
     reason: str = ""
     name: str | None = None
-    #: for rejected and cancel_rejected: the file's name in `spool/rejected/`
+    #: for rejected and cancel_rejected: the file's name in `STATE/rejected/`
     rejected_as: str | None = None
 
 
@@ -291,7 +346,8 @@ class Spool:
 
     `allowed_draws_dirs`: where job draws files may live (a relative draws path is taken
     from the first of them); `known_rigs`: the rig names a job may list (None: any);
-    `grace`: seconds a file written in place must rest before it is read."""
+    `grace`: seconds a file written in place must rest before it is read;
+    `max_draws_bytes`: the largest draws file a job may name (`[jobs] max_draws_bytes`)."""
 
     def __init__(
         self,
@@ -300,23 +356,23 @@ class Spool:
         allowed_draws_dirs: Sequence[str | os.PathLike[str]],
         known_rigs: Sequence[str] | None = None,
         grace: float = DEFAULT_GRACE,
+        max_draws_bytes: int = DEFAULT_MAX_DRAWS_BYTES,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.dir = self.state_dir / SPOOL_DIR
-        self.rejected = self.dir / REJECTED_DIR
-        self.accepting = self.dir / ACCEPTING_DIR
+        self.rejected = self.state_dir / REJECTED_DIR
+        self.accepting = self.state_dir / ACCEPTING_DIR
         self.store = JobStore(self.state_dir / JOBS_DIR)
         self.allowed_draws_dirs = [Path(d) for d in allowed_draws_dirs]
         self.known_rigs = known_rigs
         self.grace = grace
+        self.max_draws_bytes = max_draws_bytes
         self._scanning = threading.RLock()
         self._open_for_writing: set[str] | None = None
 
     def ensure_layout(self) -> None:
-        """Create the directories (group-writable spool, so users of the group can drop
-        files; the umask and the tmpfiles.d entry decide the final modes)."""
-        for d in (self.dir, self.rejected, self.accepting, self.store.root):
-            d.mkdir(mode=0o775, parents=True, exist_ok=True)
+        """Create the directories and put their modes right (`spooldirs.ensure_layout`)."""
+        ensure_layout(self.state_dir)
 
     # -- entry points ---------------------------------------------------------------
 
@@ -326,63 +382,65 @@ class Spool:
         writes there). Idempotent; run before the first scan."""
         with self._scanning:
             self.ensure_layout()
+            warn_legacy(self.state_dir)
             self.store.remove_temp_dirs()
-            for tmp in self.rejected.glob(".*.tmp"):  # an `.error` publish cut short
-                tmp.unlink(missing_ok=True)
             result = ScanResult()
-            for staged in sorted(self.accepting.iterdir()):
-                job_id, _, name = staged.name.partition("@")
-                if not is_job_id(job_id) or not name:
-                    self._reject(staged, name or staged.name, "unrecognised staged file", result)
-                elif self.store.exists(job_id):
-                    _unlink_durably(staged)
-                else:
-                    self._finish_accept(staged, job_id, name, result)
+            with SpoolDirs.open(self.state_dir) as dirs:
+                for name in os.listdir(dirs.rejected):
+                    if name.startswith(".") and name.endswith(".tmp"):  # an `.error` publish cut short
+                        os.unlink(name, dir_fd=dirs.rejected)
+                self._finish_staged(dirs, result)
             return result
 
     def scan(self, renamed: Collection[str] = (), now: float | None = None) -> ScanResult:
-        """Take every ready file in the spool: job files first (oldest first), then
-        cancel requests, so a cancel dropped with its job finds it. `renamed`: names the
-        caller saw renamed into the spool (complete, so no grace period). Scans are
-        serialised: call from any thread."""
+        """Take every ready file in the spool: staged files a failed accept left first,
+        then job files (oldest first), then cancel requests, so a cancel dropped with its
+        job finds it. `renamed`: names the caller saw renamed into the spool (complete,
+        so no grace period). Scans are serialised: call from any thread."""
         with self._scanning:
             self.ensure_layout()
             self._open_for_writing = None  # looked up once per scan, when first needed
             result = ScanResult()
-            entries = self._candidates()
-            jobs = [e for e in entries if not e[0].name.endswith(CANCEL_SUFFIX)]
-            cancels = [e for e in entries if e[0].name.endswith(CANCEL_SUFFIX)]
-            for take, batch in ((self._take_job_file, jobs), (self._take_cancel, cancels)):
-                for path, st in batch:
-                    try:
-                        take(path, st, path.name in renamed, now, result)
-                    except Exception as exc:  # one file must not starve the others
-                        log.exception("spool: cannot process %s", printable(path.name))
-                        result.events.append(JobEvent("error", None, f"cannot process: {exc}", path.name))
-                        result.defer(max(self.grace, ERROR_RETRY))
+            with SpoolDirs.open(self.state_dir) as dirs:
+                self._finish_staged(dirs, result)
+                entries = self._candidates(dirs)
+                jobs = [e for e in entries if not e[0].endswith(CANCEL_SUFFIX)]
+                cancels = [e for e in entries if e[0].endswith(CANCEL_SUFFIX)]
+                for take, batch in ((self._take_job_file, jobs), (self._take_cancel, cancels)):
+                    for name, st in batch:
+                        try:
+                            take(dirs, name, st, name in renamed, now, result)
+                        except Exception as exc:  # one file must not starve the others
+                            self._failed(name, exc, result)
             return result
 
     def rejected_files(self) -> dict[str, dict[str, Any]]:
-        """Every refused file in `rejected/`: name -> {reason, at} (from its `.error`)."""
+        """Every refused file in `rejected/`: name -> {reason, at, owner} (from its `.error`)."""
         found: dict[str, dict[str, Any]] = {}
         try:
             entries = list(os.scandir(self.rejected))
         except OSError:
             return found
         for entry in entries:
-            if not entry.name.startswith(".") and not entry.name.endswith(".error"):
+            if not entry.name.startswith(".") and not entry.name.endswith(ERROR_SUFFIX):
                 found[entry.name] = self.rejected_entry(entry.name)
         return found
 
     def rejected_entry(self, name: str) -> dict[str, Any]:
-        """{reason, at} of one refused file, from its `.error` (written when it was refused)."""
+        """{reason, at, owner} of one refused file, from its `.error` (written when it was
+        refused) and its owner (whoever dropped it)."""
         try:
-            with open(self.rejected / (name + ".error"), "rb") as fh:
+            fd, st = open_regular(str(self.rejected / (name + ERROR_SUFFIX)), None)
+            with os.fdopen(fd, "rb") as fh:
                 reason = fh.read(4096).decode(errors="replace").strip()
-                at = dt.datetime.fromtimestamp(os.fstat(fh.fileno()).st_mtime).astimezone()
+            at = dt.datetime.fromtimestamp(st.st_mtime).astimezone().isoformat(timespec="seconds")
+        except (OSError, UnsafeFile):
+            return {"reason": None, "at": None, "owner": None}
+        try:
+            owner: str | None = owner_of(os.lstat(self.rejected / name).st_uid).name
         except OSError:
-            return {"reason": None, "at": None}
-        return {"reason": reason, "at": at.isoformat(timespec="seconds")}
+            owner = None
+        return {"reason": reason, "at": at, "owner": owner}
 
     def is_spool_entry(self, path: str | os.PathLike[str]) -> bool:
         """Whether a watcher event on `path` concerns the spool (for the daemon's filter)."""
@@ -391,153 +449,338 @@ class Spool:
 
     # -- job files ------------------------------------------------------------------
 
-    def _candidates(self) -> list[tuple[Path, os.stat_result]]:
+    def _candidates(self, dirs: SpoolDirs) -> list[tuple[str, os.stat_result]]:
         found = []
-        for entry in os.scandir(self.dir):
-            if not _is_candidate_name(entry.name):
-                continue
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            if not _is_dir(st):
-                found.append((Path(entry.path), st))
-        return sorted(found, key=lambda e: (e[1].st_mtime_ns, e[0].name))
+        with os.scandir(dirs.spool) as entries:
+            for entry in entries:
+                if not _is_candidate_name(entry.name):
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if not _is_dir(st):
+                    found.append((entry.name, st))
+        return sorted(found, key=lambda e: (e[1].st_mtime_ns, e[0]))
 
     def _take_job_file(
-        self, path: Path, st: os.stat_result, renamed: bool, now: float | None, result: ScanResult
+        self, dirs: SpoolDirs, name: str, st: os.stat_result, renamed: bool, now: float | None, result: ScanResult
     ) -> None:
-        name = path.name
-        wait = self._not_ready(path, st, renamed, now)
+        """Read a ready spool file once, through one descriptor, then stage it under the
+        id it gets; what is accepted is exactly what was read."""
+        wait = self._not_ready(dirs, name, st, renamed, now)
         if wait is not None:
             result.defer(wait)
             return
-        if not _is_regular(st):
-            self._reject(path, name, "not a regular file (a symlink or device cannot be a job)", result)
-            return
-        job_id = self._id_for(path, st)
-        staged = self.accepting / f"{job_id}@{fit_name(name, NAME_MAX - len(job_id) - 1)}"
-        try:
-            os.rename(path, staged)
-        except FileNotFoundError:
-            return  # taken by a concurrent scan
-        fsync_dir(self.dir)
-        fsync_dir(self.accepting)
-        self._finish_accept(staged, job_id, name, result)
-
-    def _id_for(self, path: Path, st: os.stat_result) -> str:
-        """The id this file will get: its own stem when `winopt submit` named it so (the
-        id submit printed), else a new one from the job's name or the file's stem."""
-        stem = path.name.rsplit(".", 1)[0]
-        if is_job_id(stem) and not self.store.dir(stem).exists():
-            return stem
-        name = stem
-        if path.suffix in JOB_SUFFIXES and st.st_size <= MAX_JOB_BYTES:
-            try:
-                raw = parse_job_bytes(path.read_bytes(), name, path.suffix)
-                if isinstance(raw.get("name"), str):
-                    name = raw["name"]
-            except (JobError, OSError):
-                pass  # validation reports it
-        job_id = new_job_id(name)
-        while self.store.dir(job_id).exists():
-            job_id = new_job_id(name)
-        return job_id
-
-    def _finish_accept(self, staged: Path, job_id: str, name: str, result: ScanResult) -> None:
-        """Validate a staged file and make it job `job_id`, or refuse it."""
         source = f"{SPOOL_DIR}/{printable(name)}"
-        suffix = Path(name).suffix
-        stem = name.rsplit(".", 1)[0]
-        if is_job_id(stem) and stem != job_id:
-            self._reject(staged, name, f"job {stem} already exists (a file submitted twice?)", result)
+        if not _is_regular(st):
+            self._reject(dirs, dirs.spool, name, name, "not a regular file (a symlink or device cannot be a job)", result)
             return
         try:
-            with open(staged, "rb") as fh:  # never more than a job file can be
-                data = fh.read(MAX_JOB_BYTES + 1)
-            raw = parse_job_bytes(data, source, suffix)
+            data, st = read_regular(name, dirs.spool, MAX_JOB_BYTES, "job file")
+        except FileNotFoundError:
+            return  # taken by a concurrent scan, or removed by its owner
+        except (UnsafeFile, PermissionError) as exc:
+            self._reject(dirs, dirs.spool, name, name, f"{source}: {_unreadable(exc)}", result)
+            return
+        problem = _untrusted(st)
+        if problem:
+            self._reject(dirs, dirs.spool, name, name, f"{source}: {problem}", result)
+            return
+        job_id, refusal = self._id_for(dirs, name, st, data)
+        if refusal:
+            self._reject(dirs, dirs.spool, name, name, f"{source}: {refusal}", result)
+            return
+        staged = f"{job_id}@{fit_name(name, NAME_MAX - len(job_id) - 1)}"
+        try:
+            os.rename(name, staged, src_dir_fd=dirs.spool, dst_dir_fd=dirs.accepting)
+        except FileNotFoundError:
+            return
+        os.fsync(dirs.spool)
+        os.fsync(dirs.accepting)
+        if not _same_file(dirs.accepting, staged, st):  # its owner swapped it after the read
+            self._reject(dirs, dirs.accepting, staged, name, f"{source}: replaced while it was being read", result)
+            return
+        self._accept(dirs, staged, job_id, name, data, st, result)
+
+    def _id_for(self, dirs: SpoolDirs, name: str, st: os.stat_result, data: bytes) -> tuple[str, str | None]:
+        """(the id this file gets, or a reason it cannot be taken): its own stem when
+        `winopt submit` named it so (the id submit printed), unless that job exists or an
+        earlier spool file claims the id (a file cannot take over another's pending job);
+        else a new id from the job's name or the file's stem."""
+        stem = name.rsplit(".", 1)[0]
+        if is_job_id(stem):
+            if self.store.dir(stem).exists() or self._staged(dirs, stem):
+                return stem, f"job {stem} already exists (a file submitted twice?)"
+            rival = _earlier_claim(dirs.spool, name, stem, st)
+            if rival:
+                return stem, (f"job id {stem} is claimed by spool/{printable(rival)}, which came first: "
+                              "a file cannot take another file's id")
+            return stem, None
+        job_name = stem
+        if Path(name).suffix in JOB_SUFFIXES:
+            try:
+                raw = parse_job_bytes(data, name, Path(name).suffix)
+                if isinstance(raw.get("name"), str):
+                    job_name = raw["name"]
+            except JobError:
+                pass  # validation reports it
+        job_id = new_job_id(job_name)
+        while self.store.dir(job_id).exists():
+            job_id = new_job_id(job_name)
+        return job_id, None
+
+    def _finish_staged(self, dirs: SpoolDirs, result: ScanResult) -> None:
+        """Staged files a crash or a failed accept (a full disk, say) left: each becomes
+        its job, is refused, or (an accept that finished) is removed. A file that fails
+        again stays staged for the next scan; the others go on."""
+        for staged in sorted(os.listdir(dirs.accepting)):
+            try:
+                self._finish_one(dirs, staged, result)
+            except Exception as exc:
+                self._failed(staged, exc, result)
+
+    def _finish_one(self, dirs: SpoolDirs, staged: str, result: ScanResult) -> None:
+        job_id, _, name = staged.partition("@")
+        source = f"{SPOOL_DIR}/{printable(name or staged)}"
+        if not is_job_id(job_id) or not name:
+            self._reject(dirs, dirs.accepting, staged, name or staged, "unrecognised staged file", result)
+        elif self.store.exists(job_id):
+            os.unlink(staged, dir_fd=dirs.accepting)
+            os.fsync(dirs.accepting)
+        else:
+            try:
+                data, st = read_regular(staged, dirs.accepting, MAX_JOB_BYTES, "job file")
+            except (UnsafeFile, PermissionError) as exc:
+                self._reject(dirs, dirs.accepting, staged, name, f"{source}: {_unreadable(exc)}", result)
+                return
+            self._accept(dirs, staged, job_id, name, data, st, result)
+
+    def _accept(
+        self, dirs: SpoolDirs, staged: str, job_id: str, name: str, data: bytes, st: os.stat_result,
+        result: ScanResult,
+    ) -> None:
+        """Validate the bytes read from a staged file and make them job `job_id`, owned
+        by the file's owner, with its draws file copied in; or refuse the file. Whatever
+        one file can raise refuses it with the reason; only the environment (an OSError:
+        a full disk) leaves it staged, to be tried again."""
+        source = f"{SPOOL_DIR}/{printable(name)}"
+        stem = name.rsplit(".", 1)[0]
+        owner = owner_of(st.st_uid)
+        draws = _DrawsRead(self, owner)
+        try:
+            if is_job_id(stem) and stem != job_id:
+                raise JobError(source, None, f"job {stem} already exists (a file submitted twice?)")
+            problem = _untrusted(st)
+            if problem:
+                raise JobError(source, None, problem)
+            raw = parse_job_bytes(data, source, Path(name).suffix)
             base = self.allowed_draws_dirs[0] if self.allowed_draws_dirs else None
             spec = validate_job(raw, source=source, allowed_draws_dirs=self.allowed_draws_dirs,
-                                base_dir=base, known_rigs=self.known_rigs)
+                                base_dir=base, known_rigs=self.known_rigs, read=draws)
+            record = self.store.create(job_id, data, Path(name).suffix, spec, source=name, owner=owner,
+                                       draws=draws.data)
         except JobError as exc:
-            self._reject(staged, name, str(exc), result)
+            self._reject(dirs, dirs.accepting, staged, name, str(exc), result)
             return
-        except OSError as exc:
-            self._reject(staged, name, f"{source}: cannot read: {exc.strerror or exc}", result)
+        except OSError:
+            raise  # not this file's fault: it stays staged and the next scan tries again
+        except Exception as exc:
+            log.exception("spool: %s cannot be accepted", source)
+            self._reject(dirs, dirs.accepting, staged, name, f"{source}: cannot be accepted: {excerpt(exc)}", result)
             return
-        record = self.store.create(job_id, data, suffix, spec, source=name)
-        _unlink_durably(staged)
+        os.unlink(staged, dir_fd=dirs.accepting)
+        os.fsync(dirs.accepting)
         result.accepted.append(record)
-        result.events.append(JobEvent("accepted", job_id, f"queued with priority {spec.priority}", name))
+        result.events.append(JobEvent("accepted", job_id, f"queued with priority {spec.priority}, owner {owner.name}",
+                                      name))
 
-    def _reject(self, path: Path, name: str, reason: str, result: ScanResult, kind: str = "rejected") -> None:
-        """Move a refused file to `rejected/` (a free name) after writing its `.error`:
-        a crash between leaves the file where it was, and the next scan rejects it again."""
-        target = _free_name(self.rejected, fit_name(name, REJECTED_NAME_MAX))
-        publish_bytes(self.rejected / (target.name + ".error"), (reason + "\n").encode())
+    def _reject(
+        self, dirs: SpoolDirs, dir_fd: int, entry: str, name: str, reason: str, result: ScanResult,
+        kind: str = "rejected",
+    ) -> None:
+        """Move a refused file (`entry` in `dir_fd`, dropped as `name`) to `rejected/` (a
+        free name) after writing its `.error`: a crash between leaves the file where it
+        was, and the next scan rejects it again. A rename moves a symlink, never what it
+        points at."""
+        target = free_name(dirs.rejected, fit_name(printable(name), REJECTED_NAME_MAX))
+        publish_at(dirs.rejected, target + ERROR_SUFFIX, (reason + "\n").encode())
         try:
-            os.rename(path, target)
+            os.rename(entry, target, src_dir_fd=dir_fd, dst_dir_fd=dirs.rejected)
         except FileNotFoundError:
+            os.unlink(target + ERROR_SUFFIX, dir_fd=dirs.rejected)
             return
-        fsync_dir(path.parent)
-        fsync_dir(self.rejected)
+        os.fsync(dir_fd)
+        os.fsync(dirs.rejected)
         stem = name.rsplit(".", 1)[0]
-        result.events.append(JobEvent(kind, stem if is_job_id(stem) else None, reason, name, target.name))
+        result.events.append(JobEvent(kind, stem if is_job_id(stem) else None, reason, name, target))
+        self._prune_rejected(dirs)
+
+    def _prune_rejected(self, dirs: SpoolDirs) -> None:
+        """Keep the newest REJECTED_KEPT refused files: members cannot remove them from
+        `rejected/`, so the daemon does, oldest first, lest bad files fill the disk."""
+        names = [n for n in os.listdir(dirs.rejected) if not n.startswith(".") and not n.endswith(ERROR_SUFFIX)]
+        if len(names) <= REJECTED_KEPT:
+            return
+        def age(n: str) -> int:
+            try:
+                return os.stat(n + ERROR_SUFFIX, dir_fd=dirs.rejected, follow_symlinks=False).st_mtime_ns
+            except OSError:
+                return 0
+        for old in sorted(names, key=age)[: len(names) - REJECTED_KEPT]:
+            for gone in (old, old + ERROR_SUFFIX):
+                try:
+                    os.unlink(gone, dir_fd=dirs.rejected)
+                except FileNotFoundError:
+                    pass
+
+    def _failed(self, name: str, exc: Exception, result: ScanResult) -> None:
+        """An unexpected failure on one file (the environment: it is tried again)."""
+        log.exception("spool: cannot process %s", printable(name))
+        result.events.append(JobEvent("error", None, f"cannot process: {excerpt(exc)}", name))
+        result.defer(max(self.grace, ERROR_RETRY))
 
     def _writers(self) -> set[str]:
         if self._open_for_writing is None:
             self._open_for_writing = files_open_for_writing(self.dir)
         return self._open_for_writing
 
-    def _not_ready(self, path: Path, st: os.stat_result, renamed: bool, now: float | None) -> float | None:
-        """Seconds to wait before `path` may be read, or None when it is ready."""
+    def _not_ready(
+        self, dirs: SpoolDirs, name: str, st: os.stat_result, renamed: bool, now: float | None
+    ) -> float | None:
+        """Seconds to wait before `name` may be read, or None when it is ready."""
         age = (now if now is not None else time.time()) - st.st_mtime
         if age < self.grace and not renamed:
             return self.grace - age
-        if _is_regular(st) and os.path.realpath(path) in self._writers():
+        if _is_regular(st) and os.path.join(os.path.realpath(self.dir), name) in self._writers():
             return self.grace
         try:
-            again = path.stat(follow_symlinks=False)
+            again = os.stat(name, dir_fd=dirs.spool, follow_symlinks=False)
         except FileNotFoundError:
             return None
         if (again.st_size, again.st_mtime_ns, again.st_ino) != (st.st_size, st.st_mtime_ns, st.st_ino):
             return self.grace
         return None
 
+    @staticmethod
+    def _staged(dirs: SpoolDirs, job_id: str) -> bool:
+        return any(n.startswith(f"{job_id}@") for n in os.listdir(dirs.accepting))
+
     # -- cancel requests ------------------------------------------------------------
 
     def _take_cancel(
-        self, path: Path, st: os.stat_result, renamed: bool, now: float | None, result: ScanResult
+        self, dirs: SpoolDirs, name: str, st: os.stat_result, renamed: bool, now: float | None, result: ScanResult
     ) -> None:
-        name = path.name
+        """A cancel request: honoured for the job's owner (or root, or the daemon's own
+        user), never read (its name says everything)."""
         job_id = name[: -len(CANCEL_SUFFIX)]
-        wait = self._not_ready(path, st, renamed, now)
+        wait = self._not_ready(dirs, name, st, renamed, now)
         if wait is not None:
             result.defer(wait)
             return
         if not is_job_id(job_id):
-            self._reject(path, name, f"{printable(job_id)!s} is not a job id", result, "cancel_rejected")
+            self._reject(dirs, dirs.spool, name, name, f"{printable(job_id)!s} is not a job id", result, "cancel_rejected")
             return
-        if self._job_file_pending(job_id):
+        if self._job_file_pending(dirs, job_id):
             result.defer(self.grace)
             return
         try:
-            record = self.store.request_cancel(job_id)
+            record = self.store.load(job_id)
         except KeyError:
-            self._reject(path, name, f"no job {job_id}", result, "cancel_rejected")
+            self._reject(dirs, dirs.spool, name, name, f"no job {job_id}", result, "cancel_rejected")
             return
+        if not may_cancel(st.st_uid, record):
+            self._reject(dirs, dirs.spool, name, name, f"job {job_id} is {record.owner}'s: only its owner can cancel it",
+                         result, "cancel_rejected")
+            return
+        record = self.store.request_cancel(job_id)
         if record.terminal:
-            self._reject(path, name, f"job {job_id} is already {record.state}", result, "cancel_rejected")
+            self._reject(dirs, dirs.spool, name, name, f"job {job_id} is already {record.state}", result, "cancel_rejected")
             return
-        _unlink_durably(path)
+        try:
+            os.unlink(name, dir_fd=dirs.spool)
+        except FileNotFoundError:
+            pass
+        os.fsync(dirs.spool)
         result.cancels.append(job_id)
         result.events.append(JobEvent("cancel_requested", job_id, f"cancel requested while {record.state}", name))
 
-    def _job_file_pending(self, job_id: str) -> bool:
+    def _job_file_pending(self, dirs: SpoolDirs, job_id: str) -> bool:
         """Whether job `job_id` is still on its way in (in the spool or staged)."""
-        return any((self.dir / f"{job_id}{s}").exists() for s in JOB_SUFFIXES) or any(
-            self.accepting.glob(f"{job_id}@*")
-        )
+        return any(exists_at(dirs.spool, f"{job_id}{s}") for s in JOB_SUFFIXES) or self._staged(dirs, job_id)
+
+
+class _DrawsRead:
+    """The spool's way of reading a job's draws file (`validate_job(read=...)`): beneath
+    its allowed directory, never through a symlink, at most `max_draws_bytes`, only
+    what the job's owner may read; keeps the bytes, which become the job's copy."""
+
+    def __init__(self, spool: Spool, owner: Owner) -> None:
+        self.spool, self.owner = spool, owner
+        self.data: bytes | None = None
+
+    def __call__(self, path: Path) -> bytes:
+        self.data = read_draws_beneath(path, self.spool.allowed_draws_dirs, limit=self.spool.max_draws_bytes,
+                                       owner=self.owner)
+        return self.data
+
+
+def may_cancel(uid: int, record: JobRecord) -> bool:
+    """Whether the user `uid` may cancel job `record`: its owner, root or the daemon's own
+    user (and anyone for a job accepted before owners were recorded)."""
+    return record.owner_uid is None or uid in (record.owner_uid, 0, os.geteuid())
+
+
+def _untrusted(st: os.stat_result) -> str | None:
+    """Why a job file must not be trusted to be its owner's, or None: another member
+    could write it (the group's write bit; the spool is group-writable, the file's group
+    is the spool's), or it has another name somewhere else (a hard link)."""
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return (f"writable by others (mode {mode:o}): another member could change it before it is read; "
+                "drop it with mode 644 or 640 (chmod go-w; winopt submit does)")
+    if st.st_nlink != 1:
+        return f"it has {st.st_nlink} hard links: another name could change it; copy it into the spool instead"
+    return None
+
+
+def _earlier_claim(spool_fd: int, name: str, job_id: str, st: os.stat_result) -> str | None:
+    """Another spool file claiming id `job_id` that arrived first (by ctime, which nobody
+    can set back: renaming a file into the spool sets it), or None. A tie takes neither."""
+    for suffix in JOB_SUFFIXES:
+        other = f"{job_id}{suffix}"
+        if other == name:
+            continue
+        try:
+            rival = os.stat(other, dir_fd=spool_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if rival.st_ctime_ns <= st.st_ctime_ns:
+            return other
+    return None
+
+
+def _unreadable(exc: UnsafeFile | PermissionError) -> str:
+    """Why a job file cannot be read, for its `.error` (its owner's mode is the file's
+    fault, so it is refused, not tried again)."""
+    if isinstance(exc, PermissionError):
+        return "cannot read: permission denied (the daemon reads it as group winopt: mode 640 or 644)"
+    return str(exc)
+
+
+def _same_file(dir_fd: int, name: str, st: os.stat_result) -> bool:
+    try:
+        now = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
+
+
+def excerpt(exc: BaseException, limit: int = 80) -> str:
+    """An exception as a short, escaped excerpt for a one-line reason: its type and the
+    start of its message, never a file's content at length."""
+    text = printable(f"{type(exc).__name__}: {exc}")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # ---------------------------------------------------------------------------- file helpers
@@ -555,18 +798,6 @@ def _is_regular(st: os.stat_result) -> bool:
     return stat.S_ISREG(st.st_mode)
 
 
-def _free_name(directory: Path, name: str) -> Path:
-    """`directory/name`, or `name.1`, `name.2`... before the suffix when that is taken."""
-    stem, dot, suffix = name.rpartition(".")
-    if not dot:
-        stem, suffix = name, ""
-    candidate, n = directory / name, 0
-    while candidate.exists() or candidate.is_symlink():
-        n += 1
-        candidate = directory / (f"{stem}.{n}.{suffix}" if dot else f"{name}.{n}")
-    return candidate
-
-
 def fit_name(name: str, limit: int) -> str:
     """`name`, or when it is longer than `limit` bytes a shortened form that keeps its
     suffix and stays unique (a hash of the whole name), so prefixes and `.error` fit."""
@@ -577,11 +808,6 @@ def fit_name(name: str, limit: int) -> str:
     digest = hashlib.sha256(raw).hexdigest()[:12]
     head = raw[: limit - len(os.fsencode(suffix)) - len(digest) - 1].decode("utf-8", errors="ignore")
     return f"{head}~{digest}{suffix}"
-
-
-def _unlink_durably(path: Path) -> None:
-    path.unlink(missing_ok=True)
-    fsync_dir(path.parent)
 
 
 def files_open_for_writing(directory: Path) -> set[str]:

@@ -1,10 +1,14 @@
 """`winopt submit FILE`: validate a job file here, then drop it into the daemon's spool.
 
 The same validator as the daemon's runs first, so a typo is reported at the prompt, not
-found later in `spool/rejected/`. A relative draws path is taken from the job file's
+found later in `rejected/`. A relative draws path is taken from the job file's
 directory and written out absolute. The file goes into the spool as `ID.json` by one
 atomic rename (a temp name the spool ignores, then the final name), and the daemon takes
 ID from the file name: the id printed here is the job's id.
+
+The temp name does not show the id, so nobody watching the spool learns it before the
+file is in place (the daemon gives an id to the first file that claims it), and the file
+is 0640: in the sticky spool nobody else can replace, rename or rewrite it.
 """
 
 from __future__ import annotations
@@ -12,14 +16,26 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from winopt.contracts import publish_json
+from winopt.contracts.publish import dump_json, fsync_dir, temp_name
 from winopt.errors import UserError
+from winopt.handlers.jobdraws import DEFAULT_MAX_DRAWS_BYTES, read_draws
 from winopt.handlers.jobfile import check_name, parse_job_bytes, validate_job
 from winopt.handlers.spool import SPOOL_DIR, id_name, new_job_id
 
-SUBMIT_MODE = 0o664  # the daemon (group winopt) reads and moves it
+#: the daemon (group winopt) reads it; nobody else may change it (the daemon refuses a
+#: job file the group can write)
+SUBMIT_MODE = 0o640
+
+
+class DaemonSettings(NamedTuple):
+    """What `winopt submit`, `cancel` and `sync` need of the daemon's config."""
+
+    state_dir: Path
+    draws_dirs: list[Path]
+    rigs: list[str]
+    max_draws_bytes: int = DEFAULT_MAX_DRAWS_BYTES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,13 +52,14 @@ def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
                         "draws directories and rigs (default /etc/winopt/daemon.toml when present)")
 
 
-def daemon_settings(args: argparse.Namespace) -> tuple[Path, list[Path], list[str]]:
-    """(state dir, allowed draws dirs, rig names) as the daemon will see them, from its
-    config file and --state-dir: the checks here are the daemon's own."""
+def daemon_settings(args: argparse.Namespace) -> DaemonSettings:
+    """(state dir, allowed draws dirs, rig names, draws size limit) as the daemon will
+    see them, from its config file and --state-dir: the checks here are the daemon's own."""
     from winopt.daemon.config import resolve_config
 
     config = resolve_config(args.config, state_dir=args.state_dir)
-    return Path(config.state_dir), list(config.draws_dirs()), list(config.rigs)
+    return DaemonSettings(Path(config.state_dir), list(config.draws_dirs()), list(config.rigs),
+                          config.jobs.max_draws_bytes)
 
 
 def spool_dir(state_dir: Path) -> Path:
@@ -54,7 +71,8 @@ def spool_dir(state_dir: Path) -> Path:
     return spool
 
 
-def prepare(path: Path, name: str | None, allowed: list[Path] | None, rigs: list[str] | None) -> dict[str, Any]:
+def prepare(path: Path, name: str | None, allowed: list[Path] | None, rigs: list[str] | None,
+            max_draws_bytes: int = DEFAULT_MAX_DRAWS_BYTES) -> dict[str, Any]:
     """The job as it goes into the spool: validated, draws absolute, name applied."""
     try:
         data = path.read_bytes()
@@ -64,16 +82,35 @@ def prepare(path: Path, name: str | None, allowed: list[Path] | None, rigs: list
     if name is not None:
         raw["name"] = check_name(name, "--name", "command line")
     spec = validate_job(raw, source=str(path), allowed_draws_dirs=allowed,
-                        base_dir=path.absolute().parent, known_rigs=rigs)
+                        base_dir=path.absolute().parent, known_rigs=rigs,
+                        read=lambda draws: read_draws(draws, limit=max_draws_bytes))
     raw["draws"] = spec.draws
     return raw
 
 
 def run(args: argparse.Namespace) -> int:
-    state_dir, allowed, rigs = daemon_settings(args)
-    job = prepare(args.file, args.name, allowed, rigs)
-    spool = spool_dir(state_dir)
+    settings = daemon_settings(args)
+    job = prepare(args.file, args.name, settings.draws_dirs, settings.rigs, settings.max_draws_bytes)
+    spool = spool_dir(settings.state_dir)
     job_id = new_job_id(job.get("name") or id_name(args.file.stem))
-    publish_json(spool / f"{job_id}.json", job, mode=SUBMIT_MODE)
+    drop_new(spool, f"{job_id}.json", dump_json(job))
     print(job_id)
     return 0
+
+
+def drop_new(spool: Path, name: str, data: bytes) -> None:
+    """Put `data` into the spool as `name`: written and fsynced under a temp name that
+    does not show `name`, then renamed into place (in the sticky spool the rename fails
+    rather than replace someone else's file of that name)."""
+    tmp = temp_name(spool / "submit")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, SUBMIT_MODE)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.rename(tmp, spool / name)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"{spool / name}: cannot drop the job into the spool: {exc.strerror or exc}") from None
+    fsync_dir(spool)

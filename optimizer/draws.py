@@ -76,15 +76,24 @@ def load_history(
     and for a selection that leaves no draws.
     """
     check_selection(mod, time_of_day)
-    data = _read_bytes(path)
+    return parse_history(_read_bytes(path), path, mod=mod, time_of_day=time_of_day)
+
+
+def parse_history(
+    data: bytes, source: str | os.PathLike[str], *, mod: int = 1000, time_of_day: str = "all"
+) -> np.ndarray:
+    """`load_history` on bytes already read (the daemon reads a job's draws file once,
+    through a descriptor, and validates and keeps exactly those bytes); errors name
+    `source`."""
+    check_selection(mod, time_of_day)
     try:
         draws, sessions = _fast_columns(data, mod)
     except _Invalid:
         try:
             draws, sessions = _scanned_columns(data, mod)
         except _Problem as exc:
-            raise in_file(path, str(exc)) from None
-    return _select(path, draws, sessions, time_of_day)
+            raise in_file(source, str(exc)) from None
+    return _select(source, draws, sessions, time_of_day)
 
 
 def check_selection(mod: int, time_of_day: str) -> None:
@@ -261,8 +270,9 @@ def _date_ordinal(value: Any) -> int | None:
         return None
 
 
-def _show(value: Any, limit: int = 60) -> str:
-    """A parsed JSON value written back as JSON, cut to one short line for a message."""
+def _show(value: Any, limit: int = 40) -> str:
+    """A parsed JSON value written back as JSON (control characters escaped), cut to a
+    short excerpt: a message may quote a bad value, never a file's content at length."""
     text = orjson.dumps(value).decode()
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

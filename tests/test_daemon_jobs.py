@@ -247,9 +247,9 @@ def drop_at_once(site: Site, d: DaemonProcess, valid: int, invalid: int, paralle
     rejected = d.status()["rejected"]
     for name, words in expected.items():
         if words is not None:
-            error = (site.spool / "rejected" / f"{name}.error").read_text()
+            error = (site.state / "rejected" / f"{name}.error").read_text()
             assert words in error and error.count("\n") == 1, (name, error)
-            assert (site.spool / "rejected" / name).is_file()
+            assert (site.state / "rejected" / name).is_file()
             assert words in rejected[name]["reason"] and rejected[name]["at"]
     assert not [p for p in site.spool.iterdir() if p.is_file()], "files left in the spool"
 
@@ -276,10 +276,10 @@ def drop_at_once(site: Site, d: DaemonProcess, valid: int, invalid: int, paralle
     assert poll(lambda: d.status()["daemon"]["watching"] == [str(site.spool)], 10), \
         "finished jobs keep no inotify watch"
 
-    # a reconcile (here: of a reload) rebuilds the rejected section from rejected/, where a
-    # person may have cleaned up: the same entries, less the one removed
+    # a reconcile (here: of a reload) rebuilds the rejected section from STATE/rejected/, where an
+    # administrator may have cleaned up: the same entries, less the one removed
     gone = sorted(rejected)[0]
-    for path in (site.spool / "rejected" / gone, site.spool / "rejected" / f"{gone}.error"):
+    for path in (site.state / "rejected" / gone, site.state / "rejected" / f"{gone}.error"):
         path.unlink()
     rest = {name: entry for name, entry in rejected.items() if name != gone}
     d.proc.send_signal(signal.SIGHUP)
@@ -330,7 +330,7 @@ def test_a_job_file_copied_in_slowly_is_not_read_before_it_is_whole(site: Site) 
     record = site.record(job_id)
     assert record.source == "slow.toml" and record.accepted_ns >= written_ns
     assert (site.job_dir(job_id) / "job.toml").read_text() == text
-    assert not list((site.spool / "rejected").iterdir())
+    assert not list((site.state / "rejected").iterdir())
     assert poll(lambda: status_jobs(d)[job_id]["state"] == "complete", 30), status_jobs(d)
     assert d.stop() == 0
 

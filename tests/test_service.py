@@ -204,16 +204,17 @@ def write_config(box: Box, text: str) -> None:
 
 
 def job_file(name: str, trials: int, seed_count: int) -> str:
-    """A spool job sieving the bundled sample around its planted state (fixed window)."""
+    """A spool job sieving the bundled sample around its planted seed (fixed window; the
+    seed is planted in every draw, so any window that fits finds it)."""
     return f'''name = "{name}"
 draws = "{DRAWS}"
 trials = {trials}
 prng = "{PLANTED['prng']}"
 strategy = "random"
-seed_start = {PLANTED['state'] - 1000}
+seed_start = {PLANTED['seed'] - 1000}
 seed_count = {seed_count}
 window_size = 8
-offset = {PLANTED['at'] - 8}
+offset = {PLANTED['draws'] // 4}
 skip_min = 0
 skip_max = 5
 forward_threshold = 0.9
@@ -290,11 +291,14 @@ def test_install_twice_keeps_the_config_and_the_unit_verifies(box: Box) -> None:
     assert box.out("winopt --version").startswith("winopt ")
     assert box.out("readlink -f /opt/winopt/bin/python") == box.out("readlink -f /usr/bin/python3")
     assert box.out("getent passwd winopt").split(":")[5:] == [STATE, "/usr/sbin/nologin"]
-    modes = box.out(f"stat -c '%n %a %U %G' {STATE} {STATE}/spool {STATE}/draws /etc/winopt {CONFIG}")
+    modes = box.out(f"stat -c '%n %a %U %G' {STATE} {STATE}/spool {STATE}/accepting {STATE}/rejected "
+                    f"{STATE}/draws /etc/winopt {CONFIG}")
     assert modes.splitlines() == [
         f"{STATE} 750 winopt winopt",
-        f"{STATE}/spool 2770 winopt winopt",
-        f"{STATE}/draws 2770 winopt winopt",
+        f"{STATE}/spool 3770 winopt winopt",  # a drop box: members remove only their own files
+        f"{STATE}/accepting 700 winopt winopt",
+        f"{STATE}/rejected 750 winopt winopt",
+        f"{STATE}/draws 3770 winopt winopt",
         "/etc/winopt 755 root winopt",
         f"{CONFIG} 640 root winopt",
     ]
@@ -337,11 +341,19 @@ def test_start_returns_after_ready_and_runs_hardened_as_winopt(box: Box) -> None
 
 @in_box
 def test_group_winopt_can_use_the_spool_others_cannot(box: Box) -> None:
-    box.sh("id alice >/dev/null 2>&1 || useradd -m -G winopt alice; id bob >/dev/null 2>&1 || useradd -m bob")
+    box.sh("id alice >/dev/null 2>&1 || useradd -m -G winopt alice; id bob >/dev/null 2>&1 || useradd -m bob;"
+           " id carol >/dev/null 2>&1 || useradd -m -G winopt carol")
     wrote = box.sh(f"runuser -u alice -- sh -c 'echo x > {STATE}/spool/.alice.tmp'", check=False)
     assert wrote.returncode == 0, wrote.stderr
     assert box.out(f"stat -c '%U %G' {STATE}/spool/.alice.tmp") == "alice winopt"  # setgid spool
-    box.sh(f"rm {STATE}/spool/.alice.tmp")
+    # a drop box: another member can neither remove nor rename it (sticky spool)
+    for attempt in (f"rm -f {STATE}/spool/.alice.tmp", f"mv {STATE}/spool/.alice.tmp {STATE}/spool/.carol.tmp"):
+        refused = box.sh(f"runuser -u carol -- {attempt}", check=False)
+        assert refused.returncode != 0 and "Operation not permitted" in refused.stderr, (attempt, refused.stderr)
+    for private in ("accepting", "rejected", "jobs"):  # what the daemon keeps, it alone writes
+        denied = box.sh(f"runuser -u carol -- touch {STATE}/{private}/x", check=False)
+        assert denied.returncode != 0 and "Permission denied" in denied.stderr, (private, denied.stderr)
+    box.sh(f"runuser -u alice -- rm {STATE}/spool/.alice.tmp")
     denied = box.sh(f"runuser -u bob -- sh -c 'echo x > {STATE}/spool/.bob.tmp'", check=False)
     assert denied.returncode != 0 and "Permission denied" in denied.stderr
     assert box.sh(f"test -e {STATE}/spool/.bob.tmp", check=False).returncode == 1
@@ -401,10 +413,10 @@ def test_a_job_from_the_group_completes_is_converted_and_reaches_the_rig(box: Bo
     job_id = submit(box, "alice", job_file("quick", 3, 100_000)).stdout.strip()
     wait_complete(box, job_id, 3)
 
-    # the optimizer child found the planted state; the daemon converted its survivors
+    # the optimizer child found the planted seed; the daemon converted its survivors
     job_dir = f"{STATE}/jobs/{job_id}"
     found = json.loads(box.out(f"cat {job_dir}/bidirectional_survivors.json"))
-    assert any(s["seed"] == PLANTED["state"] and s["score"] == 1.0 for s in found), found
+    assert any(s["seed"] == PLANTED["seed"] and s["score"] == 1.0 for s in found), found
     survivors_sha = box.out(f"sha256sum {job_dir}/bidirectional_survivors.json").split()[0]
 
     def meta() -> dict[str, Any] | None:

@@ -1,0 +1,103 @@
+"""Members of a throw-away `winopt` group, for the tests of what one member can do to
+another's jobs (issue 11): real users made with useradd and removed afterwards, acting
+through `setpriv` (their own uid, their groups), and a state dir laid out the way
+systemd/winopt.tmpfiles lays out /var/lib/winopt (owner root, the test group for winopt).
+
+Members act with shell tools only (cp, mv, ln, install): the test interpreter may live
+where other users cannot run it, and a member needs nothing more to drop files."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TMPFILES = REPO / "systemd" / "winopt.tmpfiles"
+SERVICE_STATE = "/var/lib/winopt"
+
+
+@dataclass(frozen=True)
+class Member:
+    """A user in the test group; `sh` runs a shell script as them."""
+
+    name: str
+    uid: int
+
+    def sh(self, script: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["setpriv", f"--reuid={self.name}", f"--regid={self.name}", "--init-groups",
+                               "--", "sh", "-c", script], capture_output=True, text=True, timeout=60,
+                              cwd=cwd, env={"PATH": "/usr/bin:/bin", "HOME": "/", "LC_ALL": "C"})
+
+    def ok(self, script: str) -> str:
+        done = self.sh(script)
+        assert done.returncode == 0, f"as {self.name}: {script}\n{done.stderr}"
+        return done.stdout
+
+
+@dataclass(frozen=True)
+class Members:
+    """The group (its name stands for `winopt`), two members, and a directory every user
+    may enter (pytest's own temp dirs are root's alone)."""
+
+    group: str
+    gid: int
+    alice: Member
+    mallory: Member
+    root: Path
+
+
+def _run(*argv: str) -> None:
+    subprocess.run(argv, check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def members() -> Iterator[Members]:
+    if os.geteuid() != 0 or not all(shutil.which(t) for t in ("useradd", "userdel", "groupadd", "setpriv")):
+        pytest.skip("needs root and useradd/setpriv to act as members of a group")
+    tag = secrets.token_hex(3)
+    group, names = f"wo{tag}", {"alice": f"woa{tag}", "mallory": f"wom{tag}"}
+    made: list[str] = []
+    root = Path(tempfile.mkdtemp(prefix="winopt-members-", dir="/tmp"))
+    try:
+        _run("groupadd", group)
+        for name in names.values():
+            _run("useradd", "--no-create-home", "--user-group", "--groups", group,
+                 "--shell", "/usr/sbin/nologin", name)
+            made.append(name)
+        os.chmod(root, 0o755)
+        import grp
+        import pwd
+
+        people = {k: Member(v, pwd.getpwnam(v).pw_uid) for k, v in names.items()}
+        yield Members(group, grp.getgrnam(group).gr_gid, people["alice"], people["mallory"], root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        for name in made:
+            subprocess.run(["userdel", name], capture_output=True, timeout=60)
+            subprocess.run(["groupdel", name], capture_output=True, timeout=60)  # if userdel left it
+        subprocess.run(["groupdel", group], capture_output=True, timeout=60)
+
+
+def install_layout(state: Path, gid: int) -> dict[str, tuple[int, int]]:
+    """Create `state` the way systemd/winopt.tmpfiles creates /var/lib/winopt (user
+    winopt -> root, group winopt -> `gid`); returns each directory's (mode, gid)."""
+    made: dict[str, tuple[int, int]] = {}
+    for line in TMPFILES.read_text().splitlines():
+        fields = line.split()
+        if len(fields) < 5 or fields[0] != "d" or not fields[1].startswith(SERVICE_STATE):
+            continue
+        path = Path(str(state) + fields[1][len(SERVICE_STATE):])
+        mode = int(fields[2], 8)
+        path.mkdir(parents=True, exist_ok=True)
+        os.chown(path, 0, gid if fields[4] == "winopt" else 0)
+        os.chmod(path, mode)  # after chown, which may clear the setgid bit
+        made[str(path.relative_to(state.parent))] = (mode, gid)
+    return made
