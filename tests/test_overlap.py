@@ -53,13 +53,13 @@ def seed_sets(draws: np.ndarray, params: SieveParams) -> tuple[set[int], set[int
     window = prepare(draws, params)
     p, fam = window.params, family(params.prng)
     seeds = np.arange(p.seed_start, p.seed_start + p.seed_count, dtype=np.uint64)
-    x0 = fam.seed(seeds).astype(np.uint64)
+    x0 = fam.seed(seeds)
     forward: set[int] = set()
     reverse: set[int] = set()
     both: set[int] = set()
     for skip in window.skips:
-        f = half_matches(fam, x0, skip, window.pivot, window.forward_draws, p.mod)
-        r = half_matches(fam, x0, skip, p.offset, window.reverse_draws, p.mod)
+        f = half_matches(fam, x0, skip, window.pivot, window.forward_draws, p.mod, len(seeds))
+        r = half_matches(fam, x0, skip, p.offset, window.reverse_draws, p.mod, len(seeds))
         for seed, fm, rm in zip(seeds.tolist(), f.tolist(), r.tolist(), strict=True):
             f_ok, r_ok = fm / p.window_size >= p.forward_threshold, rm / p.window_size >= p.reverse_threshold
             if f_ok:
