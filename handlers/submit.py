@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
+from winopt.access import denied
 from winopt.contracts import publish_json
 from winopt.errors import UserError
 from winopt.handlers.jobfile import check_name, parse_job_bytes, validate_job
@@ -47,10 +49,16 @@ def daemon_settings(args: argparse.Namespace) -> tuple[Path, list[Path], list[st
 
 def spool_dir(state_dir: Path) -> Path:
     spool = state_dir / SPOOL_DIR
-    if not spool.is_dir():
+    try:
+        is_dir = stat.S_ISDIR(os.stat(spool).st_mode)
+    except PermissionError:  # /var/lib/winopt lets only group winopt in
+        raise UserError(f"{spool}: {denied(spool, os.W_OK)}") from None
+    except OSError:
+        is_dir = False
+    if not is_dir:
         raise UserError(f"{spool}: no spool directory (is the daemon installed, or --state-dir wrong?)")
     if not os.access(spool, os.W_OK | os.X_OK):
-        raise UserError(f"{spool}: not writable by you (are you in the daemon's group?)")
+        raise UserError(f"{spool}: {denied(spool, os.W_OK)}")
     return spool
 
 
