@@ -80,8 +80,9 @@ def run(args: argparse.Namespace) -> int:
     if args.check_config:  # what a reload checks before it takes a config (see `_reload`)
         config = load()
         config.make_thresholds()
-        print(f"winopt: {config.source or 'no config file (defaults and flags)'}: config OK "
-              f"({len(config.watch)} watched directories, {len(config.rigs)} rigs)")
+        dirs, rigs = len(config.watch), len(config.rigs)
+        print(f"winopt: {config.source or 'no config file (defaults and flags)'}: config OK ({dirs} watched "
+              f"director{'y' if dirs == 1 else 'ies'}, {rigs} rig{'' if rigs == 1 else 's'})")
         return 0
     return Daemon(load).serve()
 
