@@ -1,11 +1,17 @@
 # winopt: set-up, demo and tests.  `make demo` and `make test` work on a fresh
 # Debian machine: they install the Debian packages they need (when missing),
-# create .venv and install winopt into it.
+# create .venv and install winopt into it. Each installs only what it needs: the demo
+# a venv (python3-venv) and winopt; the tests also the rigs' rsync and sshd, iproute2,
+# and a compiler with the headers that systemd-python builds with, and the extras
+# test,systemd.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEB_PACKAGES := rsync openssh-server openssh-client libsystemd-dev pkg-config iproute2 gcc python3-dev
+DEMO_DEB_PACKAGES := python3-venv
+TEST_DEB_PACKAGES := python3-venv rsync openssh-server openssh-client libsystemd-dev pkg-config iproute2 gcc python3-dev
+# what `make deps` installs (other targets pass their own list)
+DEB_PACKAGES ?= $(TEST_DEB_PACKAGES)
 EXTRAS ?= test,systemd
 
 .PHONY: demo test test-fast stress deps venv clean
@@ -19,19 +25,30 @@ deps:
 	  policy=0; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' | $$sudo tee /usr/sbin/policy-rc.d >/dev/null; $$sudo chmod +x /usr/sbin/policy-rc.d; policy=1; fi; \
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends $$missing; rc=$$?; \
-	  [ $$policy = 1 ] && $$sudo rm -f /usr/sbin/policy-rc.d; exit $$rc; \
+	  [ $$policy = 1 ] && $$sudo rm -f /usr/sbin/policy-rc.d; \
+	  [ $$rc = 0 ] || echo "make: error: apt-get could not install $$missing: install them by hand (apt-get install $$missing), from a local mirror when this host has no network" >&2; \
+	  exit $$rc; \
 	fi
 
+# The test venv: winopt editable with the extras the tests use.
 $(VENV)/.installed: pyproject.toml
-	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(TEST_DEB_PACKAGES)"
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
+	touch $@ $(VENV)/.demo-installed
+
+# The demo's venv: winopt alone (no compiler, no sshd, no test extras).
+$(VENV)/.demo-installed: pyproject.toml
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(DEMO_DEB_PACKAGES)"
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
 	touch $@
 
 venv: $(VENV)/.installed
 
-demo: venv
+demo: $(VENV)/.demo-installed
 	$(VENV)/bin/winopt demo --out demo-out
 
 # The whole suite: the default run (< 10 min), then the stress marker.
@@ -64,8 +81,7 @@ TMPFILESDIR ?= /etc/tmpfiles.d
 CONFDIR ?= /etc/winopt
 BINDIR ?= /usr/local/bin
 UNIT := winopt-daemon.service
-PIP_SOURCE = $(if $(WHEELHOUSE),--no-index --find-links $(abspath $(WHEELHOUSE)) 'winopt[systemd]',$(CURDIR)[systemd])
-# Debian packages the service runs with; building systemd-python (no wheelhouse) needs more.
+# Debian packages the service runs with; building its wheels (no WHEELHOUSE) needs more.
 BUILD_DEB_PACKAGES := python3-venv libsystemd-dev pkg-config gcc python3-dev
 SERVICE_DEB_PACKAGES := python3-venv rsync openssh-client $(if $(WHEELHOUSE),,$(BUILD_DEB_PACKAGES))
 # systemctl talks to a running systemd only; in a chroot or image build it is skipped.
@@ -73,18 +89,20 @@ SYSTEMD_RUNNING := [ -d /run/systemd/system ]
 
 .PHONY: install uninstall wheelhouse
 
-# Built with a venv of $(SYSTEM_PYTHON), the interpreter `install` uses, so that compiled
-# wheels (systemd-python, numpy) match it whatever Python the development .venv has.
+# Built in a fresh venv of $(SYSTEM_PYTHON), the interpreter `install` uses, so that
+# compiled wheels (systemd-python, numpy) match it whatever Python the development .venv
+# has, and with the pip cache out of the picture (tools/wheelhouse.sh says how).
 wheelhouse:
 	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(BUILD_DEB_PACKAGES)"
-	[ -x build/wheelhouse-venv/bin/pip ] || $(SYSTEM_PYTHON) -m venv build/wheelhouse-venv
-	build/wheelhouse-venv/bin/pip wheel -q -w $(or $(WHEELHOUSE),build/wheelhouse) '.[systemd]'
+	@PROG="make wheelhouse" tools/wheelhouse.sh $(SYSTEM_PYTHON) $(abspath $(or $(WHEELHOUSE),build/wheelhouse))
 
+# Without WHEELHOUSE the wheels are built first (the package index must answer within
+# seconds, else one line says to use a wheelhouse); $(PREFIX) is touched only then, and a
+# new one is removed again on failure (tools/install-venv.sh).
 install:
+	@[ "$$(id -u)" = 0 ] || { echo "make install: error: installing a system service needs root: sudo make install" >&2; exit 1; }
 	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(SERVICE_DEB_PACKAGES)"
-	[ -x $(PREFIX)/bin/python ] || $(SYSTEM_PYTHON) -m venv $(PREFIX)
-	$(PREFIX)/bin/pip install -q --upgrade --force-reinstall --no-deps $(PIP_SOURCE) \
-	  && $(PREFIX)/bin/pip install -q $(PIP_SOURCE)
+	@PROG="make install" tools/install-venv.sh $(SYSTEM_PYTHON) $(PREFIX) $(if $(WHEELHOUSE),$(abspath $(WHEELHOUSE)))
 	install -D -m 0644 systemd/$(UNIT) $(UNITDIR)/$(UNIT)
 	sed -i 's|/opt/winopt/|$(PREFIX)/|g' $(UNITDIR)/$(UNIT)
 	install -D -m 0644 systemd/winopt.sysusers $(SYSUSERSDIR)/winopt.conf

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from winopt.access import denied
 from winopt.errors import UserError
 
 DEFAULT_CONFIG_PATH = Path("/etc/winopt/daemon.toml")
@@ -314,6 +315,8 @@ def load_config(path: Path) -> DaemonConfig:
             raw = tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except PermissionError:  # a user outside group winopt: say which group lets them in
+        raise ConfigError(f"{path}: {denied(path)}") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from winopt.access import denied
 from winopt.contracts.publish import pid_alive
 from winopt.daemon.config import DEFAULT_STATE_DIR, default_config_path, load_config
 from winopt.daemon.status import STATUS_NAME
@@ -42,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
         doc = orjson.loads(data)
         if not isinstance(doc, dict):
             raise ValueError("not a JSON object")
+    except PermissionError:
+        raise UserError(f"{path}: {denied(path)}") from None
     except (OSError, ValueError) as exc:
         problem = getattr(exc, "strerror", None) or str(exc)
         raise UserError(f"daemon not running or state dir wrong: {path}: {problem}") from None

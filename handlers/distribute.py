@@ -57,6 +57,7 @@ from winopt.handlers.rsync import (
     rsync_binary,
     run_rsync,
     send_file,
+    with_fix,
 )
 
 log = logging.getLogger("winopt.distribute")
@@ -169,7 +170,7 @@ def send_files(rig: Rig, sources: list[Path], run: str, *,
     # rsync_argv ends [..., "--", SOURCE, DESTINATION]: the other sources join the first
     assert argv[-2] == os.fspath(first) and argv[-3] == "--", argv
     argv[-1:-1] = [os.fspath(path) for path in rest]
-    return run_rsync(argv, timeout=rig.transfer_timeout, started=started)
+    return with_fix(rig, run_rsync(argv, timeout=rig.transfer_timeout, started=started))
 
 
 def _hash_open_file(path: Path) -> tuple[Identity, str]:

@@ -8,13 +8,17 @@ its pieces in `.rsync-partial/` instead of over the old file, ssh never prompts
 timeout: ssh's ConnectTimeout, rsync's `--timeout` for a stalled stream, and a wall clock
 around the whole process (its process group is killed) for everything else.
 
-`EXIT_CODES` is the one table that decides retry versus escalate.
+`EXIT_CODES` is the one table that decides retry versus escalate; `fix_for` turns the
+failures a person must fix (a path the service may not write, a key the rig does not know)
+into the one thing to do, appended to the same error line.
 """
 
 from __future__ import annotations
 
 import enum
+import grp
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -150,6 +154,7 @@ class RsyncResult:
     error: str = ""  # the most telling stderr line, for status and the journal
     outcome: Outcome = Outcome.OK
     meaning: str = ""
+    fix: str = ""  # what a person does about it (`fix_for`), or ""
 
     @property
     def ok(self) -> bool:
@@ -158,7 +163,8 @@ class RsyncResult:
     def describe(self) -> str:
         """One line for a status field: code, meaning and the telling stderr line."""
         code = "timeout" if self.returncode is None else f"exit {self.returncode}"
-        return f"{code} ({self.meaning}): {self.error}" if self.error else f"{code} ({self.meaning})"
+        text = f"{code} ({self.meaning}): {self.error}" if self.error else f"{code} ({self.meaning})"
+        return f"{text}; to fix: {self.fix}" if self.fix else text
 
 
 def run_rsync(
@@ -246,4 +252,80 @@ def send_file(
 ) -> RsyncResult:
     """Send `source` into `run`'s directory on `rig` (temp-then-rename on the rig)."""
     argv = rsync_argv(rig, Path(source), rig.destination(run))
-    return run_rsync(argv, timeout=rig.transfer_timeout, started=started)
+    return with_fix(rig, run_rsync(argv, timeout=rig.transfer_timeout, started=started))
+
+
+def with_fix(rig: Rig, result: RsyncResult) -> RsyncResult:
+    """`result` with its `fix` filled in for `rig` (see `fix_for`)."""
+    if not result.ok:
+        result.fix = fix_for(rig, result.error)
+    return result
+
+
+def fix_for(rig: Rig, error: str, *, unit: str | None = None) -> str:
+    """What a person does about a transfer that failed with the stderr line `error`, as one
+    clause ('' when it is nothing a person must fix). `unit` is the systemd service this
+    process runs in (found from /proc/self/cgroup when not given): under it, a read-only
+    local path is one the unit's ReadWritePaths= does not list, which a drop-in and a
+    restart fix (a reload does not change the service's mounts)."""
+    user, group = _me()
+    if rig.is_ssh:
+        login = f"{rig.user}@{rig.host}" if rig.user else rig.host
+        if "Host key verification failed" in error or "REMOTE HOST IDENTIFICATION" in error:
+            known = rig.known_hosts or f"{_home()}/.ssh/known_hosts"
+            port = f"-p {rig.port} " if rig.port else ""
+            return f"check the rig's host key and add it for user {user}: ssh-keyscan {port}{rig.host} >> {known}"
+        if "Permission denied (publickey" in error or "Permission denied, please try again" in error:
+            key = f"{rig.identity_file}.pub" if rig.identity_file else f"{_home()}/.ssh/id_ed25519.pub"
+            return f"add user {user}'s public key ({key}) to {login}'s ~/.ssh/authorized_keys"
+        if "Read-only file system" in error:
+            return f"{rig.path} on {rig.host} is on a read-only file system: give the rig a writable target"
+        if "Permission denied" in error:
+            return f"let {login} write {rig.path} on {rig.host} (chown it to {rig.user or 'that user'} there)"
+        return ""
+    path = rig.path.rstrip("/") or "/"
+    if "Read-only file system" in error:
+        unit = unit if unit is not None else running_unit()
+        if unit:
+            return (f"the service writes only where ReadWritePaths= lets it: install -d -o {user} -g {group} "
+                    f"{path}, add ReadWritePaths={path} in a drop-in in /etc/systemd/system/{unit}.d/, then "
+                    f"systemctl daemon-reload && systemctl restart {unit.removesuffix('.service')} "
+                    "(a reload does not apply it)")
+        return f"{path} is on a read-only file system: give the rig a writable target"
+    if "Permission denied" in error or "Operation not permitted" in error:
+        return f"let user {user} write {path}: chown -R {user}:{group} {path}"
+    return ""
+
+
+def running_unit() -> str:
+    """The systemd service this process runs in ('' outside one): the last part of its
+    cgroup path, when systemd started it (INVOCATION_ID)."""
+    if not os.environ.get("INVOCATION_ID"):
+        return ""
+    try:
+        with open("/proc/self/cgroup", encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return ""
+    for line in lines:
+        name = line.rpartition("/")[2]
+        if name.endswith(".service"):
+            return name
+    return ""
+
+
+def _me() -> tuple[str, str]:
+    """This process's user and group names (the service's: winopt)."""
+    try:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        user = str(os.geteuid())
+    try:
+        group = grp.getgrgid(os.getegid()).gr_name
+    except KeyError:
+        group = str(os.getegid())
+    return user, group
+
+
+def _home() -> str:
+    return os.environ.get("HOME") or os.path.expanduser("~")

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from winopt.access import denied
 from winopt.contracts.publish import dump_json, fsync_dir, temp_name
 from winopt.errors import UserError
 from winopt.handlers.jobdraws import DEFAULT_MAX_DRAWS_BYTES, read_draws
@@ -64,10 +66,16 @@ def daemon_settings(args: argparse.Namespace) -> DaemonSettings:
 
 def spool_dir(state_dir: Path) -> Path:
     spool = state_dir / SPOOL_DIR
-    if not spool.is_dir():
+    try:
+        is_dir = stat.S_ISDIR(os.stat(spool).st_mode)
+    except PermissionError:  # /var/lib/winopt lets only group winopt in
+        raise UserError(f"{spool}: {denied(spool, os.W_OK)}") from None
+    except OSError:
+        is_dir = False
+    if not is_dir:
         raise UserError(f"{spool}: no spool directory (is the daemon installed, or --state-dir wrong?)")
     if not os.access(spool, os.W_OK | os.X_OK):
-        raise UserError(f"{spool}: not writable by you (are you in the daemon's group?)")
+        raise UserError(f"{spool}: {denied(spool, os.W_OK)}")
     return spool
 
 

@@ -61,7 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except OSError as exc:  # a path the user gave: missing directory, no permission, disk full
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"winopt: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        problem = exc.strerror or str(exc)
+        if isinstance(exc, PermissionError) and exc.filename:
+            from winopt.access import denied
+
+            problem = denied(exc.filename)
+        print(f"winopt: error: {where}{problem}", file=sys.stderr)
         return UserError.exit_code
     except KeyboardInterrupt:
         return 130
