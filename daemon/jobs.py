@@ -85,6 +85,14 @@ class SpoolJobs:
         self._kept = jobs.finished_kept
         self._finished: dict[str, FinishedKey] = {}  # finished jobs in status.json -> end order
         self._left_out: set[str] = set()  # finished jobs beyond finished_kept, not tracked
+        runs.job_state = self._job_state
+
+    def _job_state(self, job_id: str) -> str | None:
+        """The job's recorded state (None if it cannot be read: judge its run as usual)."""
+        try:
+            return self.spool.store.load(job_id).state
+        except Exception:  # noqa: BLE001 - a missing or unreadable state file is no decision's concern
+            return None
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
