@@ -12,17 +12,21 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from winopt.bounded_read import load_toml
 from winopt.errors import UserError
 
 DEFAULT_CONFIG_PATH = Path("/etc/winopt/daemon.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/winopt")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+#: a config is a page or two of TOML: anything bigger, or nested deeper, is not one (and
+#: reading it must not cost the daemon its memory or, as RecursionError, its life)
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_DEPTH = 32
 
 
 class ConfigError(UserError):
@@ -303,16 +307,13 @@ def _cross_checks(config: DaemonConfig, source: str) -> None:
 
 
 def load_config(path: Path) -> DaemonConfig:
-    """Read and validate the TOML file at `path`."""
+    """Read and validate the TOML file at `path`: a regular file only (a FIFO or device
+    there is refused at once, never waited on: reloads run on the daemon's main loop), at
+    most MAX_CONFIG_BYTES, nested at most MAX_CONFIG_DEPTH deep."""
     try:
-        with open(path, "rb") as fh:
-            raw = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        raw = load_toml(path, max_bytes=MAX_CONFIG_BYTES, max_depth=MAX_CONFIG_DEPTH, what="config file")
+    except UserError as exc:
+        raise ConfigError(str(exc)) from None
     return dataclasses.replace(parse_config(raw, str(path)), source=path)
 
 

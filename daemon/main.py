@@ -317,9 +317,11 @@ class Daemon:
         try:
             new = self._load_config()
             thresholds = new.make_thresholds()
-        except UserError as exc:
-            log.error("reload failed, keeping the current config: %s", exc, extra={"EVENT": "reload_failed"})
-            notify.notify("READY=1", "STATUS=reload failed, old config kept: " + str(exc))
+        except Exception as exc:  # noqa: BLE001 - no config file may stop the daemon
+            text = str(exc) if isinstance(exc, UserError) else f"unexpected {type(exc).__name__}: {exc}"
+            log.error("reload failed, keeping the current config: %s", text, extra={"EVENT": "reload_failed"},
+                      exc_info=None if isinstance(exc, UserError) else exc)
+            notify.notify("READY=1", "STATUS=reload failed, old config kept: " + text)
             return
         new = self._keep_restart_only(new)
         self.config = new
