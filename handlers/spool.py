@@ -311,6 +311,7 @@ class Spool:
         self.grace = grace
         self._scanning = threading.RLock()
         self._open_for_writing: set[str] | None = None
+        self._dirs_noted: set[str] = set()  # directories in the spool already logged
 
     def ensure_layout(self) -> None:
         """Create the directories (group-writable spool, so users of the group can drop
@@ -402,6 +403,9 @@ class Spool:
                 continue
             if not _is_dir(st):
                 found.append((Path(entry.path), st))
+            elif entry.name not in self._dirs_noted and entry.name != REJECTED_DIR:  # `x.toml/`: say so, once
+                self._dirs_noted.add(entry.name)
+                log.warning("spool: %s is a directory, not a job file; ignored", entry.name)
         return sorted(found, key=lambda e: (e[1].st_mtime_ns, e[0].name))
 
     def _take_job_file(
