@@ -125,6 +125,8 @@ class JobRecord:
     updated_at: str
     attempts: int = 0
     interrupts: int = 0
+    #: retries after a failure on a full disk (jobrunner: at most max_fault_retries in a row)
+    fault_retries: int = 0
     cancel_requested: bool = False
     exit_code: int | None = None
     error: str | None = None
@@ -144,7 +146,7 @@ class JobRecord:
             "id": self.id, "state": self.state, "source": self.source, "job_file": self.job_file,
             "accepted_at": self.accepted_at, "accepted_ns": self.accepted_ns,
             "updated_at": self.updated_at, "attempts": self.attempts, "interrupts": self.interrupts,
-            "cancel_requested": self.cancel_requested, "exit_code": self.exit_code,
+            "fault_retries": self.fault_retries, "cancel_requested": self.cancel_requested, "exit_code": self.exit_code,
             "error": self.error, "spec": self.spec.to_dict(), "history": list(self.history),
         }
 
