@@ -68,6 +68,14 @@ class DistributionConfig:
 
 
 @dataclass(frozen=True)
+class ConvertConfig:
+    """`[convert]`: how survivors become the rigs' NPZ (handlers/convert.py)."""
+
+    #: a larger survivors file is not read: its run keeps its NPZ and escalates
+    max_survivors_bytes: int = 4 << 30
+
+
+@dataclass(frozen=True)
 class DaemonConfig:
     """Everything the daemon reads from its config file, after validation and overrides."""
 
@@ -85,6 +93,7 @@ class DaemonConfig:
     #: rig name -> `handlers.rigs.Rig`, validated by the distribution handler's own parser
     rigs: Mapping[str, Any] = field(default_factory=dict)
     distribution: DistributionConfig = DistributionConfig()
+    convert: ConvertConfig = ConvertConfig()
     source: Path | None = None
 
     def make_thresholds(self) -> Any:
@@ -209,7 +218,10 @@ DISTRIBUTION_KEYS: dict[str, Check] = {
     "retry_jitter": _fraction,
     "config_tries": _integer(1, 1000),
 }
-SECTIONS = ("decisions", "jobs", "rigs", "distribution")
+CONVERT_KEYS: dict[str, Check] = {
+    "max_survivors_bytes": _integer(1, 1 << 50),
+}
+SECTIONS = ("decisions", "jobs", "rigs", "distribution", "convert")
 
 
 def _check_table(table: Mapping[str, Any], keys: Mapping[str, Check], where: str, source: str) -> None:
@@ -284,6 +296,9 @@ def parse_config(raw: Mapping[str, Any], source: str) -> DaemonConfig:
     distribution = _section(raw, "distribution", source) or {}
     _check_table(distribution, DISTRIBUTION_KEYS, "distribution.", source)
     values["distribution"] = DistributionConfig(**distribution)
+    convert = _section(raw, "convert", source) or {}
+    _check_table(convert, CONVERT_KEYS, "convert.", source)
+    values["convert"] = ConvertConfig(**convert)
     config = DaemonConfig(**values)
     _cross_checks(config, source)
     return config

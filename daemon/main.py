@@ -132,7 +132,8 @@ class Daemon:
         previous = self._previous_runs(cfg.state_dir)
         self.book = StatusBook(cfg.state_dir, min_interval=cfg.status_interval, on_written=self._status_written)
         self.rigs = RigDistribution(self.book, cfg.state_dir, cfg.rigs, cfg.distribution)
-        self.runs = WatchedRuns(self.book, DecisionLog(cfg.state_dir), self._thresholds, on_npz=self.rigs.on_npz)
+        self.runs = WatchedRuns(self.book, DecisionLog(cfg.state_dir), self._thresholds, on_npz=self.rigs.on_npz,
+                                max_survivors_bytes=lambda: self.config.convert.max_survivors_bytes)
         self._thresholds_now = cfg.make_thresholds()
         self.queue = CoalescingQueue(self._work, workers=cfg.workers, debounce=cfg.debounce,
                                      max_delay=cfg.max_delay, on_error=self._work_failed)
