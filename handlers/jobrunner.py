@@ -587,7 +587,7 @@ class JobRunner:
                       exc, tries, self.max_fault_retries, delay, extra={"JOB_ID": job_id, "EVENT": "job_fault"})
             self._requeue_later(job_id, delay, when_room=True)
             return
-        log.error("job %s: %s; the next start resumes it", job_id, what, exc_info=exc,
+        log.error("job %s: %s; a later reconcile or the next start resumes it", job_id, what, exc_info=exc,
                   extra={"JOB_ID": job_id, "EVENT": "job_fault"})
 
     def _record_exit(self, record: JobRecord, rc: int, state: str, reason: str) -> None:
