@@ -44,10 +44,11 @@ log = logging.getLogger(__name__)
 SPOOL_KIND, RUN_KIND = "spool", "run"
 SPOOL_TARGET = "spool"
 #: event kinds after which a job's child no longer runs (its directory needs no watch)
-ENDED = frozenset({*TERMINAL, "stopped", "interrupted"})
+ENDED = frozenset({*TERMINAL, "stopped", "interrupted", "retrying"})
 LEVELS = {
     "rejected": logging.WARNING, "cancel_rejected": logging.WARNING, "blocked": logging.WARNING,
     "orphan_stopped": logging.WARNING, "failed": logging.ERROR, "error": logging.ERROR,
+    "retrying": logging.WARNING, "recovered": logging.WARNING,
 }
 COUNTED = ("accepted", "rejected", "complete", "failed", "cancelled")
 #: history lines a status entry carries (the state file keeps up to 50)
@@ -172,6 +173,7 @@ class SpoolJobs:
             self._schedule((SPOOL_KIND, SPOOL_TARGET), "retry", delay=result.retry_after)
         if "reconcile" in reasons:  # someone may have cleaned rejected/
             self._book.set_section("rejected", self.spool.rejected_files())
+            self.runner.resume_lost()  # a job whose exit could not be recorded (a full disk)
 
     # ------------------------------------------------------------ events
     def _on_event(self, event: JobEvent) -> None:

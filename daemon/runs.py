@@ -68,11 +68,14 @@ class WatchedRuns:
         decisions: DecisionLog,
         thresholds: Callable[[], Any],
         on_npz: OnNpz | None = None,
+        max_survivors_bytes: Callable[[], int] | None = None,
     ) -> None:
         self._book = book
         self._decisions = decisions
         self._thresholds = thresholds
         self._on_npz = on_npz
+        #: `[convert] max_survivors_bytes` as the config says now (a reload changes it)
+        self._max_bytes = max_survivors_bytes
         self._names: dict[Path, str] = {}
         self._seen: dict[Path, _Seen] = {}
         #: per run: kind ("watched": from the config; "job": a spool job's directory),
@@ -227,12 +230,13 @@ class WatchedRuns:
         survivors = run_dir / SURVIVORS_NAME
         if not survivors.exists():
             return None
-        from winopt.handlers.convert import SurvivorsInFlux, convert
+        from winopt.handlers.convert import DEFAULT_MAX_SURVIVORS_BYTES, SurvivorsInFlux, convert
 
         expected = (snapshot or {}).get("survivors_sha256") or None
         fields = {**self._log_fields(name, run_dir), "PATH": str(survivors)}
+        limit = self._max_bytes() if self._max_bytes is not None else DEFAULT_MAX_SURVIVORS_BYTES
         try:
-            result = convert(survivors, if_stale=True, expected_sha256=expected)
+            result = convert(survivors, if_stale=True, expected_sha256=expected, max_bytes=limit)
         except SurvivorsInFlux as exc:
             log.info("run %s: survivors still being written, waiting for the next write (%s)",
                      name, exc, extra={**fields, "EVENT": "in_flux"})

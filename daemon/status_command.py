@@ -3,6 +3,10 @@
 Reads STATE/status.json only (no NumPy, no Optuna: quick on a busy head node). `--json`
 prints the file as it is, for scripts. The state dir comes from `--state-dir`, else the
 config file's `state_dir`, else /var/lib/winopt.
+
+Every string of the document (run names, job names, errors, rig targets, values copied
+from run configs) is shown with its control characters escaped (`winopt.safe_text`)
+before the table is laid out, so nothing in status.json can drive the terminal.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from winopt.contracts.publish import pid_alive
 from winopt.daemon.config import DEFAULT_STATE_DIR, default_config_path, load_config
 from winopt.daemon.status import STATUS_NAME
 from winopt.errors import UserError
+from winopt.safe_text import safe_text
 
 COLUMNS = ("RUN", "STATE", "TRIALS", "BEST", "DECISION", "NPZ AGE", "RIGS")
 JOB_COLUMNS = ("JOB", "STATE", "PRIO", "TRIALS", "BEST", "DECISION", "RIGS", "SINCE")
@@ -53,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     try:
         table = render(doc, now=datetime.now(timezone.utc), all_jobs=args.all)
-    except (AttributeError, TypeError, KeyError, ValueError) as exc:  # JSON, but not our layout
+    except (AttributeError, TypeError, KeyError, ValueError, RecursionError) as exc:  # JSON, but not our layout
         raise UserError(f"{path}: not a status file this winopt can read ({type(exc).__name__}: {exc}); "
                         "try --json") from None
     print(table)
@@ -70,6 +75,7 @@ def _state_dir(args: argparse.Namespace) -> Path:
 def render(doc: dict[str, Any], *, now: datetime, all_jobs: bool = False) -> str:
     """Header line about the daemon, one row per watched run, then one per spool job
     (a job's directory is a run too: its row is in the jobs table, not twice)."""
+    doc = escaped(doc)
     lines = [_header(doc.get("daemon") or {}, now)]
     rigs = doc.get("rigs") or {}
     if rigs:
@@ -87,6 +93,17 @@ def render(doc: dict[str, Any], *, now: datetime, all_jobs: bool = False) -> str
     lines += _jobs_lines(doc, rigs, now, all_jobs)
     lines += _rig_problems(rigs)
     return "\n".join(lines)
+
+
+def escaped(value: Any) -> Any:
+    """`value` with every string in it, keys included, made safe for a terminal."""
+    if isinstance(value, str):
+        return safe_text(value)
+    if isinstance(value, dict):
+        return {escaped(k): escaped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [escaped(v) for v in value]
+    return value
 
 
 def _table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
