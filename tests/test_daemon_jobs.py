@@ -52,7 +52,7 @@ INVALID: list[tuple[str, str | bytes, str]] = [
     (".json", "[1, 2, 3]", "expected a table of job keys, got list"),
     (".yaml", "trials: 2\n", "not a job file"),
     (".toml", job_text(2, rigs=["nowhere"]), "rigs: unknown rig 'nowhere'"),
-    (".toml", job_text(2, prng="mt19937"), "prng: must be one of"),
+    (".toml", job_text(2, prng="randu"), "prng: must be one of"),
     (".toml", job_text(2).replace("trials = 2", "trials = 2.5"), "trials: must be an integer"),
     (".toml", job_text(2, window_size=100), "fewer than 2 * window_size = 200"),
     (".toml", toml_job(draws="bad.json", trials=2), "bad.json: not valid JSON"),
