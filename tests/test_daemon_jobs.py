@@ -286,7 +286,7 @@ def drop_at_once(site: Site, d: DaemonProcess, valid: int, invalid: int, paralle
     assert poll(lambda: d.status()["rejected"] == rest, 10), (d.status()["rejected"], rest)
     invalid -= 1
 
-    shown = site.winopt("status", "--all")
+    shown = site.winopt("status", "--all", "--wide")
     assert shown.returncode == 0, shown.stderr
     for job_id in jobs:
         assert any(line.startswith(job_id) and " complete " in line for line in shown.stdout.splitlines()), shown.stdout
@@ -450,7 +450,7 @@ def test_status_tracks_only_the_newest_finished_jobs_and_their_directories_stay(
     assert poll(lambda: seen.append(d.run(ids[3]).get("processed_at")) or len(set(seen) - {None}) >= 3, 20), seen
     assert tracked(d) == (newest, newest, 2)
 
-    shown = site.winopt("status", "--all")
+    shown = site.winopt("status", "--all", "--wide")
     assert shown.returncode == 0, shown.stderr
     rows = [ln.split()[0] for ln in shown.stdout.splitlines() if ln.split() and ln.split()[0] in ids]
     assert sorted(rows) == sorted(newest), shown.stdout
@@ -511,7 +511,7 @@ def test_submit_and_cancel_round_trip_through_the_daemon(site: Site) -> None:
 
     again = site.winopt("cancel", running)
     assert again.returncode == 2 and again.stderr == f"winopt: error: job {running} is already cancelled\n"
-    shown = site.winopt("status").stdout
+    shown = site.winopt("status", "--wide").stdout
     assert all(any(ln.startswith(i) and " cancelled " in ln for ln in shown.splitlines()) for i in (queued, running))
     assert d.stop() == 0
 
