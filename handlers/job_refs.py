@@ -10,6 +10,7 @@ tail or start of the id, looked up among the job directories.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from winopt.access import denied
@@ -18,6 +19,8 @@ from winopt.handlers.spool import is_job_id
 
 #: characters of a tail or start that select a job (fewer would match too many by chance)
 MIN_REF = 4
+#: what a reference to a job may hold: the characters of an id
+REF_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 
 
 def short_id(job_id: str) -> str:
@@ -40,6 +43,9 @@ def resolve_job_id(text: str, jobs_dir: Path) -> str:
     taken as it is (the job may still be in the spool). One-line errors say what to do."""
     if is_job_id(text):
         return text
+    if not REF_RE.fullmatch(text):
+        raise UserError(f"{text!r} is not a job id (like 20250131T235959Z-name-1a2b3c, or its short form "
+                        "0131-1a2b3c)")
     try:
         ids = [n for n in os.listdir(jobs_dir) if is_job_id(n)]
     except PermissionError:

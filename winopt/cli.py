@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "daemon": ("winopt.daemon.main", "run the daemon (normally via systemd)"),
     "status": ("winopt.daemon.status_command", "show the daemon's status file"),
     "demo": ("winopt.optimizer.demo", "run the bundled demo"),
+    "man": ("winopt.manpage", "print a man page made from the commands' options (--out DIR: all of them)"),
+    "completion": ("winopt.completion", "print the shell completion script (bash or zsh)"),
 }
 
 
