@@ -36,7 +36,7 @@ from winopt.daemon.config import DaemonConfig
 from winopt.daemon.runs import WatchedRuns
 from winopt.daemon.status import StatusBook
 from winopt.handlers.jobrunner import JobRunner
-from winopt.handlers.spool import TERMINAL, JobEvent, JobRecord, Spool
+from winopt.handlers.spool import TERMINAL, JobEvent, JobRecord, Spool, cancel_requester
 
 log = logging.getLogger(__name__)
 
@@ -238,11 +238,14 @@ class SpoolJobs:
                      "%d left out in all); their results stay in %s", dropped, self._kept, len(self._left_out),
                      self.spool.store.root, extra={"EVENT": "jobs_untracked", "PATH": str(self.spool.store.root)})
 
-    @staticmethod
-    def _log(event: JobEvent) -> None:
+    def _log(self, event: JobEvent) -> None:
+        """One journal line per event; USER names who submitted or cancelled the job."""
         fields = {"EVENT": f"job_{event.kind}"}
         if event.job_id:
             fields["JOB_ID"] = event.job_id
+        user = event.user or (self._canceller(event.job_id) if event.kind == "cancelled" else None)
+        if user:
+            fields["USER"] = user
         if event.kind in ("rejected", "cancel_rejected", "error"):
             where = f"spool/{event.name}"
             if event.rejected_as:
@@ -252,7 +255,16 @@ class SpoolJobs:
             text = f"job {event.job_id}: accepted from spool/{event.name}, {event.reason}"
         else:
             text = f"job {event.job_id}: {event.kind.replace('_', ' ')}: {event.reason}"
+            if event.kind == "cancelled" and user:
+                text += f" (requested by {user})"
         log.log(LEVELS.get(event.kind, logging.INFO), "%s", text, extra=fields)
+
+    def _canceller(self, job_id: str | None) -> str | None:
+        """Who asked to cancel `job_id` (its state file's history), for the journal."""
+        try:
+            return cancel_requester(self.spool.store.load(job_id)) if job_id else None
+        except (KeyError, OSError, ValueError, TypeError):
+            return None
 
     def _track(self, record: JobRecord, *, watch: bool) -> None:
         """The job's directory as a run (watched by inotify only while it runs)."""

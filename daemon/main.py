@@ -34,6 +34,7 @@ from winopt.daemon.config import DaemonConfig, resolve_config, run_names
 from winopt.daemon.distribution import RigDistribution
 from winopt.daemon.jobs import SPOOL_KIND, SpoolJobs
 from winopt.daemon.journal import set_level, setup_logging
+from winopt.daemon.logfile import attach_log_file
 from winopt.daemon.runs import WatchedRuns
 from winopt.daemon.status import DecisionLog, StatusBook, now_iso, read_status
 from winopt.daemon.wakeup import Wakeup
@@ -124,12 +125,16 @@ class Daemon:
             instance.acquire()
         except filelock.Timeout:
             raise UserError(f"{cfg.state_dir}: another winopt daemon is using this state dir") from None
+        group_log = attach_log_file(cfg.state_dir)  # members read it: `winopt logs`
         try:
             self._wakeup.catch((signal.SIGHUP, *STOP_SIGNALS))
             self._start()
             self._loop()
             self._stop()
         finally:
+            if group_log is not None:
+                logging.getLogger().removeHandler(group_log)
+                group_log.close()
             instance.release()
         return 0
 

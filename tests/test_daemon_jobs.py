@@ -542,11 +542,13 @@ def test_every_transition_is_in_the_journal_with_its_job_id(box) -> None:
     transitions = [e for e in story if e["EVENT"].startswith("job_")]
     assert [e["EVENT"] for e in transitions] == ["job_accepted", "job_started", "job_complete"], story
     assert all(e["SYSLOG_IDENTIFIER"] == "winopt-daemon" and int(e["PRIORITY"]) == 6 for e in transitions)
+    # who submitted it (the job file's owner), as a field and in the line (issue 12, item 3)
+    assert transitions[0]["USER"] == "root" and "submitted by root" in transitions[0]["MESSAGE"], transitions[0]
     assert poll(lambda: any(e.get("EVENT") == "decision" for e in events(f"JOB_ID={job_id}")), 20, 0.3)
     rejected = poll(lambda: events("EVENT=job_rejected"), 20, 0.3)
     assert rejected and int(rejected[0]["PRIORITY"]) == 4 and rejected[0]["PATH"] == "rejected/bad.toml"
     assert rejected[0]["MESSAGE"] == "spool/bad.toml: rejected: draws: missing (every job needs draws and trials)"
-    status = box(f"{winopt} status --state-dir /srv/t/state")
+    status = box(f"{winopt} status --wide --state-dir /srv/t/state")
     assert any(ln.startswith(job_id) and " complete " in ln for ln in status.splitlines()), status
 
     # `systemctl stop` while a job runs: the child is stopped and says so, the daemon exits 0

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sync": ("winopt.handlers.sync_command", "force a resync of NPZ files to the rigs"),
     "daemon": ("winopt.daemon.main", "run the daemon (normally via systemd)"),
     "status": ("winopt.daemon.status_command", "show the daemon's status file"),
+    "logs": ("winopt.daemon.logs_command", "show the daemon's log lines (a job's, with its output), without root"),
     "demo": ("winopt.optimizer.demo", "run the bundled demo"),
     "man": ("winopt.manpage", "print a man page made from the commands' options (--out DIR: all of them)"),
     "completion": ("winopt.completion", "print the shell completion script (bash or zsh)"),
