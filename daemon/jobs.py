@@ -35,6 +35,7 @@ from typing import Any
 from winopt.daemon.config import DaemonConfig
 from winopt.daemon.runs import WatchedRuns
 from winopt.daemon.status import StatusBook
+from winopt.handlers.cleanup import remove_job_dir
 from winopt.handlers.jobrunner import JobRunner
 from winopt.handlers.spool import TERMINAL, JobEvent, JobRecord, Spool, cancel_requester
 
@@ -193,6 +194,24 @@ class SpoolJobs:
             if record.terminal:
                 self._finished[record.id] = finished_key(record)
                 self._drop_oldest()
+
+    # ------------------------------------------------------------ clean-up (daemon/cleaning.py)
+    def remove(self, job_id: str) -> None:
+        """A finished job cleaned away: out of status.json (its run retired on its own
+        queue key, so no worker writes it back), then its directory. Raises ValueError
+        for a job that is not finished: a running job is never removed."""
+        with self._events_lock:
+            if not self.spool.store.load(job_id).terminal:
+                raise ValueError(f"job {job_id} is not finished")
+            self._finished.pop(job_id, None)
+            if job_id in self._left_out:
+                self._left_out.discard(job_id)
+                self._book.set_field("jobs_left_out", len(self._left_out))
+            self._book.remove_entry("jobs", job_id)
+            job_dir = self.spool.store.dir(job_id)
+            remove_job_dir(self.spool.store, job_id)
+            if self._runs.retire(job_dir):
+                self._schedule((RUN_KIND, job_dir), "removed", delay=0)
 
     # ------------------------------------------------------------ finished jobs kept
     def _show(self, record: JobRecord) -> None:

@@ -30,6 +30,7 @@ from winopt import __version__
 from winopt.contracts.locks import lock_for
 from winopt.daemon import notify
 from winopt.daemon.coalesce import CoalescingQueue
+from winopt.daemon.cleaning import Cleaner
 from winopt.daemon.config import DaemonConfig, resolve_config, run_names
 from winopt.daemon.distribution import RigDistribution
 from winopt.daemon.jobs import SPOOL_KIND, SpoolJobs
@@ -163,6 +164,8 @@ class Daemon:
                               watches_changed=self.watches_changed)
         self.register(SPOOL_KIND, Handler(self.jobs.scan, self.jobs.route, self.jobs.dirs, self.jobs.targets,
                                          moved=self.jobs.moved))
+        self.cleaner = Cleaner(cfg.state_dir, self.jobs, self.book, cfg.jobs.keep)  # winopt clean, [jobs] keep
+        self.register("clean", Handler(self.cleaner.work, self.cleaner.route, self.cleaner.dirs, self.cleaner.targets))
         self.jobs.start()  # resumes the jobs a stop or crash interrupted
         self.watcher.start(self._watched_dirs())
         self.queue.start()
@@ -345,6 +348,7 @@ class Daemon:
         self.book.min_interval = new.status_interval
         self.runs.set_runs(run_names(new.watch))
         self.jobs.reload(new)
+        self.cleaner.reload(new.jobs.keep)
         self.rigs.reload(new.rigs, new.distribution)
         self.watcher.set_dirs(self._watched_dirs())
         self._reconcile("reload")
