@@ -27,7 +27,7 @@ from winopt.daemon.config import DEFAULT_STATE_DIR, default_config_path, load_co
 from winopt.daemon.status import STATUS_NAME
 from winopt.errors import UserError
 from winopt.handlers.job_refs import short_id
-from winopt.table import compact, fit_table, terminal_width, wrap, wrap_all
+from winopt.table import ago, compact, fit_table, terminal_width, wrap, wrap_all
 
 COLUMNS = ("RUN", "STATE", "TRIALS", "BEST", "DECISION", "NPZ AGE", "RIGS")
 JOB_COLUMNS = ("JOB", "STATE", "PRIO", "TRIALS", "BEST", "DECISION", "RIGS", "SINCE")
@@ -261,9 +261,5 @@ def _age(iso: str, now: datetime) -> str:
         return "?"
     if then.tzinfo is None:
         then = then.replace(tzinfo=timezone.utc)
-    seconds = max(0, int((now - then).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+    return ago((now - then).total_seconds())
 

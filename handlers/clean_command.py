@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import sys
 import time
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from winopt.handlers.cleanup import (
     state_owner,
 )
 from winopt.handlers.spool import JOBS_DIR, REJECTED_DIR, JobStore, now_iso
+from winopt.table import ago
 
 #: seconds to wait for the daemon to take a request
 TAKE_TIMEOUT = 30.0
@@ -148,7 +150,7 @@ def _through_daemon(state_dir: Path, plan: Plan, older_than: float | None, timeo
     while os.path.lexists(request):
         if time.monotonic() >= deadline:
             print(f"winopt: the daemon did not take the clean request within {timeout:g} s (is it running?); "
-                  f"{request} stays for its next start")
+                  f"{request} stays for its next start", file=sys.stderr)
             return 1
         time.sleep(POLL_INTERVAL)
     return _report(state_dir, plan, _gone(state_dir, plan))
@@ -187,23 +189,15 @@ def _describe_items(state_dir: Path, plan: Plan, done: bool = False) -> list[str
                 record = store.load(job_id)
                 ended = ended_at(record)
                 detail = f" ({record.spec.name or '-'}, {record.state}" + \
-                    (f", ended {_ago(now - ended)} ago)" if ended else ")")
+                    (f", ended {ago(now - ended)} ago)" if ended else ")")
             except (KeyError, OSError, ValueError, TypeError):
                 pass
         lines.append(f"job {short_id(job_id)}{detail}")
     for name in plan.rejected:
-        when = "" if done else f" (refused {_ago(now - refused_at(state_dir / REJECTED_DIR, name))} ago)"
+        when = "" if done else f" (refused {ago(now - refused_at(state_dir / REJECTED_DIR, name))} ago)"
         lines.append(f"refused file {name}{when}")
     lines += [f"decision log {name}" for name in plan.decision_logs]
     return lines
-
-
-def _ago(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 def _older(older_than: float | None) -> str:

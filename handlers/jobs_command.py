@@ -25,7 +25,7 @@ from winopt.errors import UserError
 from winopt.handlers.cleanup import Rights, ended_at, refused_at, refused_names, state_owner
 from winopt.handlers.job_refs import short_id
 from winopt.handlers.spool import JOBS_DIR, REJECTED_DIR, JobRecord, JobStore, Spool
-from winopt.table import fit_table, terminal_width, wrap_all
+from winopt.table import ago, fit_table, terminal_width, wrap_all
 
 JOB_COLUMNS = ("ID", "NAME", "STATE", "AGE", "OWNER")
 REJECTED_COLUMNS = ("FILE", "AGE", "OWNER", "REASON")
@@ -149,6 +149,8 @@ def _iso(timestamp: float) -> str:
 
 
 def _age(iso: str | None, now: datetime) -> str:
-    from winopt.daemon.status_command import _age as age
-
-    return age(iso, now) if iso else "-"
+    """The age of an ISO time, '-' without one."""
+    try:
+        return ago((now - datetime.fromisoformat(iso)).total_seconds()) if iso else "-"
+    except (TypeError, ValueError):
+        return "?"

@@ -12,14 +12,20 @@ USER there, under a real systemd).
 from __future__ import annotations
 
 import json
+import logging
 import os
+import selectors
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from daemon_support import poll
 from members_support import members  # noqa: F401 - fixture
 from test_spool_dropbox import Head, head  # noqa: F401 - fixture: a state dir as tmpfiles.d makes it, and members
-from winopt.daemon.logfile import LOG_NAME
+from winopt.daemon.logfile import LOG_NAME, GroupLogHandler, log_files
+from winopt.daemon.logs_command import read_log, render
 from winopt.handlers.job_refs import short_id
 
 
@@ -74,12 +80,61 @@ def test_a_member_reads_who_submitted_and_cancelled_her_jobs_without_root(head: 
 
 
 def test_logs_says_in_one_line_when_there_is_no_log(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     done = subprocess.run([sys.executable, "-m", "winopt", "logs", "--state-dir", str(tmp_path)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr == (f"winopt: error: {tmp_path / LOG_NAME}: no daemon log yet (is the daemon running, and "
                            "is --state-dir right?)\n")
     assert os.listdir(tmp_path) == []
+
+
+def test_the_group_log_is_bounded_rotated_0640_and_read_back_in_order(tmp_path: Path) -> None:
+
+    handler = GroupLogHandler(tmp_path, max_bytes=4096, backups=3)
+    logger = logging.getLogger("winopt.test.grouplog")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        for i in range(500):
+            logger.info("line %d \x1b[31m", i, extra={"JOB_ID": f"j{i % 2}", "EVENT": "test"})
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    files = log_files(tmp_path)
+    assert [p.name for p in files] == [f"{LOG_NAME}.3", f"{LOG_NAME}.2", f"{LOG_NAME}.1", LOG_NAME]
+    assert all(p.stat().st_size <= 4096 and stat.S_IMODE(p.stat().st_mode) == 0o640 for p in files)
+    numbers = [int(r["message"].split()[1]) for r in read_log(tmp_path)]
+    assert numbers == sorted(numbers) and numbers[-1] == 499 and numbers[0] > 0  # the oldest dropped
+    assert render(read_log(tmp_path)[-1]).endswith("line 499 \\x1b[31m")  # escaped for the terminal
+
+
+def test_logs_follow_prints_new_lines_as_they_come(tmp_path: Path) -> None:
+
+
+    handler = GroupLogHandler(tmp_path)
+    logger = logging.getLogger("winopt.test.follow")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.info("before")
+    follower = subprocess.Popen([sys.executable, "-m", "winopt", "logs", "-f", "-n", "1", "--state-dir", str(tmp_path)],
+                                stdout=subprocess.PIPE, text=True)
+    selector = selectors.DefaultSelector()
+    selector.register(follower.stdout, selectors.EVENT_READ)
+
+    def next_line(deadline: float) -> str:
+        return follower.stdout.readline() if selector.select(timeout=max(0.0, deadline - time.monotonic())) else ""
+
+    try:
+        first = next_line(time.monotonic() + 20)
+        assert first.rstrip().endswith("info    before"), first  # the tail, printed before it follows
+        seen: list[str] = []
+        deadline = time.monotonic() + 20
+        while not any("after" in line for line in seen) and time.monotonic() < deadline:
+            logger.info("after")  # again until the follower shows it: no guess at how long it takes
+            seen.append(next_line(time.monotonic() + 0.5))
+        assert any(line.rstrip().endswith("info    after") for line in seen), seen
+    finally:
+        follower.kill()
+        follower.wait(10)
+        logger.removeHandler(handler)
+        handler.close()

@@ -12,6 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from winopt.errors import UserError
 from winopt.handlers.job_refs import resolve_job_id, short_id
 from winopt.handlers.sync_command import rig_table
 from winopt.table import fit_table, wrap
@@ -111,10 +114,6 @@ def test_short_ids_are_typed_back(tmp_path: Path) -> None:
     for jid in ids[:2]:
         assert resolve_job_id(short_id(jid), tmp_path) == jid
         assert resolve_job_id(jid[-6:], tmp_path) == jid
-    import pytest
-
-    from winopt.errors import UserError
-
     with pytest.raises(UserError, match="names 2 jobs"):
         resolve_job_id("20260111T1", tmp_path)
     with pytest.raises(UserError, match="no job 'zzzz'"):

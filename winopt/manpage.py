@@ -23,7 +23,8 @@ from winopt.errors import UserError
 SECTION = "1"
 FILES = (
     ("/etc/winopt/daemon.toml", "the daemon's config (every key documented in it)"),
-    ("/var/lib/winopt/", "the daemon's state: status.json, spool/, jobs/ID/, rejected/, daemon.log"),
+    ("/var/lib/winopt/", "the daemon's state: status.json, spool/, jobs/ID/, rejected/, and daemon.jsonl, "
+                         "the daemon's log for group winopt (winopt logs)"),
 )
 
 

@@ -71,6 +71,15 @@ def _narrow(widths: list[int], columns: Sequence[str], width: int, flexible: Col
         excess -= give
 
 
+def ago(seconds: float) -> str:
+    """'42s', '7m', '3h', '2d': an age in a few characters (whole units, rounded down)."""
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 def wrap(line: str, width: int | None, indent: str = "  ") -> list[str]:
     """A note as lines of at most `width` characters, the continuation lines indented
     (none when `width` is None). Long words (paths, URLs) are broken rather than let a
