@@ -12,18 +12,21 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from winopt.access import denied
+from winopt.bounded_read import load_toml
 from winopt.errors import UserError
 
 DEFAULT_CONFIG_PATH = Path("/etc/winopt/daemon.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/winopt")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+#: a config is a page or two of TOML: anything bigger, or nested deeper, is not one (and
+#: reading it must not cost the daemon its memory or, as RecursionError, its life)
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_DEPTH = 32
 
 
 class ConfigError(UserError):
@@ -71,6 +74,14 @@ class DistributionConfig:
 
 
 @dataclass(frozen=True)
+class ConvertConfig:
+    """`[convert]`: how survivors become the rigs' NPZ (handlers/convert.py)."""
+
+    #: a larger survivors file is not read: its run keeps its NPZ and escalates
+    max_survivors_bytes: int = 4 << 30
+
+
+@dataclass(frozen=True)
 class DaemonConfig:
     """Everything the daemon reads from its config file, after validation and overrides."""
 
@@ -88,6 +99,7 @@ class DaemonConfig:
     #: rig name -> `handlers.rigs.Rig`, validated by the distribution handler's own parser
     rigs: Mapping[str, Any] = field(default_factory=dict)
     distribution: DistributionConfig = DistributionConfig()
+    convert: ConvertConfig = ConvertConfig()
     source: Path | None = None
 
     def make_thresholds(self) -> Any:
@@ -232,7 +244,10 @@ DISTRIBUTION_KEYS: dict[str, Check] = {
     "retry_jitter": _fraction,
     "config_tries": _integer(1, 1000),
 }
-SECTIONS = ("decisions", "jobs", "rigs", "distribution")
+CONVERT_KEYS: dict[str, Check] = {
+    "max_survivors_bytes": _integer(1, 1 << 50),
+}
+SECTIONS = ("decisions", "jobs", "rigs", "distribution", "convert")
 
 
 def _check_table(table: Mapping[str, Any], keys: Mapping[str, Check], where: str, source: str) -> None:
@@ -309,6 +324,9 @@ def parse_config(raw: Mapping[str, Any], source: str) -> DaemonConfig:
     distribution = _section(raw, "distribution", source) or {}
     _check_table(distribution, DISTRIBUTION_KEYS, "distribution.", source)
     values["distribution"] = DistributionConfig(**distribution)
+    convert = _section(raw, "convert", source) or {}
+    _check_table(convert, CONVERT_KEYS, "convert.", source)
+    values["convert"] = ConvertConfig(**convert)
     config = DaemonConfig(**values)
     _cross_checks(config, source)
     return config
@@ -332,18 +350,13 @@ def _cross_checks(config: DaemonConfig, source: str) -> None:
 
 
 def load_config(path: Path) -> DaemonConfig:
-    """Read and validate the TOML file at `path`."""
+    """Read and validate the TOML file at `path`: a regular file only (a FIFO or device
+    there is refused at once, never waited on: reloads run on the daemon's main loop), at
+    most MAX_CONFIG_BYTES, nested at most MAX_CONFIG_DEPTH deep."""
     try:
-        with open(path, "rb") as fh:
-            raw = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except PermissionError:  # a user outside group winopt: say which group lets them in
-        raise ConfigError(f"{path}: {denied(path)}") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        raw = load_toml(path, max_bytes=MAX_CONFIG_BYTES, max_depth=MAX_CONFIG_DEPTH, what="config file")
+    except UserError as exc:
+        raise ConfigError(str(exc)) from None
     return dataclasses.replace(parse_config(raw, str(path)), source=path)
 
 

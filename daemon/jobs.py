@@ -45,10 +45,11 @@ log = logging.getLogger(__name__)
 SPOOL_KIND, RUN_KIND = "spool", "run"
 SPOOL_TARGET = "spool"
 #: event kinds after which a job's child no longer runs (its directory needs no watch)
-ENDED = frozenset({*TERMINAL, "stopped", "interrupted"})
+ENDED = frozenset({*TERMINAL, "stopped", "interrupted", "retrying"})
 LEVELS = {
     "rejected": logging.WARNING, "cancel_rejected": logging.WARNING, "blocked": logging.WARNING,
     "orphan_stopped": logging.WARNING, "failed": logging.ERROR, "error": logging.ERROR,
+    "retrying": logging.WARNING, "recovered": logging.WARNING,
 }
 COUNTED = ("accepted", "rejected", "complete", "failed", "cancelled")
 #: history lines a status entry carries (the state file keeps up to 50)
@@ -86,6 +87,14 @@ class SpoolJobs:
         self._kept = jobs.finished_kept
         self._finished: dict[str, FinishedKey] = {}  # finished jobs in status.json -> end order
         self._left_out: set[str] = set()  # finished jobs beyond finished_kept, not tracked
+        runs.job_state = self._job_state
+
+    def _job_state(self, job_id: str) -> str | None:
+        """The job's recorded state (None if it cannot be read: judge its run as usual)."""
+        try:
+            return self.spool.store.load(job_id).state
+        except Exception:  # noqa: BLE001 - a missing or unreadable state file is no decision's concern
+            return None
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -165,6 +174,7 @@ class SpoolJobs:
             self._schedule((SPOOL_KIND, SPOOL_TARGET), "retry", delay=result.retry_after)
         if "reconcile" in reasons:  # someone may have cleaned rejected/
             self._book.set_section("rejected", self.spool.rejected_files())
+            self.runner.resume_lost()  # a job whose exit could not be recorded (a full disk)
 
     # ------------------------------------------------------------ events
     def _on_event(self, event: JobEvent) -> None:

@@ -7,6 +7,12 @@ stderr lines carry the `<N>` priority prefixes of sd-daemon(3) that journald par
 terminal, plain time-stamped lines. systemd sets `$JOURNAL_STREAM` to the device:inode of
 the stderr it connected; comparing it with our stderr tells a real journal connection
 from an inherited variable (systemd.exec(5)).
+
+Every record passes `EscapeControls` on its way to the one handler: the message, the
+structured fields and any traceback have their control characters shown as escapes
+(`winopt.safe_text`), so a spool file named `x\x1b[2J\nFAKE LINE.toml` can neither drive
+a terminal nor start a log line of its own, on the journal, on stderr or on a terminal.
+A traceback keeps its lines, each indented, so no line of it reads as a record.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
+
+from winopt.safe_text import safe_lines, safe_text
 
 SYSLOG_IDENTIFIER = "winopt-daemon"
 #: Python level -> syslog priority (sd-daemon(3) prefixes)
@@ -31,6 +39,35 @@ class PriorityPrefixFormatter(logging.Formatter):
         prio = next((p for level, p in PRIORITIES if record.levelno >= level), 7)
         text = super().format(record)
         return "\n".join(f"<{prio}>{line}" for line in text.splitlines())
+
+
+class EscapeControls(logging.Filter):
+    """The one place where log text is made safe for terminals and line-based readers:
+    the formatted message (its args merged in first, so no raw value slips through them),
+    the structured fields and the traceback text. A filter of the handler, so it covers
+    journald's MESSAGE and fields, the `<N>` stderr lines and the terminal alike."""
+
+    _formatter = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string: logging reports it at emit
+            return True
+        record.msg, record.args = safe_text(message), None
+        for name, value in list(record.__dict__.items()):
+            if name.isupper() and isinstance(value, (str, os.PathLike)):  # journal fields (RUN, PATH...)
+                setattr(record, name, safe_text(os.fspath(value)))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _indent(self._formatter.formatException(record.exc_info))
+        if record.stack_info:
+            record.stack_info = _indent(record.stack_info)
+        return True
+
+
+def _indent(text: str) -> str:
+    """Traceback text on its own lines, each escaped and indented (never a record's start)."""
+    return "\n".join("  " + line for line in safe_lines(text).split("\n"))
 
 
 def stderr_is_journal(env: Mapping[str, str] = os.environ, stream: TextIO = sys.stderr) -> bool:
@@ -49,7 +86,16 @@ def make_handler(
     stream: TextIO = sys.stderr,
     sender: Callable[..., Any] | None = None,
 ) -> logging.Handler:
-    """The handler for this environment; `sender` replaces journal.send (for tests)."""
+    """The handler for this environment, escaping what it logs (`EscapeControls`);
+    `sender` replaces journal.send (for tests)."""
+    handler = _destination(env, stream, sender)
+    handler.addFilter(EscapeControls())
+    return handler
+
+
+def _destination(
+    env: Mapping[str, str], stream: TextIO, sender: Callable[..., Any] | None
+) -> logging.Handler:
     if stderr_is_journal(env, stream):
         try:
             from systemd.journal import JournalHandler, send

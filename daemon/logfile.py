@@ -24,6 +24,8 @@ from typing import Any, TextIO
 
 import orjson
 
+from winopt.daemon.journal import EscapeControls
+
 LOG_NAME = "daemon.jsonl"
 MAX_BYTES = 4 << 20
 BACKUPS = 3
@@ -47,8 +49,8 @@ class JsonLineFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         doc.update({key: str(value) for key, value in record.__dict__.items() if key.isupper()})
-        if record.exc_info:
-            doc["traceback"] = self.formatException(record.exc_info)
+        if record.exc_text or record.exc_info:
+            doc["traceback"] = record.exc_text or self.formatException(record.exc_info)
         return orjson.dumps(doc).decode()
 
 
@@ -59,6 +61,7 @@ class GroupLogHandler(logging.handlers.RotatingFileHandler):
     def __init__(self, state_dir: Path, max_bytes: int = MAX_BYTES, backups: int = BACKUPS) -> None:
         super().__init__(state_dir / LOG_NAME, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
         self.setFormatter(JsonLineFormatter())
+        self.addFilter(EscapeControls())  # as the journal's lines: no control character gets through
         self._failing = False
 
     def _open(self) -> TextIO:

@@ -25,6 +25,7 @@ import orjson
 from winopt.access import denied
 from winopt.daemon.logfile import LOG_NAME, log_files
 from winopt.errors import UserError
+from winopt.safe_text import safe_text
 
 DEFAULT_LINES = 40
 #: seconds between looks at the log with --follow
@@ -110,15 +111,10 @@ def last(items: list[Any], n: int) -> list[Any]:
 def render(record: dict[str, Any]) -> str:
     """`2026-01-31 12:00:00 info    job ...: accepted ..., submitted by alice`."""
     at = str(record.get("at", "?"))[:19].replace("T", " ")
-    lines = [f"{at} {str(record.get('level', '?')):<7} {_safe(str(record.get('message', '')))}"]
+    lines = [f"{at} {str(record.get('level', '?')):<7} {safe_text(str(record.get('message', '')))}"]
     if record.get("traceback"):
-        lines += ["    " + _safe(line) for line in str(record["traceback"]).splitlines()]
+        lines += ["    " + safe_text(line) for line in str(record["traceback"]).splitlines()]
     return "\n".join(lines)
-
-
-def _safe(text: str) -> str:
-    """Control characters escaped: a name in a message must not drive the terminal."""
-    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in text)
 
 
 def _print_job_output(path: Path, lines: int) -> None:
@@ -132,7 +128,7 @@ def _print_job_output(path: Path, lines: int) -> None:
         raise UserError(f"{path}: {denied(path)}") from None
     print(f"-- {path}" + (f" (last {lines} lines)" if lines else ""))
     for line in text.splitlines():
-        print(_safe(line))
+        print(safe_text(line))
 
 
 def tail(path: Path, n: int) -> str:

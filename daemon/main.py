@@ -28,6 +28,7 @@ import filelock
 
 from winopt import __version__
 from winopt.contracts.locks import lock_for
+from winopt.contracts.publish import sweep_temps
 from winopt.daemon import notify
 from winopt.daemon.coalesce import CoalescingQueue
 from winopt.daemon.cleaning import Cleaner
@@ -36,6 +37,7 @@ from winopt.daemon.distribution import RigDistribution
 from winopt.daemon.jobs import SPOOL_KIND, SpoolJobs
 from winopt.daemon.journal import set_level, setup_logging
 from winopt.daemon.logfile import attach_log_file
+from winopt.daemon.repeats import RepeatedErrors
 from winopt.daemon.runs import WatchedRuns
 from winopt.daemon.status import DecisionLog, StatusBook, now_iso, read_status
 from winopt.daemon.wakeup import Wakeup
@@ -111,6 +113,8 @@ class Daemon:
         self._timers: dict[str, float] = {}
         self._healthy = True
         self._handlers: dict[str, Handler] = {}
+        #: a handler failing the same way at every event (a full disk) logs once a minute
+        self._failures = RepeatedErrors(log)
 
     def register(self, kind: str, handler: Handler) -> None:
         """Add a kind of work (before `serve` starts watching, or followed by a reload)."""
@@ -141,10 +145,12 @@ class Daemon:
 
     def _start(self) -> None:
         cfg = self.config
+        sweep_temps(cfg.state_dir)  # a status.json temp that a kill -9 left (more at each reconcile)
         previous = self._previous_runs(cfg.state_dir)
         self.book = StatusBook(cfg.state_dir, min_interval=cfg.status_interval, on_written=self._status_written)
         self.rigs = RigDistribution(self.book, cfg.state_dir, cfg.rigs, cfg.distribution)
-        self.runs = WatchedRuns(self.book, DecisionLog(cfg.state_dir), self._thresholds, on_npz=self.rigs.on_npz)
+        self.runs = WatchedRuns(self.book, DecisionLog(cfg.state_dir), self._thresholds, on_npz=self.rigs.on_npz,
+                                max_survivors_bytes=lambda: self.config.convert.max_survivors_bytes)
         self._thresholds_now = cfg.make_thresholds()
         self.queue = CoalescingQueue(self._work, workers=cfg.workers, debounce=cfg.debounce,
                                      max_delay=cfg.max_delay, on_error=self._work_failed)
@@ -304,6 +310,7 @@ class Daemon:
         only a stale NPZ and records only a changed decision)."""
         self._reconcile_wanted.clear()
         self._check_health()
+        sweep_temps(self.config.state_dir)  # status.json temps of a killed daemon, once stale
         n = 0
         for kind, handler in self._handlers.items():
             for target in handler.targets():
@@ -316,11 +323,14 @@ class Daemon:
     def _work(self, key: Hashable, reasons: frozenset[str]) -> None:
         kind, target = key  # type: ignore[misc]
         self._handlers[kind].work(target, reasons)
+        self._failures.clear(key)  # a repeating failure of this target is over
 
     def _work_failed(self, key: Hashable, exc: BaseException) -> None:
         kind, target = key  # type: ignore[misc]
-        log.error("%s %s: handler failed: %s: %s", kind, target, type(exc).__name__, exc, exc_info=exc,
-                  extra={"PATH": str(target), "EVENT": "handler_error"})
+        # an OSError's own text names the temp file it failed on: its strerror repeats
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        self._failures.log(key, logging.ERROR, f"{kind} {target}: handler failed: {type(exc).__name__}: {detail}",
+                           exc_info=exc, extra={"PATH": str(target), "EVENT": "handler_error"})
         self.book.count("handler_errors")
         if kind == "run":
             name = self.runs.name_for(target) or str(target)
@@ -336,9 +346,11 @@ class Daemon:
         try:
             new = self._load_config()
             thresholds = new.make_thresholds()
-        except UserError as exc:
-            log.error("reload failed, keeping the current config: %s", exc, extra={"EVENT": "reload_failed"})
-            notify.notify("READY=1", "STATUS=reload failed, old config kept: " + str(exc))
+        except Exception as exc:  # noqa: BLE001 - no config file may stop the daemon
+            text = str(exc) if isinstance(exc, UserError) else f"unexpected {type(exc).__name__}: {exc}"
+            log.error("reload failed, keeping the current config: %s", text, extra={"EVENT": "reload_failed"},
+                      exc_info=None if isinstance(exc, UserError) else exc)
+            notify.notify("READY=1", "STATUS=reload failed, old config kept: " + text)
             return
         new = self._keep_restart_only(new)
         self.config = new

@@ -18,6 +18,8 @@ import socket
 import time
 from collections.abc import Mapping
 
+from winopt.safe_text import safe_text
+
 log = logging.getLogger(__name__)
 
 try:  # libsystemd through systemd-python, when installed
@@ -29,8 +31,10 @@ except ImportError:  # pragma: no cover - exercised where systemd-python is abse
 def notify(*assignments: str) -> bool:
     """Send `assignments` (e.g. "READY=1", "STATUS=...") as one notification.
 
-    Returns whether a message was sent; never raises."""
-    message = "\n".join(assignments)
+    Returns whether a message was sent; never raises. Each assignment is one line of the
+    datagram, so text in it (a STATUS naming a file) is escaped: a newline there would
+    otherwise add an assignment of its own (a READY=1 or WATCHDOG=1 nobody meant)."""
+    message = "\n".join(safe_text(a) for a in assignments)
     try:
         if _libsystemd_notify is not None:
             return bool(_libsystemd_notify(message))

@@ -68,11 +68,14 @@ class WatchedRuns:
         decisions: DecisionLog,
         thresholds: Callable[[], Any],
         on_npz: OnNpz | None = None,
+        max_survivors_bytes: Callable[[], int] | None = None,
     ) -> None:
         self._book = book
         self._decisions = decisions
         self._thresholds = thresholds
         self._on_npz = on_npz
+        #: `[convert] max_survivors_bytes` as the config says now (a reload changes it)
+        self._max_bytes = max_survivors_bytes
         self._names: dict[Path, str] = {}
         self._seen: dict[Path, _Seen] = {}
         #: per run: kind ("watched": from the config; "job": a spool job's directory),
@@ -81,6 +84,9 @@ class WatchedRuns:
         self._attrs: dict[Path, dict[str, Any]] = {}
         self._previous: dict[str, Any] = {}
         self._lock = threading.Lock()
+        #: a spool job's state by id (set by the jobs handler): it decides whether the
+        #: watcher judges the job's run at all, and who resumes it
+        self.job_state: Callable[[str], str | None] | None = None
 
     # ------------------------------------------------------------ set-up
     def set_runs(self, names: dict[Path, str], previous: dict[str, Any] | None = None) -> None:
@@ -188,7 +194,8 @@ class WatchedRuns:
         with self._lock:
             name = self._names.get(run_dir)
             seen = self._seen.get(run_dir)
-            kind = (self._attrs.get(run_dir) or {}).get("kind", "watched")
+            attrs = self._attrs.get(run_dir) or {}
+            kind, job_id = attrs.get("kind", "watched"), attrs.get("job_id")
         if name is None or seen is None:
             return  # no longer watched (config reloaded)
         if not run_dir.is_dir():
@@ -201,7 +208,8 @@ class WatchedRuns:
         if sigs != seen.sig or reasons != {"timer"}:
             seen.error = self._convert(name, run_dir, snapshot)
         seen.sig = sigs
-        decision = self._decide(run_dir, snapshot, sigs[0], seen.error)
+        job_state = self.job_state(job_id) if job_id and self.job_state else None
+        decision = self._decide(run_dir, snapshot, sigs[0], seen.error, job_state)
         self._record(name, run_dir, snapshot, snapshot_error, decision, seen, kind)
 
     @staticmethod
@@ -222,12 +230,13 @@ class WatchedRuns:
         survivors = run_dir / SURVIVORS_NAME
         if not survivors.exists():
             return None
-        from winopt.handlers.convert import SurvivorsInFlux, convert
+        from winopt.handlers.convert import DEFAULT_MAX_SURVIVORS_BYTES, SurvivorsInFlux, convert
 
         expected = (snapshot or {}).get("survivors_sha256") or None
         fields = {**self._log_fields(name, run_dir), "PATH": str(survivors)}
+        limit = self._max_bytes() if self._max_bytes is not None else DEFAULT_MAX_SURVIVORS_BYTES
         try:
-            result = convert(survivors, if_stale=True, expected_sha256=expected)
+            result = convert(survivors, if_stale=True, expected_sha256=expected, max_bytes=limit)
         except SurvivorsInFlux as exc:
             log.info("run %s: survivors still being written, waiting for the next write (%s)",
                      name, exc, extra={**fields, "EVENT": "in_flux"})
@@ -253,18 +262,31 @@ class WatchedRuns:
         return None
 
     def _decide(
-        self, run_dir: Path, snapshot: dict[str, Any] | None, sig: FileSig, conversion_error: str | None
-    ) -> dict[str, Any]:
+        self, run_dir: Path, snapshot: dict[str, Any] | None, sig: FileSig,
+        conversion_error: str | None, job_state: str | None = None,
+    ) -> dict[str, Any] | None:
         """`winopt evaluate`'s decision, on the snapshot already read when there is one; a
-        survivors file that does not convert escalates."""
-        from winopt.handlers.evaluate import decide, decision_for_bad_survivors, evaluate
+        survivors file that does not convert escalates. A spool job gets none while queued
+        or once cancelled (there is nothing for the watcher to judge), and the daemon is
+        who resumes one that was stopped."""
+        from winopt.handlers.evaluate import (
+            DAEMON_RESUMER,
+            RESUMER,
+            decide,
+            decision_for_bad_survivors,
+            evaluate,
+        )
 
+        if job_state in UNJUDGED_JOB_STATES:
+            return None
         if conversion_error:
             return decision_for_bad_survivors(run_dir / SURVIVORS_NAME, conversion_error)
         if snapshot is None or sig is None:  # missing or unreadable: evaluate says which
             return evaluate(run_dir, self._thresholds())
         mtime = datetime.fromtimestamp(sig[2] / 1e9, timezone.utc)
-        return decide(snapshot, self._thresholds(), path=run_dir / CONFIG_NAME, file_mtime=mtime)
+        resumer = DAEMON_RESUMER if job_state == "running" else RESUMER
+        return decide(snapshot, self._thresholds(), path=run_dir / CONFIG_NAME, file_mtime=mtime,
+                      resumer=resumer)  # fmt: skip
 
     def _record(
         self,
@@ -272,7 +294,7 @@ class WatchedRuns:
         run_dir: Path,
         snapshot: dict[str, Any] | None,
         snapshot_error: str | None,
-        decision: dict[str, Any],
+        decision: dict[str, Any] | None,
         seen: _Seen,
         kind: str = "watched",
     ) -> None:
@@ -288,6 +310,9 @@ class WatchedRuns:
             error=error,
             processed_at=now_iso(),
         )
+        if decision is None:  # a queued or cancelled job: nothing to record
+            seen.decision = None
+            return
         key = decision_key(decision)
         if key == seen.decision:
             return
@@ -297,6 +322,10 @@ class WatchedRuns:
         level = logging.WARNING if key[0] == "escalate" else logging.INFO
         log.log(level, "run %s: decision %s (%s)", name, key[0], key[1],
                 extra={**self._log_fields(name, run_dir), "EVENT": "decision", "ACTION": key[0]})
+
+
+#: job states whose run gets no watcher decision: nothing has run, or it was called off
+UNJUDGED_JOB_STATES = frozenset({"queued", "cancelled"})
 
 
 def decision_key(decision: dict[str, Any]) -> tuple[str, str]:

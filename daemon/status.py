@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from winopt.contracts.publish import dump_json, fsync_dir, publish_bytes
+from winopt.daemon.repeats import RepeatedErrors
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ class StatusBook:
         self._thread: threading.Thread | None = None
         self.writes = 0
         self._encode_errors: set[str] = set()
+        #: a full or read-only state dir fails every write (4 a second): one line a minute
+        self._write_errors = RepeatedErrors(log)
 
     # ------------------------------------------------------------ updates
     def update_daemon(self, **fields: Any) -> None:
@@ -151,11 +154,13 @@ class StatusBook:
             doc = copy.deepcopy(self._doc)
         try:
             publish_bytes(self.path, self._encode(doc), mode=0o664)
-        except OSError as exc:
-            log.error("cannot write %s: %s", self.path, exc, extra={"EVENT": "status_failed"})
+        except OSError as exc:  # the same text each time (not the temp file's random name)
+            self._write_errors.log("write", logging.ERROR, f"cannot write {self.path}: {exc.strerror or exc}",
+                                   extra={"EVENT": "status_failed"})
             with self._cond:
                 self._dirty = True
             return
+        self._write_errors.clear("write", f"{self.path} written again", extra={"EVENT": "status_written"})
         self.writes += 1
         if self._on_written is not None:
             self._on_written(doc)

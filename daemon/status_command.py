@@ -4,6 +4,10 @@ Reads STATE/status.json only (no NumPy, no Optuna: quick on a busy head node). `
 prints the file as it is, for scripts. The state dir comes from `--state-dir`, else the
 config file's `state_dir`, else /var/lib/winopt.
 
+Every string of the document (run names, job names, errors, rig targets, values copied
+from run configs) is shown with its control characters escaped (`winopt.safe_text`)
+before the table is laid out, so nothing in status.json can drive the terminal.
+
 The table fits the terminal (issue 12): its width (`COLUMNS`, else the terminal's, else
 80 when piped), job ids in their short form (`handlers.job_refs`), flexible columns
 shortened with `~` and the notes under it wrapped; `--wide` shows everything whole, one
@@ -27,6 +31,7 @@ from winopt.daemon.config import DEFAULT_STATE_DIR, default_config_path, load_co
 from winopt.daemon.status import STATUS_NAME
 from winopt.errors import UserError
 from winopt.handlers.job_refs import short_id
+from winopt.safe_text import safe_text
 from winopt.table import ago, compact, fit_table, terminal_width, wrap, wrap_all
 
 COLUMNS = ("RUN", "STATE", "TRIALS", "BEST", "DECISION", "NPZ AGE", "RIGS")
@@ -90,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         width = None if args.wide else terminal_width()
         table = render(doc, now=datetime.now(timezone.utc), all_jobs=args.all, width=width)
-    except (AttributeError, TypeError, KeyError, ValueError) as exc:  # JSON, but not our layout
+    except (AttributeError, TypeError, KeyError, ValueError, RecursionError) as exc:  # JSON, but not our layout
         raise UserError(f"{path}: not a status file this winopt can read ({type(exc).__name__}: {exc}); "
                         "try --json") from None
     print(table)
@@ -109,6 +114,7 @@ def render(doc: dict[str, Any], *, now: datetime, all_jobs: bool = False, width:
     (a job's directory is a run too: its row is in the jobs table, not twice). With
     `width`, no line is longer: short job ids, shortened cells, wrapped notes; None
     shows everything whole."""
+    doc = escaped(doc)
     lines = wrap(_header(doc.get("daemon") or {}, now), width)
     rigs = doc.get("rigs") or {}
     if rigs:
@@ -127,6 +133,17 @@ def render(doc: dict[str, Any], *, now: datetime, all_jobs: bool = False, width:
     lines += _jobs_lines(doc, rigs, now, all_jobs, width)
     lines += wrap_all(_rig_problems(rigs, width), width)
     return "\n".join(lines)
+
+
+def escaped(value: Any) -> Any:
+    """`value` with every string in it, keys included, made safe for a terminal."""
+    if isinstance(value, str):
+        return safe_text(value)
+    if isinstance(value, dict):
+        return {escaped(k): escaped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [escaped(v) for v in value]
+    return value
 
 
 def _table(columns: tuple[str, ...], rows: list[tuple[str, ...]], width: int | None = None) -> list[str]:

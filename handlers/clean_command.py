@@ -41,6 +41,7 @@ from winopt.handlers.cleanup import (
     state_owner,
 )
 from winopt.handlers.spool import JOBS_DIR, REJECTED_DIR, JobStore, now_iso
+from winopt.safe_text import safe_text
 from winopt.table import ago
 
 #: seconds to wait for the daemon to take a request
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.dry_run:
         for line in _describe_items(state_dir, plan):
-            print(f"would remove {line}")
+            print(safe_text(f"would remove {line}"))
         print(f"{describe(plan)} would be removed")
         return 0
     if rights.privileged:
@@ -166,11 +167,11 @@ def _gone(state_dir: Path, plan: Plan) -> Plan:
 def _report(state_dir: Path, plan: Plan, gone: Plan) -> int:
     """A line per item removed, one per item kept; exit 1 when something stayed."""
     for line in _describe_items(state_dir, gone, done=True):
-        print(f"removed {line}")
+        print(safe_text(f"removed {line}"))
     stayed = Plan(*(tuple(x for x in getattr(plan, k) if x not in getattr(gone, k)) for k in
                     ("jobs", "rejected", "decision_logs")))
     for line in _describe_items(state_dir, stayed):
-        print(f"kept {line} (the daemon says why: winopt logs)")
+        print(safe_text(f"kept {line} (the daemon says why: winopt logs)"))
     print(f"removed {describe(gone)}" + (f"; kept {describe(stayed)}" if stayed else ""))
     return 1 if stayed else 0
 

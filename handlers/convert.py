@@ -1,11 +1,25 @@
 """`winopt convert`: bidirectional_survivors.json -> the rigs' NPZ and its meta (SPEC §3).
 
-The survivors file is read once; its sha256 is computed from those bytes on a second
-thread while msgspec decodes them straight into typed structs, so every type and range
-check happens inside the decoder and its error already names the first bad entry. The
-arrays are then filled column by column in C (`np.fromiter`), with no per-field Python
-loop over the rows; the fields a trial repeats on every row are checked by the decoder
-and filled without a pass at all (`_decode_one_trial`).
+The survivors file is read once, a megabyte at a time, and never held whole: its sha256
+is computed from those blocks on a second thread, while msgspec decodes them, a piece of
+whole entries at a time (`handlers.json_pieces`), straight into typed structs, so every
+type and range check happens inside the decoder and its error names the file's first bad
+entry and line. Each piece's arrays are filled column by column in C (`np.fromiter`),
+with no per-field Python loop over the rows; the fields a trial repeats on every row are
+checked by the decoder and filled without a pass at all (`_decode_one_trial`). The NPZ
+is written from those per-piece arrays (`handlers.npz_file`), so the memory a
+conversion needs is about the NPZ's arrays plus one piece, whatever the file's size
+(bench/convert_memory.py: at most twice the arrays, against 15 times when the text was
+decoded whole). A file larger than `max_bytes` (the daemon's `[convert]
+max_survivors_bytes`, `winopt convert --max-bytes`, 4 GiB by default) is refused before
+it is read: one error line, the previous NPZ kept. After a large conversion, finished or
+not, the heap's free memory is handed back to the system (`winopt.heap`).
+
+A key written twice in one entry is an error naming the entry and the key: a JSON
+decoder silently keeps the last value, another reader might keep the first. Checking
+costs one count of `:` per piece, compared with the keys the decoder filled; only when
+they differ (unknown keys, a `:` inside a string, or a real duplicate) is the piece read
+again to tell which.
 
 Two kinds of file come in. winopt's own (`winopt optimize`, SPEC §3: every field present)
 take the strict decoder above. A file the strict decoder refuses is read again by the
@@ -36,27 +50,30 @@ daemon calls them from worker threads.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
-import io
+import json
 import math
 import os
 import re
+import stat
 import sys
 import time
 import typing
-import zipfile
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from operator import attrgetter
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, BinaryIO, Literal
 
 import msgspec
 import numpy as np
 
 from winopt import __version__
-from winopt.contracts import lock_for, publish_bytes, publish_json, sha256_file
+from winopt.contracts import lock_for, publish_atomic, publish_json, sha256_file
 from winopt.contracts.schemas import (
     HYBRID_SUFFIX,
     NPZ_ARRAYS,
@@ -70,11 +87,17 @@ from winopt.contracts.schemas import (
     read_npz_meta,
 )
 from winopt.errors import UserError, in_file
+from winopt.handlers.json_pieces import CHUNK_BYTES, Where, decode_in_pieces
+from winopt.handlers.npz_file import write_npz
+from winopt.heap import return_free_memory
+from winopt.safe_text import safe_text
 
-#: zlib level of the NPZ members (see the module docstring for why not savez's 6)
-NPZ_COMPRESSLEVEL = 1
-#: ZIP member timestamp: fixed, so identical arrays give identical NPZ bytes
-_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+#: the largest survivors file converted unless told otherwise (a 1M-survivor file is
+#: ~0.8 GB): the daemon's `[convert] max_survivors_bytes`, `winopt convert --max-bytes`
+DEFAULT_MAX_SURVIVORS_BYTES = 4 << 30
+#: a conversion of a file this large hands the heap's free memory back afterwards
+RETURN_MEMORY_AFTER = 64 << 20
+_COLON = ord(":")
 _INT32_MAX = 2**31 - 1
 _INT32_MIN = -(2**31)
 _UINT64_MAX = 2**64 - 1
@@ -175,10 +198,9 @@ class ConvertResult:
 
 @dataclass(frozen=True)
 class _Source:
-    """The survivors file as read once: its bytes, their sha256, size and mtime."""
+    """The survivors file as read: the sha256, size and mtime of the bytes read."""
 
     path: Path
-    data: bytes
     sha256: str
     size: int
     mtime_ns: int
@@ -189,67 +211,186 @@ def default_npz_path(survivors: str | os.PathLike[str]) -> Path:
     return Path(survivors).with_name(NPZ_NAME)
 
 
-def read_source(path: Path) -> tuple[bytes, os.stat_result]:
-    """The survivors file's bytes and the stat of the same open file (so size and mtime
-    describe exactly these bytes, even if the file is replaced meanwhile)."""
+def _too_large(path: Path, size: int, limit: int) -> UserError:
+    return in_file(path, f"{size} bytes, more than the {limit} allowed for a survivors file "
+                         "(raise [convert] max_survivors_bytes, or winopt convert --max-bytes)")
+
+
+@contextmanager
+def _open_source(path: Path, limit: int) -> Iterator[tuple[BinaryIO, os.stat_result]]:
+    """The survivors file open for reading, with the stat of that open file (so size and
+    mtime describe exactly what is read, even if the file is replaced meanwhile): a
+    regular file of at most `limit` bytes, or one UserError line."""
     try:
-        with open(path, "rb") as fh:
-            return fh.read(), os.fstat(fh.fileno())
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except FileNotFoundError as exc:
         raise in_file(path, "no such file") from exc
     except OSError as exc:
         raise in_file(path, f"cannot read: {exc.strerror or exc}") from exc
+    with open(fd, "rb", buffering=0) as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise in_file(path, "not a regular file")
+        if st.st_size > limit:
+            raise _too_large(path, st.st_size, limit)
+        yield fh, st
 
 
-def _sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+class _Reading:
+    """One pass over the open survivors file from its start: `read(n)` gives the next
+    block and has the hashing thread hash it and count its `:` (hashlib and NumPy release
+    the GIL, so both overlap decoding; at most one block waits, so memory stays bounded);
+    `finish()` reads what is left (a pass cut short by bad data) and returns the
+    `_Source`. `colons` (after `finish`) is the number of `:` in the file, which the
+    duplicate-key check compares with the keys decoded."""
+
+    def __init__(self, path: Path, fh: BinaryIO, st: os.stat_result, limit: int, pool: ThreadPoolExecutor) -> None:
+        self._path, self._fh, self._st, self._limit, self._pool = path, fh, st, limit, pool
+        fh.seek(0)
+        self._hash = hashlib.sha256()
+        self._pending: Future[None] | None = None
+        self.size = 0
+        self.colons = 0
+
+    def read(self, n: int) -> bytes:
+        try:
+            block = self._fh.read(n)
+        except OSError as exc:
+            raise in_file(self._path, f"cannot read: {exc.strerror or exc}") from exc
+        self.size += len(block)
+        if self.size > self._limit:  # it grew while we read
+            raise _too_large(self._path, self.size, self._limit)
+        if self._pending is not None:
+            self._pending.result()
+        self._pending = self._pool.submit(self._absorb, block) if block else None
+        return block
+
+    def _absorb(self, block: bytes) -> None:
+        """On the hashing thread: the block into the sha256 and the count of `:`."""
+        self._hash.update(block)
+        self.colons += int(np.count_nonzero(np.frombuffer(block, np.uint8) == _COLON))
+
+    def finish(self) -> _Source:
+        while self.read(CHUNK_BYTES):
+            pass
+        return _Source(self._path, self._hash.hexdigest(), self.size, self._st.st_mtime_ns)
+
+    def line_at(self, offset: int) -> int:
+        """The line of the file's byte `offset` (read again: only error lines need it)."""
+        newlines, done = 0, 0
+        while done < offset:
+            block = os.pread(self._fh.fileno(), min(CHUNK_BYTES, offset - done), done)
+            if not block:
+                break
+            newlines += block.count(b"\n")
+            done += len(block)
+        return newlines + 1
 
 
-#: what read_hash_parse found: the survivors, the parse error, or None (not parsed)
-_Parsed = _Survivors | UserError | None
+class _Columns:
+    """The NPZ's arrays of a file decoded piece by piece (`take` is the pieces' decoder):
+    per array the pieces' arrays in order, never joined (`handlers.npz_file` writes them
+    as one), what an old-pipeline file left to defaults over all its pieces, and the keys
+    the decoded rows account for (`keys`, for the duplicate-key check)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.pieces: dict[str, list[np.ndarray]] = {name: [] for name in NPZ_ARRAYS}
+        self.count = 0
+        self.keys = 0
+        self.seen = _Defaults(0)
+
+    def take(self, data: bytes, where: Where) -> int:
+        """Decode one piece (a JSON list of whole entries) and keep its arrays; all or
+        nothing, so a piece that raises leaves no trace."""
+        survivors = parse_survivors(self.path, data, where)
+        missing = sum(self.seen.counts.values())
+        arrays, _ = survivor_arrays(self.path, survivors, where, self.seen)
+        keys = _keys_filled(survivors, sum(self.seen.counts.values()) - missing)
+        for name, array in arrays.items():
+            self.pieces[name].append(array)
+        self.count += len(survivors.rows)
+        self.keys += keys
+        return len(survivors.rows)
+
+    def dtypes(self) -> dict[str, np.dtype]:
+        """Each array's dtype: seeds uint64 when any piece needed it, else uint32."""
+        wide = any(piece.dtype == np.uint64 for piece in self.pieces["seeds"])
+        out = {name: np.dtype(dtype) for name, (dtype, _) in NPZ_ARRAYS.items() if name != "seeds"}
+        return {"seeds": np.dtype(np.uint64 if wide else np.uint32), **out}
+
+    def warnings(self) -> list[str]:
+        self.seen.total = self.count
+        return self.seen.line()
+
+    def clear(self) -> None:
+        """Drop the arrays now (a traceback may keep this object alive a while)."""
+        self.pieces = {}
 
 
-def read_hash_parse(path: Path, *, parse: bool = True) -> tuple[_Source, _Parsed]:
-    """Read the survivors once; hash those bytes and, when `parse`, decode them meanwhile
-    (hashlib releases the GIL, so the two overlap on a second core).
+def parse_survivors(path: Path, data: bytes, where: Where = Where()) -> _Survivors:
+    """Decode and type-check a survivors list (the whole file, or a piece of it that
+    starts at `where`); UserError naming the file's first bad entry (or line).
 
-    A parse failure is returned, not raised: the caller first checks the sha256 (a file
-    that is not the one expected is "in flux", which explains a parse error better)."""
-    data, st = read_source(path)
-    parsed: _Parsed = None
-    if not parse:
-        sha = _sha256_hex(data)
-    else:
-        with ThreadPoolExecutor(1, thread_name_prefix="winopt-sha256") as pool:
-            digest = pool.submit(_sha256_hex, data)
-            try:
-                parsed = parse_survivors(path, data)
-            except UserError as exc:
-                parsed = exc
-            sha = digest.result()
-    return _Source(path, data, sha, len(data), st.st_mtime_ns), parsed
-
-
-def parse_survivors(path: Path, data: bytes) -> _Survivors:
-    """Decode and type-check the survivors list; UserError naming the first bad entry.
-
-    winopt's format first (fast, strict); a file that is not, as an old-pipeline file
+    winopt's format first (fast, strict); a list that is not, as an old-pipeline file
     (lenient, the old converter's defaults). An error is the old-pipeline decoder's: it
     accepts everything the strict one does, so its complaint is about truly bad input,
-    not about a field an old file never had."""
-    fast = _decode_one_trial(data)
-    if fast is not None:
-        return fast
+    not about a field an old file never had. (Keys written twice: `_check_keys`.)"""
+    survivors = _decode_one_trial(data)
+    if survivors is not None:
+        return survivors
     try:
-        return _Survivors(msgspec.json.Decoder(list[_Survivor]).decode(data), {})
+        return _Survivors(_STRICT.decode(data), {})
     except msgspec.ValidationError:
         pass
     except msgspec.DecodeError as exc:
-        raise in_file(path, f"not valid JSON ({_where_in_text(str(exc), data)})") from exc
+        raise in_file(path, f"not valid JSON ({_where_in_text(str(exc), data, where)})") from exc
     try:
-        return _Survivors(msgspec.json.Decoder(list[_OldSurvivor]).decode(data), {}, old=True)
+        return _Survivors(_OLD.decode(data), {}, old=True)
     except msgspec.ValidationError as exc:
-        raise in_file(path, _describe_validation(str(exc))) from exc
+        raise in_file(path, _describe_validation(str(exc), where)) from exc
+    except msgspec.DecodeError as exc:  # valid up to an entry the strict decoder refused
+        raise in_file(path, f"not valid JSON ({_where_in_text(str(exc), data, where)})") from exc
+
+
+def _keys_filled(survivors: _Survivors, defaulted: int) -> int:
+    """How many keys of the text the decoded rows account for: the fields they hold
+    (optional ones only where present), not the keys the decoder skipped. `defaulted`:
+    of an old-pipeline file's counted fields (`_Defaults`), how many these rows lacked."""
+    rows = survivors.rows
+    present = lambda name, marker: len(rows) - list(map(attrgetter(name), rows)).count(marker)  # noqa: E731
+    if not survivors.old:
+        return len(rows) * _REQUIRED_KEYS + present("time_of_day", None)
+    uncounted = sum(present(name, msgspec.UNSET) for name in _OLD_UNCOUNTED)
+    return len(rows) * (1 + _OLD_COUNTED) - defaulted + uncounted  # 1: the seed, always there
+
+
+def _check_keys(path: Path, fh: BinaryIO, columns: _Columns, colons: int) -> None:
+    """Refuse an entry that holds a key twice: the decoder silently kept the last value.
+    Every key is followed by a `:`, so when the file holds no more `:` than the keys the
+    decoder filled, no key was there twice. Otherwise (unknown keys, a `:` inside a
+    string, or a key twice) the file is read again, a piece at a time, to tell which."""
+    if colons == columns.keys:
+        return
+    fh.seek(0)
+    decode_in_pieces(fh.read, lambda data, where: _no_key_twice(path, data, where))
+
+
+def _no_key_twice(path: Path, data: bytes, where: Where) -> int:
+    """The entries of a piece, or UserError naming the first entry with a key twice."""
+    try:
+        entries = msgspec.json.decode(data, type=list[dict[str, msgspec.Raw]])
+    except msgspec.MsgspecError as exc:  # it decoded a moment ago: rewritten in place meanwhile
+        raise in_file(path, f"changed while it was read ({exc}); convert again") from None
+    if data.count(b":") == sum(map(len, entries)):
+        return len(entries)  # every `:` a key, each once
+    for i, pairs in enumerate(json.loads(data, object_pairs_hook=list)):
+        keys = [key for key, _ in pairs]
+        if len(set(keys)) != len(keys):
+            twice = next(key for j, key in enumerate(keys) if key in keys[:j])
+            raise in_file(path, f"entry {where.entry + i}: key {twice!r} appears twice "
+                                "(JSON readers disagree on which value counts)")
+    return len(entries)  # no key twice: the other `:` are inside strings
 
 
 def _decode_one_trial(data: bytes) -> _Survivors | None:
@@ -258,20 +399,28 @@ def _decode_one_trial(data: bytes) -> _Survivors | None:
     that every row repeats them, and they need no column pass (~1/3 less time on 100k
     rows). None when the file is anything else (mixed trials, bad input, integral counts
     written as floats, an old-pipeline file): the general decoders then handle it and word
-    any error."""
+    any error. The decoder is made once per trial (every piece of a file shares it)."""
     first = _first_row(data)
     if first is None:
         return None
     constants = {k: first[k] for k in TRIAL_FIELDS}
-    fields: list[tuple[Any, ...]] = []
-    for name in _Survivor.__struct_fields__:
-        kind = _constant_type(constants[name]) if name in constants else _SURVIVOR_TYPES[name]
-        fields.append((name, kind, None) if name == "time_of_day" else (name, kind))
     try:
-        row = msgspec.defstruct("_TrialRow", fields, gc=False, kw_only=True)
-        return _Survivors(msgspec.json.Decoder(list[row]).decode(data), constants)
+        decoder = _trial_decoder(tuple((k, type(v), v) for k, v in constants.items()))
+        return _Survivors(decoder.decode(data), constants)
     except (msgspec.MsgspecError, TypeError, ValueError):
         return None
+
+
+@functools.lru_cache(maxsize=32)
+def _trial_decoder(constants: tuple[tuple[str, type, Any], ...]) -> msgspec.json.Decoder:
+    """A decoder of rows whose trial fields hold these (name, type, value) constants."""
+    values = {name: value for name, _, value in constants}
+    fields: list[tuple[Any, ...]] = []
+    for name in _Survivor.__struct_fields__:
+        kind = _constant_type(values[name]) if name in values else _SURVIVOR_TYPES[name]
+        fields.append((name, kind, None) if name == "time_of_day" else (name, kind))
+    row = msgspec.defstruct("_TrialRow", fields, gc=False, kw_only=True)
+    return msgspec.json.Decoder(list[row])
 
 
 def _constant_type(value: int | float) -> Any:
@@ -300,29 +449,29 @@ def _first_row(data: bytes) -> dict[str, Any] | None:
     return row if isinstance(row, dict) else None
 
 
-def _where_in_text(message: str, data: bytes) -> str:
+def _where_in_text(message: str, data: bytes, where: Where = Where()) -> str:
     """msgspec's "... (byte 1234)" -> "... at line 56", which an editor can go to."""
     match = re.search(r"\(byte (\d+)\)", message)
     if not match:
         return message
-    line = data.count(b"\n", 0, int(match[1])) + 1
+    line = where.line(data, int(match[1]))
     return f"{message[: match.start()].rstrip()} at line {line}"
 
 
-def _describe_validation(message: str) -> str:
+def _describe_validation(message: str, where: Where = Where()) -> str:
     """msgspec's "Expected `int`, got `str` - at `$[3].seed`" -> "entry 3, seed: expected
     `int`, got `str`" (entries counted from 0, as in the file's list)."""
-    text, _, where = message.partition(" - at `")
+    text, _, at = message.partition(" - at `")
     text = text[:1].lower() + text[1:]
-    where = where.rstrip("`")
-    if not where or where == "$":
+    at = at.rstrip("`")
+    if not at or at == "$":
         return "not a list of survivor objects: " + text if "array" in text else text
-    index, _, field = where[2:].partition("]")
+    index, _, field = at[2:].partition("]")
     field = field.lstrip(".")
     if text.startswith("invalid enum value") and field in _NAMED_CODES:
         what, codes = _NAMED_CODES[field]
         text = f"unknown {what} {text.split(' ', 3)[3]} (known: {', '.join(codes)})"
-    return f"entry {index}{', ' + field if field else ''}: {text}"
+    return f"entry {where.entry + int(index)}{', ' + field if field else ''}: {text}"
 
 
 #: survivor fields that hold a name, with what to call an unknown one and the known names
@@ -333,13 +482,16 @@ _NAMED_CODES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-def survivor_arrays(path: Path, survivors: _Survivors) -> tuple[dict[str, np.ndarray], list[str]]:
+def survivor_arrays(
+    path: Path, survivors: _Survivors, where: Where = Where(), seen: _Defaults | None = None
+) -> tuple[dict[str, np.ndarray], list[str]]:
     """One array per NPZ field (SPEC §3), in NPZ_ARRAYS order, all of length len(rows),
-    and the warning line of an old-pipeline file (what it left to defaults), if any."""
+    and the warning line of an old-pipeline file (what it left to defaults), if any. For
+    a piece of a file (`where`), what was defaulted adds up in `seen`, the file's."""
     if survivors.old:
-        return _old_arrays(path, survivors.rows)
+        return _old_arrays(path, survivors.rows, where, seen)
     rows, n = survivors.rows, len(survivors.rows)
-    arrays: dict[str, np.ndarray] = {"seeds": _seed_array(path, rows)}
+    arrays: dict[str, np.ndarray] = {"seeds": _seed_array(path, rows, where)}
     for name, (dtype, key) in NPZ_ARRAYS.items():
         if key in survivors.constants:
             arrays[name] = np.full(n, survivors.constants[key], dtype)
@@ -352,13 +504,13 @@ def survivor_arrays(path: Path, survivors: _Survivors) -> tuple[dict[str, np.nda
     return arrays, []
 
 
-def _seed_array(path: Path, items: list[Any]) -> np.ndarray:
+def _seed_array(path: Path, items: list[Any], where: Where = Where()) -> np.ndarray:
     """Seeds as uint32 when every seed < 2**32, else uint64; exact (no float round trip)."""
     try:
         seeds = np.fromiter(map(attrgetter("seed"), items), np.uint64, len(items))
     except OverflowError:
         index = next(i for i, s in enumerate(items) if s.seed > _UINT64_MAX)
-        raise in_file(path, f"entry {index}, seed: {items[index].seed} exceeds 2**64-1") from None
+        raise in_file(path, f"entry {where.entry + index}, seed: {items[index].seed} exceeds 2**64-1") from None
     if len(seeds) == 0 or int(seeds.max()) < 2**32:
         return seeds.astype(np.uint32)
     return seeds
@@ -431,6 +583,21 @@ class _OldSurvivor(msgspec.Struct, gc=False, kw_only=True):
     survivor_overlap_ratio: float = _NO_FLOAT
     bidirectional_selectivity: float = _NO_FLOAT
     intersection_weight: float = _NO_FLOAT
+    # keys the old Step 1 wrote that the NPZ does not hold: read (unchecked) only so that
+    # the duplicate-key check can count them (`_keys_filled`) without reading twice
+    sessions: Any = msgspec.UNSET
+    time_of_day: Any = msgspec.UNSET
+
+
+#: the decoders of a survivors list: winopt's (strict) and the old pipeline's (lenient)
+_STRICT = msgspec.json.Decoder(list[_Survivor])
+_OLD = msgspec.json.Decoder(list[_OldSurvivor])
+#: keys every strict row has (time_of_day is optional)
+_REQUIRED_KEYS = len(_Survivor.__struct_fields__) - 1
+#: the old row's keys `_Defaults` does not count as missing or present (`_keys_filled`)
+_OLD_UNCOUNTED = ("prng_base", "sessions", "time_of_day")
+#: the old row's keys it does count: all but the seed and those
+_OLD_COUNTED = len(_OldSurvivor.__struct_fields__) - 1 - len(_OLD_UNCOUNTED)
 
 
 #: what a field missing from an old record becomes (the warning line says so); fields
@@ -489,11 +656,14 @@ class _Defaults:
 _OLD_FIELD_ORDER = tuple(_OldSurvivor.__struct_fields__)
 
 
-def _old_arrays(path: Path, rows: list[Any]) -> tuple[dict[str, np.ndarray], list[str]]:
-    """The NPZ arrays of an old-pipeline file, with the old converter's values (see the
-    section comment), and the warning line naming what was defaulted."""
-    n, seen = len(rows), _Defaults(len(rows))
-    columns: dict[str, np.ndarray] = {"seeds": _seed_array(path, rows)}
+def _old_arrays(
+    path: Path, rows: list[Any], where: Where = Where(), seen: _Defaults | None = None
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The NPZ arrays of an old-pipeline file (or piece: `where`, with the file's `seen`),
+    with the old converter's values (see the section comment), and the warning line
+    naming what was defaulted (of these rows alone when no `seen` is given)."""
+    seen = seen if seen is not None else _Defaults(len(rows))
+    columns: dict[str, np.ndarray] = {"seeds": _seed_array(path, rows, where)}
     for name, (dtype, key) in NPZ_ARRAYS.items():
         if dtype == "int32" and key not in ("skip", "skip_range"):
             columns[name] = _old_ints(rows, key, seen)
@@ -501,9 +671,9 @@ def _old_arrays(path: Path, rows: list[Any]) -> tuple[dict[str, np.ndarray], lis
             columns[name] = _old_floats(rows, key, seen)
     columns["skip"] = _old_skips(rows, columns["skip_min"], seen)
     columns["forward_matches"], columns["reverse_matches"] = _old_rates(rows, seen)
-    columns["skip_range"] = _old_skip_ranges(path, rows, seen)
+    columns["skip_range"] = _old_skip_ranges(path, rows, seen, where)
     columns["skip_mode"] = _old_skip_modes(rows, seen)
-    columns["prng_type"] = _old_families(path, rows, seen)
+    columns["prng_type"] = _old_families(path, rows, seen, where)
     arrays = {name: columns[name] for name in NPZ_ARRAYS}
     return arrays, seen.line()
 
@@ -548,7 +718,7 @@ def _old_rates(rows: list[Any], seen: _Defaults) -> tuple[np.ndarray, np.ndarray
     return fwd_out.astype(np.float32), rev_out.astype(np.float32)
 
 
-def _old_skip_ranges(path: Path, rows: list[Any], seen: _Defaults) -> np.ndarray:
+def _old_skip_ranges(path: Path, rows: list[Any], seen: _Defaults, where: Where = Where()) -> np.ndarray:
     """`skip_range` read the old converter's way (`old_skip_range`); 0 where missing or
     unreadable; a value past int32 is an error (the old converter failed on it too). A
     file holds few distinct values (one per trial), so each is parsed once."""
@@ -561,7 +731,7 @@ def _old_skip_ranges(path: Path, rows: list[Any], seen: _Defaults) -> np.ndarray
     seen.add("skip_range", parsed.count(None))
     if any(_past_int32(v) for v in set(parsed)):
         i = next(i for i, v in enumerate(parsed) if _past_int32(v))
-        raise in_file(path, f"entry {i}, skip_range: {values[i]!r} gives {parsed[i]}, past int32")
+        raise in_file(path, f"entry {where.entry + i}, skip_range: {values[i]!r} gives {parsed[i]}, past int32")
     return np.fromiter((v or 0 for v in parsed), np.int32, len(parsed))
 
 
@@ -596,14 +766,14 @@ def _old_skip_modes(rows: list[Any], seen: _Defaults) -> np.ndarray:
     return np.fromiter(map(codes.__getitem__, names), np.uint8, len(names))
 
 
-def _old_families(path: Path, rows: list[Any], seen: _Defaults) -> np.ndarray:
+def _old_families(path: Path, rows: list[Any], seen: _Defaults, where: Where = Where()) -> np.ndarray:
     """`prng_type` codes: the name from `prng_type`, else `prng_base`, else java_lcg; a
     `_hybrid` name gets its base family's code (noted for the warning line)."""
     names = list(map(attrgetter("prng_type"), rows))
     missing = [i for i, name in enumerate(names) if name is msgspec.UNSET]
     seen.add("prng_type", len(missing))
     for i in missing:
-        names[i] = _old_base_name(path, i, rows[i].prng_base)
+        names[i] = _old_base_name(path, where.entry + i, rows[i].prng_base)
     codes = {name: _family_code(name, seen) for name in set(names)}
     return np.fromiter(map(codes.__getitem__, names), np.uint8, len(names))
 
@@ -632,22 +802,8 @@ def _family_code(name: str, seen: _Defaults | None) -> int | None:
     return PRNG_TYPE_CODES[base]
 
 
-def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    """The NPZ file's bytes: what np.savez_compressed writes, at level 1 with fixed
-    timestamps (deterministic; np.load reads it the same way)."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, array in arrays.items():
-            member = io.BytesIO()
-            np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
-            info = zipfile.ZipInfo(name + ".npy", date_time=_ZIP_EPOCH)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, member.getvalue(), compresslevel=NPZ_COMPRESSLEVEL)
-    return buf.getvalue()
-
-
 def build_meta(
-    source: _Source, arrays: dict[str, np.ndarray], npz: bytes, warnings: list[str]
+    source: _Source, count: int, dtypes: dict[str, np.dtype], npz_sha256: str, npz_size: int, warnings: list[str]
 ) -> dict[str, Any]:
     """bidirectional_survivors_binary.meta.json (SPEC §3): what was converted, from what.
 
@@ -658,7 +814,7 @@ def build_meta(
     mtime = datetime.fromtimestamp(source.mtime_ns / 1e9, timezone.utc).astimezone()
     return {
         "schema_version": NPZ_SCHEMA_VERSION,
-        "count": int(len(arrays["seeds"])),
+        "count": count,
         "source": {
             "name": source.path.name,
             "path": str(source.path.absolute()),
@@ -667,12 +823,12 @@ def build_meta(
             "mtime": mtime.isoformat(),
             "mtime_ns": source.mtime_ns,
         },
-        "npz_sha256": hashlib.sha256(npz).hexdigest(),
-        "npz_size": len(npz),
+        "npz_sha256": npz_sha256,
+        "npz_size": npz_size,
         "encodings": {
             "prng_type": dict(PRNG_TYPE_CODES),
             "skip_mode": dict(SKIP_MODES),
-            "dtypes": {name: array.dtype.name for name, array in arrays.items()},
+            "dtypes": {name: dtype.name for name, dtype in dtypes.items()},
         },
         "warnings": list(warnings),
         "converted_at": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
@@ -723,41 +879,72 @@ def convert(
     *,
     if_stale: bool = False,
     expected_sha256: str | None = None,
+    max_bytes: int = DEFAULT_MAX_SURVIVORS_BYTES,
 ) -> ConvertResult:
     """Convert `survivors` to the NPZ and its meta, under the NPZ's lock.
 
     `if_stale`: do nothing (converted=False) when the meta already describes this source.
     `expected_sha256`: raise SurvivorsInFlux when the file read is not that one.
+    `max_bytes`: a larger file is refused unread.
     Bad input raises UserError naming the file and the first bad entry; the existing NPZ
-    and meta are then untouched.
+    and meta are then untouched. After a large file, converted or not, the heap's free
+    memory goes back to the system.
     """
     survivors = Path(survivors)
     npz = Path(npz) if npz is not None else default_npz_path(survivors)
-    meta_path = npz_meta_path(npz)
     if not npz.parent.is_dir():
         raise in_file(npz, "output directory does not exist")
-    with lock_for(npz):
-        # With if_stale the NPZ is often up to date: hash first, parse only when needed.
-        source, parsed = read_hash_parse(survivors, parse=not if_stale)
-        if expected_sha256 is not None and source.sha256 != expected_sha256:
-            raise SurvivorsInFlux(
-                f"{survivors}: sha256 {source.sha256[:12]} is not the {expected_sha256[:12]} "
-                "the snapshot names (a write is in progress)"
-            )
-        if if_stale:
-            meta = read_npz_meta(meta_path)
-            if _describes(meta, source) and _npz_matches_meta(npz, meta):
-                count = int(meta.get("count", 0))
-                return ConvertResult(False, npz, meta_path, count, meta, _meta_warnings(meta))
-        if isinstance(parsed, UserError):
-            raise parsed
-        decoded = parsed if parsed is not None else parse_survivors(survivors, source.data)
-        arrays, warnings = survivor_arrays(survivors, decoded)
-        blob = npz_bytes(arrays)
-        meta = build_meta(source, arrays, blob, warnings)
-        publish_bytes(npz, blob)
-        publish_json(meta_path, meta)
+    size = 0
+    try:
+        with lock_for(npz), _open_source(survivors, max_bytes) as (fh, st):
+            size = st.st_size
+            with ThreadPoolExecutor(1, thread_name_prefix="winopt-sha256") as pool:
+                return _convert_open(survivors, fh, st, npz, if_stale, expected_sha256, max_bytes, pool)
+    finally:
+        if size >= RETURN_MEMORY_AFTER:
+            return_free_memory()
+
+
+def _convert_open(
+    path: Path, fh: BinaryIO, st: os.stat_result, npz: Path, if_stale: bool, expected_sha256: str | None,
+    max_bytes: int, pool: ThreadPoolExecutor,
+) -> ConvertResult:
+    """`convert` with the lock held and the survivors file open."""
+    meta_path = npz_meta_path(npz)
+    if if_stale:  # the NPZ is often up to date: hash first, decode only when needed
+        source = _Reading(path, fh, st, max_bytes, pool).finish()
+        _check_expected(source, expected_sha256)
+        meta = read_npz_meta(meta_path)
+        if _describes(meta, source) and _npz_matches_meta(npz, meta):
+            return ConvertResult(False, npz, meta_path, int(meta.get("count", 0)), meta, _meta_warnings(meta))
+    reading = _Reading(path, fh, st, max_bytes, pool)
+    columns = _Columns(path)
+    try:
+        failure = None
+        try:
+            decode_in_pieces(reading.read, columns.take, line_at=reading.line_at)
+        except UserError as exc:  # the sha256 first: a file in flux explains a parse error better
+            failure = exc.with_traceback(None)
+        source = reading.finish()
+        _check_expected(source, expected_sha256)
+        if failure is not None:
+            raise failure
+        _check_keys(path, fh, columns, reading.colons)
+        dtypes, warnings = columns.dtypes(), columns.warnings()
+        publish_atomic(npz, lambda out: write_npz(out, columns.pieces, dtypes))
+        meta = build_meta(source, columns.count, dtypes, sha256_file(npz), npz.stat().st_size, warnings)
+    finally:
+        columns.clear()  # now, not when a traceback that holds this frame goes
+    publish_json(meta_path, meta)
     return ConvertResult(True, npz, meta_path, meta["count"], meta, warnings)
+
+
+def _check_expected(source: _Source, expected_sha256: str | None) -> None:
+    if expected_sha256 is not None and source.sha256 != expected_sha256:
+        raise SurvivorsInFlux(
+            f"{source.path}: sha256 {source.sha256[:12]} is not the {expected_sha256[:12]} "
+            "the snapshot names (a write is in progress)"
+        )
 
 
 def _describes(meta: dict[str, Any] | None, source: _Source) -> bool:
@@ -799,13 +986,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="convert only when the meta's source sha256 differs from SURVIVORS' "
         "(prints 'up to date' otherwise)",
     )
+    parser.add_argument(
+        "--max-bytes",
+        type=byte_size,
+        default=DEFAULT_MAX_SURVIVORS_BYTES,
+        metavar="SIZE",
+        help="refuse a survivors file larger than SIZE (bytes, or with K, M, G, T: 1024-based; "
+        "default 4G)",
+    )
+
+
+def byte_size(text: str) -> int:
+    """A size for people: `4294967296`, `4G`, `4GiB`, `512M`, `64k` (powers of 1024)."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:([kKmMgGtT])(?:i?B)?)?\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (bytes, or a number with K, M, G or T)")
+    power = " kmgt".index(match[2].lower()) if match[2] else 0
+    return int(match[1]) << (10 * power)
 
 
 def run(args: argparse.Namespace) -> int:
     """Convert and print one line: count, NPZ path, sha256 prefix and time taken."""
     start = time.perf_counter()
     try:
-        result = convert(args.survivors, args.output, if_stale=args.if_stale)
+        result = convert(args.survivors, args.output, if_stale=args.if_stale, max_bytes=args.max_bytes)
     except OSError as exc:  # output side: permissions, full disk, ...
         raise in_file(
             exc.filename or args.output or args.survivors, exc.strerror or str(exc)
@@ -813,7 +1017,7 @@ def run(args: argparse.Namespace) -> int:
     sha = str(result.meta.get("npz_sha256", ""))[:12]
     if result.converted:
         for warning in result.warnings:
-            print(f"winopt: warning: {args.survivors}: {warning}", file=sys.stderr)
+            print(f"winopt: warning: {safe_text(args.survivors)}: {warning}", file=sys.stderr)
     if not result.converted:
         print(f"up to date: {result.npz_path} ({result.count} survivors, sha256 {sha})")
         return 0

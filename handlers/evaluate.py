@@ -61,6 +61,11 @@ ACTIONS = ("proceed", "wait", "retry", "escalate")
 #: `winopt evaluate --exit-code`: the exit status per action (1 and 2 stay errors)
 EXIT_CODES = {"proceed": 0, "wait": 3, "retry": 4, "escalate": 5}
 
+#: who resumes an interrupted or failed run, in its decision's reasoning
+RESUMER = "running the same command again"
+#: ... for a spool job the daemon runs (it resumes them by itself)
+DAEMON_RESUMER = "the daemon"
+
 #: where the best count may be, newest schema first
 BEST_KEYS = ("best_bidirectional_count", "best_value", "bidirectional_count")
 
@@ -255,10 +260,12 @@ def decide(
     now: datetime | None = None,
     path: str | os.PathLike[str] | None = None,
     file_mtime: datetime | None = None,
+    resumer: str = RESUMER,
 ) -> dict[str, Any]:
     """The SPEC §4 decision for a snapshot already read (a dict from `read_snapshot`).
 
-    `file_mtime` stands in for a missing or unparseable `last_updated` in the stall rule."""
+    `file_mtime` stands in for a missing or unparseable `last_updated` in the stall rule;
+    `resumer` says who resumes an interrupted run (the daemon, for its own jobs)."""
     now = _aware(now if now is not None else datetime.now(timezone.utc))
     try:
         snap = _read_fields(raw)
@@ -267,7 +274,8 @@ def decide(
     warnings: list[str] = []
     if not snap.status_given:
         warnings.append("no status field (pre-winopt file): treated as complete")
-    action, confidence, reasoning, rule = _apply_rules(snap, thresholds, now, file_mtime, warnings)
+    action, confidence, reasoning, rule = _apply_rules(snap, thresholds, now, file_mtime, warnings,
+                                                       resumer)  # fmt: skip
     if _at_chance(snap.best, snap.expected, thresholds.chance_factor):
         warnings.append(
             f"at chance level: best {snap.best} <= {thresholds.chance_factor:g} x expected "
@@ -293,7 +301,8 @@ def decision_for_bad_survivors(
 
 
 def _apply_rules(
-    snap: _Snapshot, t: Thresholds, now: datetime, file_mtime: datetime | None, warnings: list[str]
+    snap: _Snapshot, t: Thresholds, now: datetime, file_mtime: datetime | None, warnings: list[str],
+    resumer: str = "running the same command again",
 ) -> tuple[str, float, str, str]:
     """(action, confidence, reasoning, rule name) for a readable snapshot."""
     if snap.status == "in_progress":
@@ -305,7 +314,7 @@ def _apply_rules(
         "retry",
         t.confidence_ended,
         f"Run {snap.status} after {_trials(snap)}, best {_best(snap)}{error}; "
-        "running the same command again resumes it.",
+        f"{resumer} resumes it.",
         snap.status,
     )
 

@@ -17,12 +17,20 @@ Outcomes: exit 0 with snapshot `complete` → complete; a cancel request → can
 child got SIGTERM and wrote `interrupted`); `stop()` → the job stays `running` and is
 resumed at the next `start()` (its Optuna storage continues the study); a SIGTERM that
 winopt did not send (`systemctl stop` signals the whole cgroup) → resumed after
-`restart_delay`, at most `max_interrupts` times in a row; anything else → failed, with
-the snapshot's error or the log's last line.
+`restart_delay`, at most `max_interrupts` times in a row; a failure on a full disk (the
+error says so, or the job's filesystem has no room left) → retried once there is room
+again, at most `max_fault_retries` times in a row, after a backoff; anything else →
+failed, with the snapshot's error or the log's last line.
+
+Faults must end in a known state. An exit or a start that cannot be recorded (the state
+file's write fails: a full disk) leaves the job `running` or `queued` on disk with no
+child: it is retried the same way once there is room, and `resume_lost` (every
+reconcile) resumes any such job the runner no longer tracks.
 """
 
 from __future__ import annotations
 
+import errno
 import heapq
 import logging
 import os
@@ -55,6 +63,13 @@ DAEMON_ONLY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS
 Command = Callable[[JobRecord, Path], list[str]]
 #: seconds between retries of a job whose lock an unknown process holds
 BLOCKED_RETRY = 30.0
+#: what an error says when the disk was full (SQLite, ENOSPC, EDQUOT as strerror and name)
+DISK_FULL_SIGNS = ("database or disk is full", "No space left on device", "Disk quota exceeded",
+                   "ENOSPC", "EDQUOT")
+#: free bytes a job's filesystem needs before a job that failed on a full disk runs again
+MIN_ROOM_BYTES = 1 << 20
+#: seconds between two looks at a full disk while a job waits for room
+ROOM_POLL = 5.0
 
 
 def default_command(record: JobRecord, job_dir: Path) -> list[str]:
@@ -83,6 +98,23 @@ def decide_outcome(rc: int, status: str | None, error: str | None, *, cancel: bo
     if rc == 0:
         return "failed", f"optimizer exited 0 but its snapshot status is {status or 'missing'}"
     return "failed", describe_exit(rc) + (f": {error}" if error else "")
+
+
+def disk_full(error: BaseException | str | None) -> bool:
+    """Whether an error (an exception or the text an optimizer left) is a full disk."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return error is not None and any(sign in str(error) for sign in DISK_FULL_SIGNS)
+
+
+def has_room(path: Path, need: int = MIN_ROOM_BYTES) -> bool:
+    """Whether the filesystem of `path` has `need` bytes free for us (True when that
+    cannot be told: the job's own start then says what is wrong)."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return True
+    return st.f_bavail * st.f_frsize >= need
 
 
 def describe_exit(rc: int) -> str:
@@ -231,6 +263,8 @@ class JobRunner:
         stop_timeout: float = 60.0,
         restart_delay: float = 5.0,
         max_interrupts: int = 3,
+        max_fault_retries: int = 3,
+        fault_retry_base: float = 5.0,
         command: Command = default_command,
         env: Mapping[str, str] | None = None,
     ) -> None:
@@ -242,6 +276,10 @@ class JobRunner:
         self.stop_timeout = stop_timeout
         self.restart_delay = restart_delay
         self.max_interrupts = max_interrupts
+        #: a job that failed on a full disk runs again once there is room, after
+        #: fault_retry_base * 2**(n-1) seconds, at most max_fault_retries times in a row
+        self.max_fault_retries = max_fault_retries
+        self.fault_retry_base = fault_retry_base
         self.command = command
         self.base_env = {k: v for k, v in (os.environ if env is None else env).items()
                          if k not in DAEMON_ONLY_ENV}
@@ -256,6 +294,9 @@ class JobRunner:
         self._timers: dict[str, threading.Timer] = {}
         self._pending: list[JobEvent] = []
         self._stopping = False
+        #: job -> exits or starts in a row that could not be recorded (kept in memory: the
+        #: state file is what could not be written)
+        self._unrecorded: dict[str, int] = {}
 
     # -- public API -----------------------------------------------------------------
 
@@ -370,6 +411,24 @@ class JobRunner:
         with self._lock:
             return [job_id for _, job_id in sorted(self._heap) if self._queued.get(job_id) is not None]
 
+    def resume_lost(self) -> list[str]:
+        """Queue again the jobs the store has as queued or running that no child runs and
+        nothing here waits on (an exit or a start that could not be recorded), when their
+        disk has room; a job that failed to record `max_fault_retries` times in a row is
+        left for the next start. Returns their ids (the daemon calls this at reconciles)."""
+        with self._lock:
+            if self._stopping:
+                return []
+            known = {*self._children, *self._queued, *self._timers}
+            lost = [r for r in self.store.jobs() if not r.terminal and r.id not in known
+                    and self._unrecorded.get(r.id, 0) <= self.max_fault_retries and has_room(self.store.dir(r.id))]
+            for record in lost:
+                self._emit("recovered", record.id, f"{record.state} on record with no optimizer running; queued again")
+                self._recover(record)
+            self._fill()
+        self._flush()
+        return [r.id for r in lost]
+
     # -- queueing -------------------------------------------------------------------
 
     def _recover(self, record: JobRecord) -> None:
@@ -403,14 +462,23 @@ class JobRunner:
             try:
                 self._spawn(job_id)
             except Exception as exc:  # one broken job must not stop the others
+                if disk_full(exc):  # not the job's fault: it starts once there is room
+                    self._not_recorded(job_id, "could not start", exc)
+                    continue
                 log.exception("job %s: could not start", job_id, extra={"JOB_ID": job_id})
                 self._fail_to_start(job_id, f"could not start: {exc}")
         self._changed.notify_all()
 
-    def _requeue_later(self, job_id: str, delay: float) -> None:
+    def _requeue_later(self, job_id: str, delay: float, *, when_room: bool = False) -> None:
+        """Queue `job_id` again after `delay` seconds; `when_room`: not before its disk has
+        room (looked at every ROOM_POLL seconds after the delay)."""
+
         def fire() -> None:
             with self._lock:
                 if self._timers.pop(job_id, None) is None or self._stopping:
+                    return
+                if when_room and not has_room(self.store.dir(job_id)):
+                    self._requeue_later(job_id, ROOM_POLL, when_room=True)
                     return
                 record = self.store.load(job_id)
                 self._push(record)
@@ -485,8 +553,9 @@ class JobRunner:
         with self._lock:
             try:
                 self._reap(child, rc)
-            except Exception:
-                log.exception("job %s: could not record its exit", child.job_id, extra={"JOB_ID": child.job_id})
+                self._unrecorded.pop(child.job_id, None)
+            except Exception as exc:  # the job stays queued/running on disk: retried below
+                self._not_recorded(child.job_id, "could not record its exit", exc)
             finally:
                 self._waiters = [w for w in self._waiters if w is not threading.current_thread()]
                 self._fill()
@@ -511,7 +580,26 @@ class JobRunner:
             if child.gpu is not None and self._free_gpus is not None and child.gpu in self._gpus:
                 self._free_gpus.append(child.gpu)
 
+    def _not_recorded(self, job_id: str, what: str, exc: BaseException) -> None:
+        """A start or an exit whose state could not be written: the job is retried once
+        its disk has room (a full disk), at most max_fault_retries times in a row; after
+        that, or for any other cause, the next start (or `resume_lost`) takes it up."""
+        tries = self._unrecorded[job_id] = self._unrecorded.get(job_id, 0) + 1
+        if disk_full(exc) and tries <= self.max_fault_retries and not self._stopping:
+            delay = self.fault_retry_base * 2 ** (tries - 1)
+            log.error("job %s: %s (%s); retry %d of %d once there is room, in %gs at the earliest", job_id, what,
+                      exc, tries, self.max_fault_retries, delay, extra={"JOB_ID": job_id, "EVENT": "job_fault"})
+            self._requeue_later(job_id, delay, when_room=True)
+            return
+        log.error("job %s: %s; a later reconcile or the next start resumes it", job_id, what, exc_info=exc,
+                  extra={"JOB_ID": job_id, "EVENT": "job_fault"})
+
     def _record_exit(self, record: JobRecord, rc: int, state: str, reason: str) -> None:
+        if state == "failed" and (disk_full(reason) or not has_room(self.store.dir(record.id))):
+            if record.fault_retries < self.max_fault_retries:
+                self._retry_on_room(record, rc, reason)
+                return
+            reason = f"{reason} (a full disk, {record.fault_retries + 1} times in a row)"
         if state == "interrupted":
             if record.interrupts >= self.max_interrupts:
                 state, reason = "failed", f"{reason}, {record.interrupts + 1} times in a row"
@@ -527,7 +615,19 @@ class JobRunner:
             return
         interrupts = 0 if state == "complete" else record.interrupts
         self._finish_record(record, state, reason, exit_code=rc, interrupts=interrupts,
+                            fault_retries=0 if state == "complete" else record.fault_retries,
                             error=None if state == "complete" else reason)
+
+    def _retry_on_room(self, record: JobRecord, rc: int, reason: str) -> None:
+        """A child that failed on a full disk: its job stays `running` (it resumes, as
+        after a stop) and is queued again once the disk has room, after a backoff."""
+        tries = record.fault_retries + 1
+        delay = self.fault_retry_base * 2 ** (tries - 1)
+        why = (f"{reason}; on a full disk: retry {tries} of {self.max_fault_retries} once there is room, "
+               f"in {delay:g}s at the earliest")
+        self.store.transition(record.id, "running", why, exit_code=rc, fault_retries=tries)
+        self._emit("retrying", record.id, why)
+        self._requeue_later(record.id, delay, when_room=True)
 
     def _finish_record(self, record: JobRecord, state: str, reason: str, **changes: Any) -> None:
         self.store.transition(record.id, state, reason, **changes)

@@ -6,7 +6,8 @@ says, so a person can find an old job and clean it (`winopt clean`). Columns: ID
 form; --wide: whole), NAME, STATE (as `winopt status` shows it while the daemon runs),
 AGE (since it was accepted), OWNER. `--rejected` lists refused spool files with why:
 a member's own by default (the group may read them all: `--all`), everyone's for root
-and the daemon's user. Tables fit the terminal (`winopt.table`); `--json` for scripts.
+and the daemon's user. Tables fit the terminal (`winopt.table`), every name in them
+escaped (`winopt.safe_text`: a refused file may be named anything); `--json` for scripts.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from winopt.errors import UserError
 from winopt.handlers.cleanup import Rights, ended_at, refused_at, refused_names, state_owner
 from winopt.handlers.job_refs import short_id
 from winopt.handlers.spool import JOBS_DIR, REJECTED_DIR, JobRecord, JobStore, Spool
+from winopt.safe_text import safe_text
 from winopt.table import ago, fit_table, terminal_width, wrap_all
 
 JOB_COLUMNS = ("ID", "NAME", "STATE", "AGE", "OWNER")
@@ -99,8 +101,8 @@ def jobs_table(entries: list[dict[str, Any]], width: int | None) -> list[str]:
     if not entries:
         return ["no jobs on record"]
     now = datetime.now(timezone.utc)
-    rows = [((short_id(e["id"]) if width else e["id"]), e["name"] or "-", e["state"], _age(e["accepted_at"], now),
-             e["owner"] or "-") for e in entries]
+    rows = [tuple(map(safe_text, ((short_id(e["id"]) if width else e["id"]), e["name"] or "-", e["state"],
+                                  _age(e["accepted_at"], now), e["owner"] or "-"))) for e in entries]
     return fit_table(JOB_COLUMNS, rows, width, flexible=("NAME", "OWNER"))
 
 
@@ -130,7 +132,7 @@ def rejected_table(entries: list[dict[str, Any]], width: int | None) -> list[str
     if not entries:
         return ["no refused files"]
     now = datetime.now(timezone.utc)
-    rows = [(e["name"], _age(e["at"], now), e["owner"] or "-", _reason(e)) for e in entries]
+    rows = [tuple(map(safe_text, (e["name"], _age(e["at"], now), e["owner"] or "-", _reason(e)))) for e in entries]
     if width is None:
         return fit_table(REJECTED_COLUMNS, rows, None)
     table = fit_table(REJECTED_COLUMNS, rows, width, flexible=("REASON", "FILE"))

@@ -159,6 +159,8 @@ class JobRecord:
     updated_at: str
     attempts: int = 0
     interrupts: int = 0
+    #: retries after a failure on a full disk (jobrunner: at most max_fault_retries in a row)
+    fault_retries: int = 0
     cancel_requested: bool = False
     exit_code: int | None = None
     error: str | None = None
@@ -185,7 +187,7 @@ class JobRecord:
             "id": self.id, "state": self.state, "source": self.source, "job_file": self.job_file,
             "accepted_at": self.accepted_at, "accepted_ns": self.accepted_ns,
             "updated_at": self.updated_at, "attempts": self.attempts, "interrupts": self.interrupts,
-            "cancel_requested": self.cancel_requested, "exit_code": self.exit_code,
+            "fault_retries": self.fault_retries, "cancel_requested": self.cancel_requested, "exit_code": self.exit_code,
             "error": self.error, "spec": self.spec.to_dict(), "history": list(self.history),
             "owner": self.owner, "owner_uid": self.owner_uid, "draws_file": self.draws_file,
         }
@@ -386,6 +388,7 @@ class Spool:
         self.max_draws_bytes = max_draws_bytes
         self._scanning = threading.RLock()
         self._open_for_writing: set[str] | None = None
+        self._dirs_noted: set[str] = set()  # directories in the spool already logged
 
     def ensure_layout(self) -> None:
         """Create the directories and put their modes right (`spooldirs.ensure_layout`)."""
@@ -478,6 +481,9 @@ class Spool:
                     continue
                 if not _is_dir(st):
                     found.append((entry.name, st))
+                elif entry.name not in self._dirs_noted:  # `x.toml/`: say so, once
+                    self._dirs_noted.add(entry.name)
+                    log.warning("spool: %s is a directory, not a job file; ignored", entry.name)
         return sorted(found, key=lambda e: (e[1].st_mtime_ns, e[0]))
 
     def _take_job_file(

@@ -508,6 +508,8 @@ def test_submit_and_cancel_round_trip_through_the_daemon(site: Site) -> None:
     assert site.snapshot(queued) == {} and starts(site, queued) == [], "the cancelled queued job ran"
     assert site.optimizers() == {}
     assert "cancelled on request" in status_jobs(d)[running]["reason"]
+    # a job called off has nothing for the watcher to judge: no "retry 0.30" (issue 12)
+    assert poll(lambda: all(d.run(i).get("decision") is None for i in (queued, running)), 20)
 
     again = site.winopt("cancel", running)
     assert again.returncode == 2 and again.stderr == f"winopt: error: job {running} is already cancelled\n"
@@ -588,7 +590,9 @@ class InProcess:
         config = DaemonConfig(state_dir=site.state,
                               jobs=JobsConfig(allowed_draws_dirs=(site.draws,), grace=0, **jobs_config))
         book = StatusBook(site.state)
-        runs = WatchedRuns(book, DecisionLog(site.state), lambda: None)
+        from winopt.handlers.evaluate import Thresholds
+
+        runs = WatchedRuns(book, DecisionLog(site.state), Thresholds)
         scheduled: list[tuple[tuple, str]] = []
         jobs = SpoolJobs(config, book, runs, schedule=lambda key, reason, delay=None: scheduled.append((key, reason)),
                          watches_changed=lambda: None)
@@ -640,3 +644,38 @@ def test_a_job_left_out_gets_its_last_look_and_a_late_event_never_brings_it_back
     t.late_start()
     assert (t.book.snapshot()["jobs"], t.book.snapshot()["runs"], t.runs.dirs()) == ({}, {}, [])
     assert job_dir.is_dir() and t.jobs.spool.store.load(t.record.id).state == "cancelled"
+
+
+def test_a_jobs_decision_fits_its_life(tmp_path: Path) -> None:
+    """Issue 12: a queued or cancelled job's run gets no watcher decision (it used to show
+    "retry 0.00 output file not yet created" and "retry 0.30"); a job the daemon stopped
+    says the daemon resumes it; a watched directory keeps the command-line wording."""
+    from winopt.contracts.publish import publish_json
+    from winopt.contracts.schemas import CONFIG_NAME
+
+    t = InProcess.start(tmp_path)
+    job_dir = t.jobs.spool.store.dir(t.record.id)
+    t.runs.add_run(t.record.id, job_dir, kind="job", job_id=t.record.id, watch=False)
+    states = {"now": "queued"}
+    t.runs.job_state = lambda _id: states["now"]
+    t.runs.process(job_dir, frozenset({"reconcile"}))
+    assert t.book.run(t.record.id).get("processed_at")  # looked at, and judged not at all
+    log = t.site.state / "decisions.jsonl"
+    assert t.book.run(t.record.id).get("decision") is None
+    assert not log.exists() or t.record.id not in log.read_text()
+
+    publish_json(job_dir / CONFIG_NAME, {"schema_version": 3, "status": "interrupted",
+                                         "completed_trials": 1, "total_trials": 2,
+                                         "best_trial_number": 0, "best_bidirectional_count": 3,
+                                         "error": "SIGTERM"})  # fmt: skip
+    states["now"] = "running"
+    t.runs.process(job_dir, frozenset({"reconcile"}))
+    decision = t.book.run(t.record.id)["decision"]
+    assert decision["action"] == "retry" and decision["reasoning"].endswith("the daemon resumes it.")
+    states["now"] = "cancelled"
+    t.runs.process(job_dir, frozenset({"reconcile"}))
+    assert t.book.run(t.record.id).get("decision") is None
+    t.runs.job_state = None  # as for a watched directory
+    t.runs.process(job_dir, frozenset({"reconcile"}))
+    assert t.book.run(t.record.id)["decision"]["reasoning"].endswith(
+        "running the same command again resumes it.")

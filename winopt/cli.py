@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from winopt import __version__
 from winopt.errors import UserError
+from winopt.safe_text import safe_text
 
 #: name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -48,7 +50,38 @@ def _top_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: exit status when the reader of our output went away (`winopt status | head`): what a
+#: shell reports for a program killed by SIGPIPE (128 + 13), without the noise
+EXIT_BROKEN_PIPE = 141
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Parse, run the command, and map errors to exit codes; every error line is escaped
+    (`safe_text`: names may hold control characters). A reader that closes the pipe
+    early is not an error: the command stops quietly (SIGPIPE's exit status, no message).
+    SIGPIPE itself stays ignored, as Python sets it: the daemon, which also runs through
+    here, must get EPIPE from a dead rsync pipe, not die of it."""
+    try:
+        status = _run(argv)
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here for short output
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    return status
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's own flush at exit finds no
+    closed pipe to complain about."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def _run(argv: list[str] | None) -> int:
     """Parse, import the one command module needed, run it, and map errors to exit codes."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS:
@@ -62,8 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(module.run(args) or 0)
     except UserError as exc:
-        print(f"winopt: error: {exc}", file=sys.stderr)
+        print(f"winopt: error: {safe_text(exc)}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:
+        raise  # not an error: see main
     except OSError as exc:  # a path the user gave: missing directory, no permission, disk full
         where = f"{exc.filename}: " if exc.filename else ""
         problem = exc.strerror or str(exc)
@@ -71,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             from winopt.access import denied
 
             problem = denied(exc.filename)
-        print(f"winopt: error: {where}{problem}", file=sys.stderr)
+        print(f"winopt: error: {safe_text(where)}{safe_text(problem)}", file=sys.stderr)
         return UserError.exit_code
     except KeyboardInterrupt:
         return 130
