@@ -120,7 +120,7 @@ class Cleaner:
             except ValueError as exc:
                 problem = problem or f"not a clean request ({exc})"
             if problem:
-                self._drop(spool, name, f"spool/{printable(name)} from {rights.name}: refused: {problem}")
+                self._drop(spool, name, f"spool/{printable(name)} from {rights.name}: refused: {problem}", rights.name)
                 return
             removed, kept = self.carry_out(plan, rights, older_than, by=rights.name)
             self._drop(spool, name, None)
@@ -128,10 +128,10 @@ class Cleaner:
         finally:
             os.close(spool)
 
-    def _drop(self, spool: int, name: str, refusal: str | None) -> None:
+    def _drop(self, spool: int, name: str, refusal: str | None, user: str | None = None) -> None:
         """Remove a request (the spool is the daemon's: it may remove anyone's file)."""
         if refusal:
-            log.warning("%s", refusal, extra={"EVENT": "clean_refused"})
+            log.warning("%s", refusal, extra={"EVENT": "clean_refused"} | ({"USER": user} if user else {}))
         try:
             os.unlink(name, dir_fd=spool)
         except FileNotFoundError:
