@@ -123,13 +123,15 @@ class Cleaner:
                 self._drop(spool, name, f"spool/{printable(name)} from {rights.name}: refused: {problem}", rights.name)
                 return
             removed, kept = self.carry_out(plan, rights, older_than, by=rights.name)
-            self._drop(spool, name, None)
+            # told before the request goes: whoever waits for it to go then finds the line
             self._summary(f"clean requested by {rights.name}", removed, kept, rights.name, older_than)
+            self._drop(spool, name, None)
         finally:
             os.close(spool)
 
     def _drop(self, spool: int, name: str, refusal: str | None, user: str | None = None) -> None:
-        """Remove a request (the spool is the daemon's: it may remove anyone's file)."""
+        """Log why a request is refused (if it is), then remove it (the spool is the
+        daemon's: it may remove anyone's file)."""
         if refusal:
             log.warning("%s", refusal, extra={"EVENT": "clean_refused"} | ({"USER": user} if user else {}))
         try:
