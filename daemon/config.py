@@ -51,6 +51,9 @@ class JobsConfig:
     #: the largest draws file a job may name: the daemon parses it to check the job, so
     #: a huge one would cost it memory (issue 11); 16 MiB is decades of draws many times
     max_draws_bytes: int = 16 << 20
+    #: seconds after which finished jobs, refused files and rotated decision logs are
+    #: removed (daemon/cleaning.py); None: kept for ever
+    keep: float | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,24 @@ def _gpu_list(value: Any) -> str | None:
     return None
 
 
+def _keep(value: Any) -> str | None:
+    """`[jobs] keep`: a duration ("30d", "12h") or seconds, more than 0."""
+    problem = None if isinstance(value, str) else _number(0, strict=True)(value)
+    if problem is None and isinstance(value, str):
+        try:
+            if _seconds(value) <= 0:
+                problem = f"must be more than 0, got {value!r}"
+        except UserError:
+            problem = f"must be a duration like \"30d\", \"12h\" or seconds, got {value!r}"
+    return problem
+
+
+def _seconds(value: Any) -> float:
+    from winopt.handlers.evaluate import parse_duration
+
+    return parse_duration(value) if isinstance(value, str) else float(value)
+
+
 def _fraction(value: Any) -> str | None:
     problem = _number(0)(value)
     if problem is None and value > 1:
@@ -213,6 +234,7 @@ JOBS_KEYS: dict[str, Check] = {
     "gpus": _gpu_list,
     "finished_kept": _integer(0),
     "max_draws_bytes": _integer(1024, 1 << 32),
+    "keep": _keep,
 }
 DISTRIBUTION_KEYS: dict[str, Check] = {
     "max_parallel": _integer(1, 256),
@@ -296,6 +318,7 @@ def parse_config(raw: Mapping[str, Any], source: str) -> DaemonConfig:
         grace=float(jobs.get("grace", 2.0)), stop_timeout=float(jobs.get("stop_timeout", 60.0)),
         finished_kept=jobs.get("finished_kept", JobsConfig.finished_kept),
         max_draws_bytes=jobs.get("max_draws_bytes", JobsConfig.max_draws_bytes),
+        keep=_seconds(jobs["keep"]) if "keep" in jobs else None,
     )
     values["rigs"] = _rigs(raw.get("rigs"), source)
     distribution = _section(raw, "distribution", source) or {}

@@ -35,8 +35,9 @@ from typing import Any
 from winopt.daemon.config import DaemonConfig
 from winopt.daemon.runs import WatchedRuns
 from winopt.daemon.status import StatusBook
+from winopt.handlers.cleanup import remove_job_dir
 from winopt.handlers.jobrunner import JobRunner
-from winopt.handlers.spool import TERMINAL, JobEvent, JobRecord, Spool
+from winopt.handlers.spool import TERMINAL, JobEvent, JobRecord, Spool, cancel_requester
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +205,24 @@ class SpoolJobs:
                 self._finished[record.id] = finished_key(record)
                 self._drop_oldest()
 
+    # ------------------------------------------------------------ clean-up (daemon/cleaning.py)
+    def remove(self, job_id: str) -> None:
+        """A finished job cleaned away: out of status.json (its run retired on its own
+        queue key, so no worker writes it back), then its directory. Raises ValueError
+        for a job that is not finished: a running job is never removed."""
+        with self._events_lock:
+            if not self.spool.store.load(job_id).terminal:
+                raise ValueError(f"job {job_id} is not finished")
+            self._finished.pop(job_id, None)
+            if job_id in self._left_out:
+                self._left_out.discard(job_id)
+                self._book.set_field("jobs_left_out", len(self._left_out))
+            self._book.remove_entry("jobs", job_id)
+            job_dir = self.spool.store.dir(job_id)
+            remove_job_dir(self.spool.store, job_id)
+            if self._runs.retire(job_dir):
+                self._schedule((RUN_KIND, job_dir), "removed", delay=0)
+
     # ------------------------------------------------------------ finished jobs kept
     def _show(self, record: JobRecord) -> None:
         """Track a job with no running child: its run, its status entry (events lock held)."""
@@ -248,11 +267,14 @@ class SpoolJobs:
                      "%d left out in all); their results stay in %s", dropped, self._kept, len(self._left_out),
                      self.spool.store.root, extra={"EVENT": "jobs_untracked", "PATH": str(self.spool.store.root)})
 
-    @staticmethod
-    def _log(event: JobEvent) -> None:
+    def _log(self, event: JobEvent) -> None:
+        """One journal line per event; USER names who submitted or cancelled the job."""
         fields = {"EVENT": f"job_{event.kind}"}
         if event.job_id:
             fields["JOB_ID"] = event.job_id
+        user = event.user or (self._canceller(event.job_id) if event.kind == "cancelled" else None)
+        if user:
+            fields["USER"] = user
         if event.kind in ("rejected", "cancel_rejected", "error"):
             where = f"spool/{event.name}"
             if event.rejected_as:
@@ -262,7 +284,16 @@ class SpoolJobs:
             text = f"job {event.job_id}: accepted from spool/{event.name}, {event.reason}"
         else:
             text = f"job {event.job_id}: {event.kind.replace('_', ' ')}: {event.reason}"
+            if event.kind == "cancelled" and user:
+                text += f" (requested by {user})"
         log.log(LEVELS.get(event.kind, logging.INFO), "%s", text, extra=fields)
+
+    def _canceller(self, job_id: str | None) -> str | None:
+        """Who asked to cancel `job_id` (its state file's history), for the journal."""
+        try:
+            return cancel_requester(self.spool.store.load(job_id)) if job_id else None
+        except (KeyError, OSError, ValueError, TypeError):
+            return None
 
     def _track(self, record: JobRecord, *, watch: bool) -> None:
         """The job's directory as a run (watched by inotify only while it runs)."""

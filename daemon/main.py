@@ -31,10 +31,12 @@ from winopt.contracts.locks import lock_for
 from winopt.contracts.publish import sweep_temps
 from winopt.daemon import notify
 from winopt.daemon.coalesce import CoalescingQueue
+from winopt.daemon.cleaning import Cleaner
 from winopt.daemon.config import DaemonConfig, resolve_config, run_names
 from winopt.daemon.distribution import RigDistribution
 from winopt.daemon.jobs import SPOOL_KIND, SpoolJobs
 from winopt.daemon.journal import set_level, setup_logging
+from winopt.daemon.logfile import attach_log_file
 from winopt.daemon.repeats import RepeatedErrors
 from winopt.daemon.runs import WatchedRuns
 from winopt.daemon.status import DecisionLog, StatusBook, now_iso, read_status
@@ -128,12 +130,16 @@ class Daemon:
             instance.acquire()
         except filelock.Timeout:
             raise UserError(f"{cfg.state_dir}: another winopt daemon is using this state dir") from None
+        group_log = attach_log_file(cfg.state_dir)  # members read it: `winopt logs`
         try:
             self._wakeup.catch((signal.SIGHUP, *STOP_SIGNALS))
             self._start()
             self._loop()
             self._stop()
         finally:
+            if group_log is not None:
+                logging.getLogger().removeHandler(group_log)
+                group_log.close()
             instance.release()
         return 0
 
@@ -164,6 +170,8 @@ class Daemon:
                               watches_changed=self.watches_changed)
         self.register(SPOOL_KIND, Handler(self.jobs.scan, self.jobs.route, self.jobs.dirs, self.jobs.targets,
                                          moved=self.jobs.moved))
+        self.cleaner = Cleaner(cfg.state_dir, self.jobs, self.book, cfg.jobs.keep)  # winopt clean, [jobs] keep
+        self.register("clean", Handler(self.cleaner.work, self.cleaner.route, self.cleaner.dirs, self.cleaner.targets))
         self.jobs.start()  # resumes the jobs a stop or crash interrupted
         self.watcher.start(self._watched_dirs())
         self.queue.start()
@@ -352,6 +360,7 @@ class Daemon:
         self.book.min_interval = new.status_interval
         self.runs.set_runs(run_names(new.watch))
         self.jobs.reload(new)
+        self.cleaner.reload(new.jobs.keep)
         self.rigs.reload(new.rigs, new.distribution)
         self.watcher.set_dirs(self._watched_dirs())
         self._reconcile("reload")

@@ -7,11 +7,17 @@ config file's `state_dir`, else /var/lib/winopt.
 Every string of the document (run names, job names, errors, rig targets, values copied
 from run configs) is shown with its control characters escaped (`winopt.safe_text`)
 before the table is laid out, so nothing in status.json can drive the terminal.
+
+The table fits the terminal (issue 12): its width (`COLUMNS`, else the terminal's, else
+80 when piped), job ids in their short form (`handlers.job_refs`), flexible columns
+shortened with `~` and the notes under it wrapped; `--wide` shows everything whole, one
+line per note, for wide terminals and grep.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,21 +30,51 @@ from winopt.contracts.publish import pid_alive
 from winopt.daemon.config import DEFAULT_STATE_DIR, default_config_path, load_config
 from winopt.daemon.status import STATUS_NAME
 from winopt.errors import UserError
+from winopt.handlers.job_refs import short_id
 from winopt.safe_text import safe_text
+from winopt.table import ago, compact, fit_table, terminal_width, wrap, wrap_all
 
 COLUMNS = ("RUN", "STATE", "TRIALS", "BEST", "DECISION", "NPZ AGE", "RIGS")
 JOB_COLUMNS = ("JOB", "STATE", "PRIO", "TRIALS", "BEST", "DECISION", "RIGS", "SINCE")
 #: finished jobs shown without --all (the newest; every active job is always shown)
 FINISHED_SHOWN = 20
 FINISHED = ("complete", "failed", "cancelled")
+#: columns that give up characters in a narrow terminal, first to last (RUN keeps its tail)
+FLEXIBLE = ("RIGS", "RUN", "DECISION")
+#: columns of counts, compacted in a narrow terminal
+COUNTS = ("TRIALS", "BEST")
+#: runs named in one line about a rig's problem before "and N more"
+RUNS_NAMED = 3
+COLUMN_HELP = """\
+columns:
+  RUN       a watched run directory (the last components of its path)
+  JOB       a spool job: the date of its id and the id's random tail (--wide: the
+            whole id); winopt cancel, logs and clean take either form
+  STATE     a run: in_progress, complete, interrupted, failed, error, missing;
+            a job: queued, running, cancelling, interrupted (the daemon resumes
+            it at its next start), complete, failed, cancelled
+  PRIO      a job's priority: higher starts first
+  TRIALS    trials finished / trials asked for
+  BEST      the best bidirectional survivor count so far
+  DECISION  the watcher's decision and its confidence (see winopt evaluate)
+  NPZ AGE   time since the run's survivors were last converted for the rigs
+  RIGS      rigs holding the newest NPZ / rigs it goes to; rigs retrying or
+            failed are named, with their last error under the table
+  SINCE     time since the job last changed state (accepted, started, ended)
+ages: 42s, 7m, 3h, 2d."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = COLUMN_HELP
     parser.add_argument("--state-dir", metavar="DIR", help="the daemon's state dir")
     parser.add_argument("--config", metavar="FILE", help="read state_dir from this daemon config")
     parser.add_argument("--json", action="store_true", help="print status.json as it is")
     parser.add_argument("--all", action="store_true",
                         help=f"list every finished job status.json tracks (default: the {FINISHED_SHOWN} newest)")
+    parser.add_argument("--wide", action="store_true",
+                        help="whole ids and cells, one line per note, whatever the terminal's width "
+                             "(default: fit $COLUMNS or the terminal, 80 when piped)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(data.decode("utf-8"))
         return 0
     try:
-        table = render(doc, now=datetime.now(timezone.utc), all_jobs=args.all)
+        width = None if args.wide else terminal_width()
+        table = render(doc, now=datetime.now(timezone.utc), all_jobs=args.all, width=width)
     except (AttributeError, TypeError, KeyError, ValueError, RecursionError) as exc:  # JSON, but not our layout
         raise UserError(f"{path}: not a status file this winopt can read ({type(exc).__name__}: {exc}); "
                         "try --json") from None
@@ -72,26 +109,29 @@ def _state_dir(args: argparse.Namespace) -> Path:
     return load_config(config).state_dir if config is not None else DEFAULT_STATE_DIR
 
 
-def render(doc: dict[str, Any], *, now: datetime, all_jobs: bool = False) -> str:
+def render(doc: dict[str, Any], *, now: datetime, all_jobs: bool = False, width: int | None = None) -> str:
     """Header line about the daemon, one row per watched run, then one per spool job
-    (a job's directory is a run too: its row is in the jobs table, not twice)."""
+    (a job's directory is a run too: its row is in the jobs table, not twice). With
+    `width`, no line is longer: short job ids, shortened cells, wrapped notes; None
+    shows everything whole."""
     doc = escaped(doc)
-    lines = [_header(doc.get("daemon") or {}, now)]
+    lines = wrap(_header(doc.get("daemon") or {}, now), width)
     rigs = doc.get("rigs") or {}
     if rigs:
-        lines.append("rigs: " + ", ".join(f"{name} {rig.get('target', '?')}" for name, rig in sorted(rigs.items())))
+        lines += wrap("rigs: " + ", ".join(f"{name} {rig.get('target', '?')}" for name, rig in sorted(rigs.items())),
+                      width)
     all_runs = doc.get("runs") or {}
     runs = {name: run for name, run in all_runs.items() if run.get("kind") != "job"}
     rows = [(*_row(name, run, now), _rigs_cell(name, rigs)) for name, run in sorted(runs.items())]
     if rows:
-        lines += _table(COLUMNS, rows)
+        lines += _table(COLUMNS, rows, width)
     elif not doc.get("jobs"):
         lines.append("no runs watched")
     for name, run in sorted(all_runs.items()):
         if run.get("error"):
-            lines.append(f"{name}: {run['error']}")
-    lines += _jobs_lines(doc, rigs, now, all_jobs)
-    lines += _rig_problems(rigs)
+            lines += wrap(f"{_job_ref(name, width)}: {run['error']}", width)
+    lines += _jobs_lines(doc, rigs, now, all_jobs, width)
+    lines += wrap_all(_rig_problems(rigs, width), width)
     return "\n".join(lines)
 
 
@@ -106,12 +146,26 @@ def escaped(value: Any) -> Any:
     return value
 
 
-def _table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(r[i]) for r in [columns, *rows]) for i in range(len(columns))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [columns, *rows]]
+def _table(columns: tuple[str, ...], rows: list[tuple[str, ...]], width: int | None = None) -> list[str]:
+    """The rows laid out; to fit a width, large counts are compacted (`1.23M`) and the
+    FLEXIBLE columns shortened."""
+    if width is not None:
+        counts = [i for i, name in enumerate(columns) if name in COUNTS]
+        rows = [tuple(_compact_counts(c) if i in counts else c for i, c in enumerate(row)) for row in rows]
+    return fit_table(columns, rows, width, flexible=FLEXIBLE, keep_tail=("RUN",))
 
 
-def _jobs_lines(doc: dict[str, Any], rigs: dict[str, Any], now: datetime, all_jobs: bool) -> list[str]:
+def _compact_counts(cell: str) -> str:
+    return re.sub(r"\d{6,}", lambda m: compact(int(m[0])), cell)
+
+
+def _job_ref(job_id: str, width: int | None) -> str:
+    """A job id as the table shows it: short when the table must fit a width."""
+    return job_id if width is None else short_id(job_id)
+
+
+def _jobs_lines(doc: dict[str, Any], rigs: dict[str, Any], now: datetime, all_jobs: bool,
+                width: int | None = None) -> list[str]:
     """The jobs table (active jobs, then the newest finished ones), a line each about
     finished jobs not shown and not tracked (status.json keeps only `[jobs]
     finished_kept`), each failed job's reason, and a line about refused spool files."""
@@ -124,21 +178,22 @@ def _jobs_lines(doc: dict[str, Any], rigs: dict[str, Any], now: datetime, all_jo
     lines = []
     if shown:
         runs = doc.get("runs") or {}
-        lines += _table(JOB_COLUMNS, [_job_row(i, jobs[i], runs.get(i) or {}, rigs, now) for i in shown])
+        rows = [_job_row(i, jobs[i], runs.get(i) or {}, rigs, now) for i in shown]
+        lines += _table(JOB_COLUMNS, [(_job_ref(i, width), *row[1:]) for i, row in zip(shown, rows)], width)
     if hidden:
         lines.append(f"... and {hidden} older finished jobs (winopt status --all)")
     left_out = doc.get("jobs_left_out") or 0
     if left_out:
         state_dir = (doc.get("daemon") or {}).get("state_dir") or "STATE"
         lines.append(f"... and {left_out} older finished jobs not tracked (their results stay in {state_dir}/jobs/)")
-    lines += [f"{i}: {jobs[i].get('reason')}" for i in shown if jobs[i].get("state") == "failed"]
+    lines += [f"{_job_ref(i, width)}: {jobs[i].get('reason')}" for i in shown if jobs[i].get("state") == "failed"]
     rejected = doc.get("rejected") or {}
     if rejected:
         name = max(rejected, key=lambda n: rejected[n].get("at") or "")
         state_dir = (doc.get("daemon") or {}).get("state_dir") or "STATE"
         lines.append(f"{len(rejected)} rejected in {state_dir}/rejected/ (latest {name}: "
                      f"{(rejected[name].get('reason') or '?').split(': ', 1)[-1]})")
-    return lines
+    return wrap_all(lines, width)
 
 
 def _job_row(job_id: str, job: dict[str, Any], run: dict[str, Any], rigs: dict[str, Any], now: datetime) -> tuple[str, ...]:
@@ -147,7 +202,9 @@ def _job_row(job_id: str, job: dict[str, Any], run: dict[str, Any], rigs: dict[s
         trials = f"-/{job.get('trials', '-')}"
     history = job.get("history") or []
     since = _age(history[-1]["at"], now) if history and history[-1].get("at") else "-"
-    state = str(job.get("state", "-")) + (" (cancelling)" if job.get("cancel_requested") and job.get("state") == "running" else "")
+    state = str(job.get("state", "-"))
+    if job.get("cancel_requested") and state == "running":
+        state = "cancelling"
     return (job_id, state, str(job.get("priority", 0)), trials, best, decided, _rigs_cell(job_id, rigs), since)
 
 
@@ -195,15 +252,21 @@ def _rigs_cell(run: str, rigs: dict[str, Any]) -> str:
     return ", ".join([f"{synced}/{len(states)} synced", *others])
 
 
-def _rig_problems(rigs: dict[str, Any]) -> list[str]:
-    """One line per run and rig that is retrying or failed, with its last error."""
+def _rig_problems(rigs: dict[str, Any], width: int | None = None) -> list[str]:
+    """One line per rig and problem (retrying or failed, with its last error), naming
+    the runs that have it: a rig that is down fails every run alike."""
     lines = []
     for rig, entry in sorted(rigs.items()):
+        problems: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
         for run, state in sorted((entry.get("runs") or {}).items()):
             if state.get("state") in ("retrying", "failed") and state.get("last_error"):
-                when = f", next try {state['next_try'][11:19]}" if state.get("next_try") else ""
-                lines.append(f"rig {rig}: {run} {state['state']} (attempt {state.get('attempts', '?')}{when}): "
-                             f"{state['last_error']}")
+                problems.setdefault((state["state"], state["last_error"]), []).append((run, state))
+        for (kind, error), runs in problems.items():
+            state = runs[0][1]
+            named = ", ".join(_job_ref(run, width) for run, _ in runs[:RUNS_NAMED])
+            more = f" and {len(runs) - RUNS_NAMED} more" if len(runs) > RUNS_NAMED else ""
+            when = f", next try {state['next_try'][11:19]}" if state.get("next_try") else ""
+            lines.append(f"rig {rig}: {named}{more} {kind} (attempt {state.get('attempts', '?')}{when}): {error}")
     return lines
 
 
@@ -215,9 +278,5 @@ def _age(iso: str, now: datetime) -> str:
         return "?"
     if then.tzinfo is None:
         then = then.replace(tzinfo=timezone.utc)
-    seconds = max(0, int((now - then).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+    return ago((now - then).total_seconds())
 

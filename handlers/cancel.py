@@ -16,20 +16,20 @@ import os
 from winopt.contracts import publish_json
 from winopt.errors import UserError
 from winopt.handlers.jobfile import JOB_SUFFIXES
-from winopt.handlers.spool import CANCEL_SUFFIX, JOBS_DIR, JobStore, is_job_id, may_cancel, now_iso
+from winopt.handlers.job_refs import resolve_job_id
+from winopt.handlers.spool import CANCEL_SUFFIX, JOBS_DIR, JobStore, may_cancel, now_iso
 from winopt.handlers.submit import SUBMIT_MODE, add_daemon_arguments, daemon_settings, spool_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("job_id", metavar="ID", help="the job id `winopt submit` printed")
+    parser.add_argument("job_id", metavar="ID", help="the job id `winopt submit` printed, or the short "
+                        "form `winopt status` and `winopt jobs` show")
     add_daemon_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    job_id = args.job_id
-    if not is_job_id(job_id):
-        raise UserError(f"{job_id!r} is not a job id (like 20250131T235959Z-name-1a2b3c)")
     state_dir = daemon_settings(args).state_dir
+    job_id = resolve_job_id(args.job_id, state_dir / JOBS_DIR)  # the short form `winopt status` shows too
     spool = spool_dir(state_dir)
     store = JobStore(state_dir / JOBS_DIR)
     pending = any((spool / f"{job_id}{s}").exists() for s in JOB_SUFFIXES)

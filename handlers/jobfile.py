@@ -7,7 +7,7 @@ under one of the directories the daemon allows, because the daemon runs it with 
 rights. Every problem is one `JobError` line naming the file and the key, so a person who
 dropped a bad file reads `rejected/NAME.error` and knows what to fix.
 
-Format (TOML or JSON, by extension; see `etc/job.example.toml`):
+Format (TOML or JSON, by extension; `winopt submit --example` prints `winopt/job.example.toml`):
 
     draws = "pick3.json"          # required; relative paths: see `resolve_draws`
     trials = 50                   # required, 1 .. 1,000,000

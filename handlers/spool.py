@@ -7,6 +7,8 @@ directory listing and every job file is in exactly one place at every instant:
     spool/ID.cancel          a cancel request (`winopt cancel ID`)
     spool/NAME.sync          a resync request (`winopt sync`): not ours, the distribution
                              handler consumes it; the spool leaves it alone
+    spool/NAME.clean         a clean-up request (`winopt clean`): not ours either
+                             (daemon/cleaning.py)
     accepting/ID@NAME        a file being accepted as job ID (moved there by one rename)
     rejected/NAME            a refused file, beside NAME.error saying why
     jobs/ID/                 an accepted job: job.toml|json (the bytes accepted), draws.json
@@ -82,13 +84,14 @@ log = logging.getLogger("winopt.jobs")
 
 STATE_FILE, PID_FILE, LOG_FILE = "state.json", "optimizer.pid", "optimizer.log"
 CANCEL_SUFFIX = ".cancel"
+CANCEL_REQUESTED = "cancel requested"
 ERROR_SUFFIX = ".error"
 #: refused files kept in rejected/ (the newest): only the daemon can remove them there
 REJECTED_KEPT = 500
 #: a job directory and the daemon's files in it: nobody else writes what a job runs on
 JOB_DIR_MODE, JOB_FILE_MODE = 0o755, 0o644
 #: requests that other daemon handlers take from the spool directory (never jobs)
-FOREIGN_SUFFIXES = (".sync",)
+FOREIGN_SUFFIXES = (".sync", ".clean")
 STATE_SCHEMA_VERSION = 1
 JOB_STATES = ("queued", "running", "complete", "failed", "cancelled")
 TERMINAL = frozenset({"complete", "failed", "cancelled"})
@@ -286,13 +289,15 @@ class JobStore:
 
         return self.update(job_id, change)
 
-    def request_cancel(self, job_id: str) -> JobRecord:
-        """Record a cancel request (the runner acts on it); a no-op on a finished job."""
+    def request_cancel(self, job_id: str, by: str | None = None) -> JobRecord:
+        """Record a cancel request (the runner acts on it) and who made it (`by`, in the
+        history: `cancel_requester`); a no-op on a finished job."""
 
         def change(record: JobRecord) -> JobRecord:
             if record.terminal or record.cancel_requested:
                 return record
-            return _with_history(replace(record, cancel_requested=True), record.state, "cancel requested")
+            reason = f"{CANCEL_REQUESTED} by {by}" if by else CANCEL_REQUESTED
+            return _with_history(replace(record, cancel_requested=True), record.state, reason)
 
         return self.update(job_id, change)
 
@@ -301,6 +306,15 @@ class JobStore:
         for entry in self.root.glob(".*.tmp"):
             log.info("removing half-built job directory %s", entry.name)
             shutil.rmtree(entry, ignore_errors=True)
+
+
+def cancel_requester(record: JobRecord) -> str | None:
+    """Who asked to cancel the job (the owner of the cancel request), from its history."""
+    for entry in reversed(record.history):
+        reason = str(entry.get("reason") or "")
+        if reason.startswith(f"{CANCEL_REQUESTED} by "):
+            return reason.removeprefix(f"{CANCEL_REQUESTED} by ")
+    return None
 
 
 def _with_history(record: JobRecord, state: str, reason: str) -> JobRecord:
@@ -326,6 +340,9 @@ class JobEvent:
     name: str | None = None
     #: for rejected and cancel_rejected: the file's name in `STATE/rejected/`
     rejected_as: str | None = None
+    #: who did it, for the journal's USER field: the owner of the job file (accepted) or
+    #: of the cancel request (cancel_requested, cancel_rejected)
+    user: str | None = None
 
 
 @dataclass
@@ -598,8 +615,8 @@ class Spool:
         os.unlink(staged, dir_fd=dirs.accepting)
         os.fsync(dirs.accepting)
         result.accepted.append(record)
-        result.events.append(JobEvent("accepted", job_id, f"queued with priority {spec.priority}, owner {owner.name}",
-                                      name))
+        result.events.append(JobEvent("accepted", job_id, f"submitted by {owner.name}, queued with priority "
+                                      f"{spec.priority}", name, user=owner.name))
 
     def _reject(
         self, dirs: SpoolDirs, dir_fd: int, entry: str, name: str, reason: str, result: ScanResult,
@@ -695,11 +712,12 @@ class Spool:
         except KeyError:
             self._reject(dirs, dirs.spool, name, name, f"no job {job_id}", result, "cancel_rejected")
             return
+        who = owner_of(st.st_uid).name
         if not may_cancel(st.st_uid, record):
-            self._reject(dirs, dirs.spool, name, name, f"job {job_id} is {record.owner}'s: only its owner can cancel it",
-                         result, "cancel_rejected")
+            self._reject(dirs, dirs.spool, name, name, f"job {job_id} is {record.owner}'s: only its owner can cancel it "
+                         f"(asked by {who})", result, "cancel_rejected")
             return
-        record = self.store.request_cancel(job_id)
+        record = self.store.request_cancel(job_id, by=who)
         if record.terminal:
             self._reject(dirs, dirs.spool, name, name, f"job {job_id} is already {record.state}", result, "cancel_rejected")
             return
@@ -709,7 +727,8 @@ class Spool:
             pass
         os.fsync(dirs.spool)
         result.cancels.append(job_id)
-        result.events.append(JobEvent("cancel_requested", job_id, f"cancel requested while {record.state}", name))
+        result.events.append(JobEvent("cancel_requested", job_id, f"{CANCEL_REQUESTED} by {who} while {record.state}",
+                                      name, user=who))
 
     def _job_file_pending(self, dirs: SpoolDirs, job_id: str) -> bool:
         """Whether job `job_id` is still on its way in (in the spool or staged)."""

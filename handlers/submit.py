@@ -9,6 +9,10 @@ ID from the file name: the id printed here is the job's id.
 The temp name does not show the id, so nobody watching the spool learns it before the
 file is in place (the daemon gives an id to the first file that claims it), and the file
 is 0640: in the sticky spool nobody else can replace, rename or rewrite it.
+
+`winopt submit --example` prints the job format, every key commented: the file ships
+inside the package (`winopt/job.example.toml`, package data), so an installed host has
+it without a source checkout.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from __future__ import annotations
 import argparse
 import os
 import stat
+import sys
+from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -29,6 +35,8 @@ from winopt.handlers.spool import SPOOL_DIR, id_name, new_job_id
 #: the daemon (group winopt) reads it; nobody else may change it (the daemon refuses a
 #: job file the group can write)
 SUBMIT_MODE = 0o640
+#: the commented example job, package data of `winopt`
+EXAMPLE_NAME = "job.example.toml"
 
 
 class DaemonSettings(NamedTuple):
@@ -41,7 +49,11 @@ class DaemonSettings(NamedTuple):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", type=Path, help="job file (.toml or .json; see etc/job.example.toml)")
+    parser.add_argument("file", type=Path, nargs="?",
+                        help="job file (.toml or .json; `winopt submit --example` prints the format, commented)")
+    parser.add_argument("--example", action="store_true",
+                        help="print a commented example job (every key, with what it means) and exit; "
+                             "start from it: winopt submit --example > job.toml")
     parser.add_argument("--name", help="job name (overrides the file's `name`)")
     add_daemon_arguments(parser)
 
@@ -96,7 +108,17 @@ def prepare(path: Path, name: str | None, allowed: list[Path] | None, rigs: list
     return raw
 
 
+def example_job() -> str:
+    """The commented example job shipped with winopt."""
+    return resources.files("winopt").joinpath(EXAMPLE_NAME).read_text(encoding="utf-8")
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.example:
+        sys.stdout.write(example_job())
+        return 0
+    if args.file is None:
+        raise UserError("give the job file to submit (winopt submit --example prints the format)")
     settings = daemon_settings(args)
     job = prepare(args.file, args.name, settings.draws_dirs, settings.rigs, settings.max_draws_bytes)
     spool = spool_dir(settings.state_dir)

@@ -30,6 +30,7 @@ from typing import Any
 
 from winopt.contracts.schemas import NPZ_META_NAME, NPZ_NAME
 from winopt.errors import UserError, in_file
+from winopt.table import fit_table, terminal_width, wrap_all
 
 #: seconds to wait for the daemon to take a request (without --timeout)
 TAKE_TIMEOUT = 10.0
@@ -208,9 +209,19 @@ def _print(states: dict[str, dict], *, as_json: bool) -> None:
         json.dump(states, sys.stdout, indent=2)
         print()
         return
-    print(f"{'RIG':<12} {'STATE':<9} {'SHA256':<12} {'TIME':>7}  DETAIL")
+    rows = []
     for rig, s in sorted(states.items()):
         sha = (s["sha256"] or "-")[:12]
         took = f"{s['last_duration_s']:.2f}s" if s["last_duration_s"] is not None else "-"
         detail = s["last_error"] or ("sent " + ", ".join(s["last_sent"]) if s["last_sent"] else "up to date")
-        print(f"{rig:<12} {s['state']:<9} {sha:<12} {took:>7}  {detail}")
+        rows.append((rig, s["state"], sha, took, detail))
+    print("\n".join(rig_table(rows, terminal_width())))
+
+
+def rig_table(rows: list[tuple[str, str, str, str, str]], width: int) -> list[str]:
+    """The per-rig table, header aligned with the rows whatever the names' lengths and
+    fitting `width`; a DETAIL that had to be shortened (an error) follows in full under
+    the table, wrapped, since it says what to fix."""
+    table = fit_table(("RIG", "STATE", "SHA256", "TIME", "DETAIL"), rows, width, flexible=("RIG", "DETAIL"))
+    notes = [f"{rig}: {detail}" for (rig, *_, detail), line in zip(rows, table[1:]) if not line.endswith(detail)]
+    return table + wrap_all(notes, width)

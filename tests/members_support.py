@@ -3,15 +3,19 @@ another's jobs (issue 11): real users made with useradd and removed afterwards, 
 through `setpriv` (their own uid, their groups), and a state dir laid out the way
 systemd/winopt.tmpfiles lays out /var/lib/winopt (owner root, the test group for winopt).
 
-Members act with shell tools only (cp, mv, ln, install): the test interpreter may live
-where other users cannot run it, and a member needs nothing more to drop files."""
+Members act with shell tools (cp, mv, ln, install), and run `winopt` itself through the
+system's /usr/bin/python3 over this venv's packages (`Member.winopt`): the test
+interpreter may live where other users cannot run it (under /root)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import shutil
 import subprocess
+import sys
+import sysconfig
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +26,10 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 TMPFILES = REPO / "systemd" / "winopt.tmpfiles"
 SERVICE_STATE = "/var/lib/winopt"
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+#: `winopt` for a member: the system's Python with this venv's packages (winopt among them)
+MEMBER_WINOPT = ("import site, sys; site.addsitedir({site!r}); sys.argv[0] = 'winopt'; "
+                 "from winopt.cli import main; sys.exit(main())")
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,29 @@ class Member:
         done = self.sh(script)
         assert done.returncode == 0, f"as {self.name}: {script}\n{done.stderr}"
         return done.stdout
+
+    def winopt(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """`winopt ARGS` as this member (their uid, their groups), from a directory
+        everyone may enter."""
+        if not _system_python_fits():
+            pytest.skip(f"{SYSTEM_PYTHON}, which a member can run, is missing or not Python "
+                        f"{sys.version_info.major}.{sys.version_info.minor} (this venv's packages)")
+        code = MEMBER_WINOPT.format(site=sysconfig.get_paths()["purelib"])
+        return subprocess.run(["setpriv", f"--reuid={self.name}", f"--regid={self.name}", "--init-groups", "--",
+                               str(SYSTEM_PYTHON), "-I", "-c", code, *args], capture_output=True, text=True,
+                              timeout=120, cwd="/", env={"PATH": "/usr/bin:/bin", "HOME": "/", "LC_ALL": "C.UTF-8",
+                                                         **(env or {})})
+
+
+@functools.cache
+def _system_python_fits() -> bool:
+    """Whether the system's Python can load this venv's compiled packages (same X.Y)."""
+    try:
+        out = subprocess.run([str(SYSTEM_PYTHON), "-c", "import sys; print(sys.version_info[:2])"],
+                             capture_output=True, text=True, timeout=30).stdout
+    except OSError:
+        return False
+    return out.strip() == str(sys.version_info[:2])
 
 
 @dataclass(frozen=True)

@@ -286,7 +286,7 @@ def drop_at_once(site: Site, d: DaemonProcess, valid: int, invalid: int, paralle
     assert poll(lambda: d.status()["rejected"] == rest, 10), (d.status()["rejected"], rest)
     invalid -= 1
 
-    shown = site.winopt("status", "--all")
+    shown = site.winopt("status", "--all", "--wide")
     assert shown.returncode == 0, shown.stderr
     for job_id in jobs:
         assert any(line.startswith(job_id) and " complete " in line for line in shown.stdout.splitlines()), shown.stdout
@@ -450,7 +450,7 @@ def test_status_tracks_only_the_newest_finished_jobs_and_their_directories_stay(
     assert poll(lambda: seen.append(d.run(ids[3]).get("processed_at")) or len(set(seen) - {None}) >= 3, 20), seen
     assert tracked(d) == (newest, newest, 2)
 
-    shown = site.winopt("status", "--all")
+    shown = site.winopt("status", "--all", "--wide")
     assert shown.returncode == 0, shown.stderr
     rows = [ln.split()[0] for ln in shown.stdout.splitlines() if ln.split() and ln.split()[0] in ids]
     assert sorted(rows) == sorted(newest), shown.stdout
@@ -513,7 +513,7 @@ def test_submit_and_cancel_round_trip_through_the_daemon(site: Site) -> None:
 
     again = site.winopt("cancel", running)
     assert again.returncode == 2 and again.stderr == f"winopt: error: job {running} is already cancelled\n"
-    shown = site.winopt("status").stdout
+    shown = site.winopt("status", "--wide").stdout
     assert all(any(ln.startswith(i) and " cancelled " in ln for ln in shown.splitlines()) for i in (queued, running))
     assert d.stop() == 0
 
@@ -544,11 +544,13 @@ def test_every_transition_is_in_the_journal_with_its_job_id(box) -> None:
     transitions = [e for e in story if e["EVENT"].startswith("job_")]
     assert [e["EVENT"] for e in transitions] == ["job_accepted", "job_started", "job_complete"], story
     assert all(e["SYSLOG_IDENTIFIER"] == "winopt-daemon" and int(e["PRIORITY"]) == 6 for e in transitions)
+    # who submitted it (the job file's owner), as a field and in the line (issue 12, item 3)
+    assert transitions[0]["USER"] == "root" and "submitted by root" in transitions[0]["MESSAGE"], transitions[0]
     assert poll(lambda: any(e.get("EVENT") == "decision" for e in events(f"JOB_ID={job_id}")), 20, 0.3)
     rejected = poll(lambda: events("EVENT=job_rejected"), 20, 0.3)
     assert rejected and int(rejected[0]["PRIORITY"]) == 4 and rejected[0]["PATH"] == "rejected/bad.toml"
     assert rejected[0]["MESSAGE"] == "spool/bad.toml: rejected: draws: missing (every job needs draws and trials)"
-    status = box(f"{winopt} status --state-dir /srv/t/state")
+    status = box(f"{winopt} status --wide --state-dir /srv/t/state")
     assert any(ln.startswith(job_id) and " complete " in ln for ln in status.splitlines()), status
 
     # `systemctl stop` while a job runs: the child is stopped and says so, the daemon exits 0

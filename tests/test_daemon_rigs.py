@@ -255,7 +255,7 @@ def test_every_publish_reaches_both_local_rigs_and_status_shows_each(tmp_path: P
         durations = transfer_lines(d, rig, "run1")
         assert len(durations) == states[rig]["transfers"] >= 3 and all(t < 30 for t in durations)
 
-    shown = winopt("status", "--state-dir", str(d.state_dir))
+    shown = winopt("status", "--state-dir", str(d.state_dir), "--wide")
     assert shown.returncode == 0, shown.stderr
     header, row = [line for line in shown.stdout.splitlines() if line.startswith(("RUN ", "run1 "))]
     assert header.split()[-1] == "RIGS" and row.endswith("2/3 synced, bad failed")
@@ -315,7 +315,7 @@ def test_ssh_rig_down_retries_with_the_error_then_converges(ssh_rigs: SshRigs, t
         down = rig_states(d, "run1")["ssh1"]
         assert "Connection refused" in down["last_error"] and down["sha256"] == sha1 and down["next_try"]
         assert copy_sha(ssh_rigs.data(1, sub) / "run1") == sha1  # the old copy stays whole
-        shown = winopt("status", "--state-dir", str(d.state_dir)).stdout
+        shown = winopt("status", "--state-dir", str(d.state_dir), "--wide").stdout
         assert "1/2 synced, ssh1 retrying" in shown
         # (no next try while the rig is being tried again)
         assert re.search(r"^rig ssh1: run1 retrying \(attempt \d+(, next try [\d:]+)?\): .*Connection refused",

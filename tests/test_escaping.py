@@ -78,7 +78,9 @@ def test_control_characters_in_names_reach_no_log_line_and_no_terminal(tmp_path:
         assert shown.returncode == 0, shown.stderr
         assert not RAW.search(shown.stdout), shown.stdout
         assert not forged(shown.stdout), shown.stdout
-        assert "\\x1b[2J" in shown.stdout and "run" + safe_text(HOSTILE)[:10] in shown.stdout
+        wide = winopt("status", "--wide", "--state-dir", str(tmp_path / "state")).stdout  # cells whole
+        assert not RAW.search(wide) and not forged(wide), wide
+        assert "\\x1b[2J" in wide and "run" + safe_text(HOSTILE)[:10] in wide
     finally:
         d.kill()
 

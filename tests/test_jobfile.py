@@ -262,10 +262,10 @@ def test_fuzz_arbitrary_text_raises_only_job_errors(draws_dir: Path, text: str, 
 
 
 def test_the_commented_example_is_a_valid_job(tmp_path: Path) -> None:
-    """etc/job.example.toml against the bundled sample history it names."""
+    """The shipped example job (winopt/job.example.toml) against the bundled sample history it names."""
     repo = Path(__file__).resolve().parents[1]
     samples = repo / "samples"
-    spec = load_job(repo / "etc" / "job.example.toml", allowed_draws_dirs=[samples], base_dir=samples)
+    spec = load_job(repo / "winopt" / "job.example.toml", allowed_draws_dirs=[samples], base_dir=samples)
     assert spec.draws == str((samples / "planted_java_lcg.json").resolve())
     assert (spec.name, spec.trials, spec.bounds["window_size"]) == ("planted-demo", 20, (2, 50))
     assert "--out" in optimize_argv(spec, tmp_path)

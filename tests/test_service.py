@@ -292,6 +292,12 @@ def test_install_twice_keeps_the_config_and_the_unit_verifies(box: Box) -> None:
     assert box.out(f"tail -n 1 {CONFIG}") == "# an operator was here"
 
     assert box.out("winopt --version").startswith("winopt ")
+    # the reference an installed host has (issue 12, item 6): the job format, man pages, completion
+    assert box.out("winopt submit --example").startswith("# A winopt spool job")
+    assert box.out("readlink -f $(man -w winopt-status)") == "/usr/local/share/man/man1/winopt-status.1"
+    assert "--wide" in box.out("MANWIDTH=80 man winopt-status 2>/dev/null | col -b")
+    assert box.out("bash -c 'source /usr/share/bash-completion/completions/winopt && complete -p winopt'") == \
+        "complete -o bashdefault -F _shtab_winopt winopt"
     assert box.out("readlink -f /opt/winopt/bin/python") == box.out("readlink -f /usr/bin/python3")
     assert box.out("getent passwd winopt").split(":")[5:] == [STATE, "/usr/sbin/nologin"]
     modes = box.out(f"stat -c '%n %a %U %G' {STATE} {STATE}/spool {STATE}/accepting {STATE}/rejected "
@@ -365,6 +371,10 @@ def test_group_winopt_can_use_the_spool_others_cannot(box: Box) -> None:
     shown = box.sh("runuser -u alice -- winopt status --json", check=False)
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["daemon"]["state"] == "running"
+    # ... and so is the daemon's story, which the journal keeps from them (issue 12, item 3)
+    assert box.out(f"stat -c '%a %U %G' {STATE}/daemon.jsonl") == "640 winopt winopt"
+    story = box.sh("runuser -u alice -- winopt logs -n 0", check=False)
+    assert story.returncode == 0 and "ready: watching" in story.stdout, story.stderr
     refused = box.sh("runuser -u bob -- winopt status", check=False)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
     assert refused.stderr == (f"winopt: error: {CONFIG}: permission denied: ask an administrator to add you to "
@@ -607,7 +617,9 @@ def test_uninstall_twice_keeps_state_config_and_user(box: Box) -> None:
     assert box.show("LoadState") == {"LoadState": "not-found"}
     assert box.sh("pgrep -u winopt", check=False).returncode == 1
     for path in ("/opt/winopt", "/usr/local/bin/winopt", f"/etc/systemd/system/{UNIT}",
-                 "/etc/sysusers.d/winopt.conf", "/etc/tmpfiles.d/winopt.conf"):
+                 "/etc/sysusers.d/winopt.conf", "/etc/tmpfiles.d/winopt.conf",
+                 "/usr/local/share/man/man1/winopt.1", "/usr/local/share/man/man1/winopt-status.1",
+                 "/usr/share/bash-completion/completions/winopt"):
         assert box.sh(f"test -e {path} || test -L {path}", check=False).returncode == 1, path
     assert box.out(f"cat {CONFIG}") == config
     assert box.sh(f"test -s {STATE}/status.json && test -d {STATE}/spool && test -s {RUN}/optuna.db",

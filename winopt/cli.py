@@ -25,10 +25,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("winopt.handlers.evaluate", "print the watcher decision for a run"),
     "submit": ("winopt.handlers.submit", "validate a job file and drop it into the spool"),
     "cancel": ("winopt.handlers.cancel", "ask the daemon to cancel a job"),
+    "jobs": ("winopt.handlers.jobs_command", "list the spool's jobs (--rejected: refused files, with why)"),
+    "clean": ("winopt.handlers.clean_command", "remove finished jobs, refused files and rotated decision logs"),
     "sync": ("winopt.handlers.sync_command", "force a resync of NPZ files to the rigs"),
     "daemon": ("winopt.daemon.main", "run the daemon (normally via systemd)"),
     "status": ("winopt.daemon.status_command", "show the daemon's status file"),
+    "logs": ("winopt.daemon.logs_command", "show the daemon's log lines (a job's, with its output), without root"),
     "demo": ("winopt.optimizer.demo", "run the bundled demo"),
+    "man": ("winopt.manpage", "print a man page made from the commands' options (--out DIR: all of them)"),
+    "completion": ("winopt.completion", "print the shell completion script (bash or zsh)"),
 }
 
 
