@@ -31,6 +31,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
@@ -201,6 +202,25 @@ def _exit_with(parent: int) -> None:
     os._exit(1)
 
 
+@contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C (the default SIGINT handler's KeyboardInterrupt) until the block is
+    done, so it never lands inside multiprocessing's bookkeeping. Other handlers (e.g.
+    `optimize`'s, which only sets a flag) and other threads are left alone."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):  # fmt: skip
+        yield
+        return
+    caught: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if caught:
+            raise KeyboardInterrupt
+
+
 def process_map(task: Callable[..., R], args: Iterable[tuple[Any, ...]], workers: int,
                 run: int, local: Callable[..., R]) -> Iterator[R]:  # fmt: skip
     """`task(*a)` for each `a` in `args`, on the `workers`-process pool, yielded in order.
@@ -208,17 +228,19 @@ def process_map(task: Callable[..., R], args: Iterable[tuple[Any, ...]], workers
     computes the same in this process (used if the pool breaks). When the consumer stops
     early (an error, Ctrl-C, a stop request), run `run` is cancelled: nothing more starts,
     the running chunks stop at their next visit, and nobody waits for them."""
-    executor = pool(workers)
+    with _sigint_deferred():
+        executor = pool(workers)
     pending: deque[tuple[Future[R], tuple[Any, ...]]] = deque()
     source = iter(args)
     broken = False
 
     def submit(a: tuple[Any, ...]) -> None:
-        future = executor.submit(task, *a)
-        with _lock:
-            _in_flight.add(future)
-        future.add_done_callback(_forget)
-        pending.append((future, a))
+        with _sigint_deferred():  # a Ctrl-C inside submit could leave a worker half-started
+            future = executor.submit(task, *a)
+            with _lock:
+                _in_flight.add(future)
+            future.add_done_callback(_forget)
+            pending.append((future, a))
 
     def first() -> R:
         nonlocal broken
@@ -231,6 +253,7 @@ def process_map(task: Callable[..., R], args: Iterable[tuple[Any, ...]], workers
                 _drop_pool(workers)
         return local(*a)
 
+    finished = False
     try:
         for a in source:
             if broken:
@@ -246,8 +269,9 @@ def process_map(task: Callable[..., R], args: Iterable[tuple[Any, ...]], workers
                 yield first()
         while pending:
             yield first()
+        finished = True
     finally:
-        if pending:
+        if not finished:
             cancel_run(run)
             for future, _ in pending:
                 future.cancel()
