@@ -32,7 +32,7 @@ from winopt.errors import UserError
 from winopt.optimizer.chance import chance_level, min_matches
 from winopt.optimizer.generators import FAMILIES, check_seed_range, family
 from winopt.optimizer.jumps import stepper as make_stepper
-from winopt.optimizer.parallel import Cancel, ordered_map, worker_count
+from winopt.optimizer.parallel import Cancel, RunCancel, new_run, process_map, worker_count
 from winopt.optimizer.schedule import build_schedule
 from winopt.optimizer.scan import Scanned, scan
 from winopt.optimizer.xp import array_module, is_gpu, to_host
@@ -176,38 +176,109 @@ def run_sieve(
     params = window.params
     xp = array_module(device)
     step = make_stepper(params.prng, xp)
-    lag, select = family(params.prng).lag, step.select
-    forward = build_schedule(lag, window.pivot, window.forward_draws, window.skips,
-                             window.k_forward, select=select)  # fmt: skip
-    reverse = build_schedule(lag, params.offset, window.reverse_draws, window.skips,
-                             window.k_reverse, select=select)  # fmt: skip
     chunk = chunk_size or min(GPU_CHUNK if is_gpu(xp) else CPU_CHUNK,
                               step.chunk_limit or CPU_CHUNK << 10)  # fmt: skip
     end = params.seed_start + params.seed_count
-    cancel = Cancel()
+    starts = range(params.seed_start, end, chunk)
+    workers = 1 if is_gpu(xp) else min(worker_count(cores), len(starts))
+    engines: dict[int, _Engine] = {}
 
-    def sieve_chunk(start: int) -> tuple[int, _Tally]:
-        size = min(chunk, end - start)
-        seeds = np.arange(size, dtype=np.uint64) + np.uint64(start)
-        x0 = step.states(seeds)
-        part = _Tally()
-        part.add(xp, seeds, scan(step, forward, x0, params.mod, cancel),
-                 scan(step, reverse, x0, params.mod, cancel), window)  # fmt: skip
-        return size, part
+    def local(start: int, size: int, cancel: Any = None) -> _Tally:
+        """One chunk in this process (the schedules are built on first use)."""
+        if not engines:
+            engines[0] = _Engine.build(window, xp, step)
+        return engines[0].sieve(start, size, cancel)
 
-    workers = 1 if is_gpu(xp) else worker_count(cores)
     tally = _Tally()
-    chunks = ordered_map(sieve_chunk, range(params.seed_start, end, chunk), workers, cancel)
-    with closing(chunks):  # a stop raised by `progress` ends the threads here, not at GC
-        for size, part in chunks:
-            tally.merge(part)
+    if workers <= 1:
+        cancel = Cancel()
+        for start in starts:
+            size = min(chunk, end - start)
+            tally.merge(local(start, size, cancel))
             if progress is not None:
                 progress(size)
+    else:
+        run = new_run()
+        spec = _spec(window)
+        args = ((run, spec, start, min(chunk, end - start)) for start in starts)
+        chunks = process_map(_sieve_task, args, workers, run,
+                             lambda _run, _spec, start, size: local(start, size))  # fmt: skip
+        with closing(chunks):  # a stop raised by `progress` cancels the run here, not at GC
+            for part in chunks:
+                tally.merge(part)
+                if progress is not None:
+                    progress(part.seeds)
     expected = chance_level(
         params.window_size, window.k_forward, window.k_reverse, params.mod,
         len(window.skips), params.seed_count,
     )
     return tally.result(window, expected.bidirectional)
+
+
+@dataclass
+class _Engine:
+    """What sieving a chunk needs: the stepper and both directions' schedules."""
+
+    window: Window
+    xp: Any
+    step: Any
+    forward: Any
+    reverse: Any
+
+    @classmethod
+    def build(cls, window: Window, xp: Any, step: Any = None) -> _Engine:
+        params = window.params
+        step = step or make_stepper(params.prng, xp)
+        lag, select = family(params.prng).lag, step.select
+        forward = build_schedule(lag, window.pivot, window.forward_draws, window.skips,
+                                 window.k_forward, select=select)  # fmt: skip
+        reverse = build_schedule(lag, params.offset, window.reverse_draws, window.skips,
+                                 window.k_reverse, select=select)  # fmt: skip
+        return cls(window, xp, step, forward, reverse)
+
+    def sieve(self, start: int, size: int, cancel: Any = None) -> _Tally:
+        """The tally of seeds [start, start + size)."""
+        if cancel is not None:
+            cancel.check()
+        seeds = np.arange(size, dtype=np.uint64) + np.uint64(start)
+        x0 = self.step.states(seeds)
+        mod = self.window.params.mod
+        part = _Tally()
+        part.add(self.xp, seeds, scan(self.step, self.forward, x0, mod, cancel),
+                 scan(self.step, self.reverse, x0, mod, cancel), self.window)  # fmt: skip
+        return part
+
+
+#: a window as sent to a worker: plain, small, hashable (the schedules are built there)
+_Spec = tuple
+
+
+def _spec(window: Window) -> _Spec:
+    p = window.params
+    return (p.prng, p.window_size, p.offset, p.skip_min, p.skip_max, p.forward_threshold,
+            p.reverse_threshold, p.mod, tuple(window.forward_draws),
+            tuple(window.reverse_draws), window.k_forward, window.k_reverse)  # fmt: skip
+
+
+#: in a worker: the engines of the last few windows, keyed by `_Spec`
+_engines: dict[_Spec, _Engine] = {}
+_ENGINES_KEPT = 4
+
+
+def _sieve_task(run: int, spec: _Spec, start: int, size: int) -> _Tally:
+    """A worker's chunk: build (or reuse) the window's engine, sieve, return the tally."""
+    cancel = RunCancel(run)
+    cancel.check()
+    engine = _engines.get(spec)
+    if engine is None:
+        prng, w, offset, skip_min, skip_max, ft, rt, mod, fwd, rev, kf, kr = spec
+        params = SieveParams(prng, w, offset, skip_min, skip_max, ft, rt, 0, 0, mod)
+        window = Window(params, list(fwd), list(rev), kf, kr, [])
+        engine = _Engine.build(window, np)
+        while len(_engines) >= _ENGINES_KEPT:
+            _engines.pop(next(iter(_engines)))
+        _engines[spec] = engine
+    return engine.sieve(start, size, cancel)
 
 
 @dataclass
@@ -218,6 +289,7 @@ class _Tally:
     reverse_count: int = 0
     forward_reverse_count: int = 0
     parts: list[tuple[np.ndarray, ...]] = field(default_factory=list)
+    seeds: int = 0  # seeds tallied
 
     def merge(self, other: _Tally) -> None:
         """Fold in the tally of the next chunk (chunks are merged in seed order)."""
@@ -225,6 +297,7 @@ class _Tally:
         self.reverse_count += other.reverse_count
         self.forward_reverse_count += other.forward_reverse_count
         self.parts.extend(other.parts)
+        self.seeds += other.seeds
 
     def add(self, xp: Any, seeds: np.ndarray, fwd: Scanned, rev: Scanned, window: Window) -> None:
         """Fold one chunk in: forward/reverse counts, then the seeds passing both for one
@@ -235,6 +308,7 @@ class _Tally:
         self.forward_count += int(f_any.sum())
         self.reverse_count += int(r_any.sum())
         n = seeds.shape[0]
+        self.seeds += int(n)
         col_f = _columns(xp, n, fwd.positions[f_any], xp.flatnonzero(f_any))
         col_r = _columns(xp, n, rev.positions[r_any], xp.flatnonzero(r_any))
         common = xp.flatnonzero((col_f >= 0) & (col_r >= 0))

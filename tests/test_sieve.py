@@ -207,10 +207,13 @@ def test_cores_below_one_is_a_user_error() -> None:
         run_sieve(np.zeros(20, dtype=np.int64), GOOD, cores=0)
 
 
-def test_a_stop_from_progress_ends_the_sieve_and_its_threads() -> None:
+def test_a_stop_from_progress_ends_the_sieve_and_its_chunks() -> None:
     """What Ctrl-C and `optimize`'s stop do: the exception raised in the progress callback
-    leaves run_sieve at once, nothing more is started, and no sieve thread lives on."""
-    import threading
+    leaves run_sieve at once, nothing more is started, and the chunks still running in the
+    worker processes stop at their next visit (the pool soon has nothing in flight)."""
+    import time
+
+    from winopt.optimizer import parallel
 
     class Stop(Exception):
         pass
@@ -227,22 +230,31 @@ def test_a_stop_from_progress_ends_the_sieve_and_its_threads() -> None:
     with pytest.raises(Stop):
         run_sieve(draws, params, cores=2, chunk_size=1000, progress=progress)
     assert len(calls) == 3
-    assert not [t for t in threading.enumerate() if t.name.startswith("winopt-sieve")]
+    deadline = time.monotonic() + 1.0
+    while parallel.in_flight() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert parallel.in_flight() == 0
 
 
 def test_memory_does_not_grow_with_seed_count() -> None:
-    """Peak traced memory for 64 chunks is that of 4 chunks (plus the survivor list)."""
+    """Peak traced memory for 64 chunks is that of 4 chunks (plus the survivor list) in
+    one process; with worker processes the parent's peak for 256 chunks is that of 64
+    (at most two chunks per worker in flight; the chunks' arrays live in the workers)."""
     draws = np.random.default_rng(9).integers(0, 1000, 60)
 
-    def peak(count: int) -> int:
+    def peak(count: int, cores: int) -> int:
         tracemalloc.start()
         try:
-            run_sieve(draws, SieveParams("java_lcg", 8, 10, 0, 20, 0.5, 0.5, 0, count), chunk_size=2048)
+            run_sieve(draws, SieveParams("java_lcg", 8, 10, 0, 20, 0.5, 0.5, 0, count),
+                      chunk_size=2048, cores=cores)  # fmt: skip
             return tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
 
-    small, large = peak(4 * 2048), peak(64 * 2048)
+    small, large = peak(4 * 2048, 1), peak(64 * 2048, 1)
+    assert large < 1.2 * small, (small, large)
+    peak(16 * 2048, 2)  # the pool started, the workers' caches warm
+    small, large = peak(64 * 2048, 2), peak(256 * 2048, 2)
     assert large < 1.2 * small, (small, large)
 
 

@@ -2,4 +2,6 @@
 
 from winopt.cli import main
 
-raise SystemExit(main())
+# guarded: a forkserver/spawn child re-importing the parent's main module must not run it
+if __name__ == "__main__":
+    raise SystemExit(main())
