@@ -94,7 +94,7 @@ def test_a_sandboxed_service_says_how_to_fix_each_local_rig(box) -> None:
         " && install -d -o winopt -g winopt /srv/t/state /srv/t/run1 /srv/t/ro && install -d -m 755 /srv/t/denied")
     box("printf '[distribution]\\nretry_base = 0.2\\nretry_cap = 1\\nconfig_tries = 1\\n' > /srv/t/daemon.toml")
     box(f"systemd-run --unit={unit} -p Type=notify -p NotifyAccess=main -p User=winopt -p Group=winopt"
-        " -p ProtectSystem=strict -p 'ReadWritePaths=/srv/t/state /srv/t/run1 /srv/t/denied'"
+        " -p ProtectSystem=strict -p Environment=TMPDIR=/srv/t/state -p 'ReadWritePaths=/srv/t/state /srv/t/run1 /srv/t/denied'"
         f" {winopt} daemon --config /srv/t/daemon.toml --state-dir /srv/t/state --watch /srv/t/run1"
         " --rig ro=/srv/t/ro --rig denied=/srv/t/denied")
     box(f"cd {REPO} && PYTHONPATH=tests {python} -c 'from daemon_support import write_trial; "
