@@ -49,21 +49,6 @@ class Cancelled(Exception):
     """Raised inside a chunk whose sieve was abandoned (nobody reads its result)."""
 
 
-class Cancel:
-    """A flag the main thread raises when it abandons a sieve; chunks check it often."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def set(self) -> None:
-        self._event.set()
-
-    def check(self) -> None:
-        """Raise `Cancelled` once the sieve was abandoned."""
-        if self._event.is_set():
-            raise Cancelled
-
-
 def usable_cores() -> int:
     """The cores this process may run on (its CPU affinity, e.g. a systemd CPUAffinity=
     or taskset), not the machine's count."""
@@ -114,13 +99,11 @@ def cancel_run(run: int) -> None:
 
 
 class RunCancel:
-    """`Cancel` as seen in a worker: raises once the parent cancelled this run."""
+    """A run's cancel flag as a worker sees it: `check` raises once the parent cancelled
+    the run (`cancel_run`)."""
 
     def __init__(self, run: int) -> None:
         self.run = run
-
-    def set(self) -> None:  # only the parent cancels (`cancel_run`)
-        raise NotImplementedError
 
     def check(self) -> None:
         if _worker_cancelled is not None and _worker_cancelled.value >= self.run:

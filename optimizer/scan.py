@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from winopt.optimizer.jumps import Stepper
-from winopt.optimizer.parallel import Cancel
+from winopt.optimizer.parallel import RunCancel
 from winopt.optimizer.schedule import Checkpoint, Schedule
 
 Array = Any
@@ -35,7 +35,7 @@ def count_dtype(window: int) -> Any:
 
 
 def scan(stepper: Stepper, schedule: Schedule, x0: Array, mod: int,
-         cancel: Cancel | None = None) -> Scanned:  # fmt: skip
+         cancel: RunCancel | None = None) -> Scanned:  # fmt: skip
     """Match counts of every (seed, skip) for one direction; seeds dropped at checkpoints
     are absent from the result (none of their skips could reach `schedule.k`). `cancel`
     is checked at every visit: an abandoned sieve's chunk stops there."""

@@ -110,16 +110,16 @@ def _cover(pairs: dict[int, list[tuple[int, int]]], n_skips: int, n1: int) -> se
     def useful(u: int) -> int:
         return sum(1 for _, row in pairs[u] if need[row] > 0)
 
-    heap = [(-len(ps), u, u) for u, ps in pairs.items()]
+    heap = [(-len(ps), u) for u, ps in pairs.items()]  # u is also the distance from x_0
     heapq.heapify(heap)
     chosen: set[int] = set()
     while heap and max(need) > 0:
-        negative, distance, u = heapq.heappop(heap)
+        negative, u = heapq.heappop(heap)
         gain = useful(u)
         if gain == 0:
             continue
         if gain < -negative:  # stale priority: re-queue with the current one
-            heapq.heappush(heap, (-gain, distance, u))
+            heapq.heappush(heap, (-gain, u))
             continue
         chosen.add(u)
         for _, row in pairs[u]:

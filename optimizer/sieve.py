@@ -32,7 +32,7 @@ from winopt.errors import UserError
 from winopt.optimizer.chance import chance_level, min_matches
 from winopt.optimizer.generators import FAMILIES, check_seed_range, family
 from winopt.optimizer.jumps import stepper as make_stepper
-from winopt.optimizer.parallel import Cancel, RunCancel, new_run, process_map, worker_count
+from winopt.optimizer.parallel import RunCancel, new_run, process_map, worker_count
 from winopt.optimizer.schedule import build_schedule
 from winopt.optimizer.scan import Scanned, scan
 from winopt.optimizer.xp import array_module, is_gpu, to_host
@@ -190,11 +190,10 @@ def run_sieve(
         return engines[0].sieve(start, size, cancel)
 
     tally = _Tally()
-    if workers <= 1:
-        cancel = Cancel()
+    if workers <= 1:  # a stop or Ctrl-C interrupts this very loop: nothing to cancel
         for start in starts:
             size = min(chunk, end - start)
-            tally.merge(local(start, size, cancel))
+            tally.merge(local(start, size))
             if progress is not None:
                 progress(size)
     else:
