@@ -55,11 +55,24 @@ class Member:
         if not _system_python_fits():
             pytest.skip(f"{SYSTEM_PYTHON}, which a member can run, is missing or not Python "
                         f"{sys.version_info.major}.{sys.version_info.minor} (this venv's packages)")
+        _let_members_reach(Path(sysconfig.get_paths()["purelib"]))
+        _let_members_reach(REPO)
         code = MEMBER_WINOPT.format(site=sysconfig.get_paths()["purelib"])
         return subprocess.run(["setpriv", f"--reuid={self.name}", f"--regid={self.name}", "--init-groups", "--",
                                str(SYSTEM_PYTHON), "-I", "-c", code, *args], capture_output=True, text=True,
                               timeout=120, cwd="/", env={"PATH": "/usr/bin:/bin", "HOME": "/", "LC_ALL": "C.UTF-8",
                                                          **(env or {})})
+
+
+@functools.cache
+def _let_members_reach(path: Path) -> None:
+    """Let other users traverse every folder down to `path` (o+x, never o+r): a checkout
+    in a private folder (`mktemp -d` makes 0700 ones) would hide this venv's packages and
+    winopt's sources from the members' Python."""
+    for folder in reversed(path.parents):
+        mode = folder.stat().st_mode
+        if not mode & 0o001:
+            os.chmod(folder, mode | 0o001)
 
 
 @functools.cache
