@@ -306,13 +306,16 @@ def test_ssh_rig_down_retries_with_the_error_then_converges(ssh_rigs: SshRigs, t
         ssh_rigs.stop_sshd(1)
         sha2 = publish_trial(run1, 81, 1)
 
-        def one_down() -> bool:
+        def one_down() -> dict | None:
+            """ssh1's entry once it waits for its next try (none is set while the rig is
+            being tried again, so the entry is taken from the very read that matched)."""
             states = rig_states(d, "run1")
-            return synced(d, "run1", sha2, ["ssh2"])() and states["ssh1"]["state"] == "retrying" \
-                and states["ssh1"]["attempts"] >= 2
+            down = states["ssh1"]
+            waiting = down["state"] == "retrying" and down["attempts"] >= 2 and down["next_try"]
+            return down if waiting and synced(d, "run1", sha2, ["ssh2"])() else None
 
-        assert poll(one_down, 30), rig_states(d, "run1")
-        down = rig_states(d, "run1")["ssh1"]
+        down = poll(one_down, 30)
+        assert down, rig_states(d, "run1")
         assert "Connection refused" in down["last_error"] and down["sha256"] == sha1 and down["next_try"]
         assert copy_sha(ssh_rigs.data(1, sub) / "run1") == sha1  # the old copy stays whole
         shown = winopt("status", "--state-dir", str(d.state_dir), "--wide").stdout
