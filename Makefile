@@ -51,8 +51,10 @@ venv: $(VENV)/.installed
 demo: $(VENV)/.demo-installed
 	$(VENV)/bin/winopt demo --out demo-out
 
-# The whole suite: the default run (< 10 min), then the stress marker.
+# The whole suite: the import contract (pyproject.toml), the default run (< 10 min), then
+# the stress marker.
 test: venv
+	$(PY) tools/lint_imports.py
 	$(PY) -m pytest -q
 	$(PY) -m pytest -q -m stress || [ $$? -eq 5 ]
 

@@ -38,7 +38,7 @@ from winopt.contracts.schemas import (
     SKIP_MODES,
     SURVIVORS_NAME,
 )
-from winopt.handlers.convert import convert
+from winopt.handlers.convert.to_npz import convert
 
 
 def make_survivors(path: Path, rows: int, seed: int = 2024) -> None:

@@ -65,8 +65,8 @@ def reset_peak() -> None:
 
 def child(src: Path, mode: str) -> dict:
     """One measurement in this (fresh) process."""
-    from winopt.handlers.convert import convert
-    from winopt.errors import UserError
+    from winopt.handlers.convert.to_npz import convert
+    from winopt.contracts.errors import UserError
 
     out = src.with_name(NPZ_NAME)
     if mode == "trace":

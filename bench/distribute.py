@@ -25,9 +25,9 @@ import numpy as np
 
 from winopt.contracts import publish_atomic, publish_json, sha256_file
 from winopt.contracts.schemas import NPZ_META_NAME, NPZ_NAME
-from winopt.handlers.distribute import Distributor
-from winopt.handlers.rigs import Rig, rig_from_dict
-from winopt.handlers.rsync import rsync_argv, run_rsync
+from winopt.handlers.rigs.distributor import Distributor
+from winopt.handlers.rigs.config import Rig, rig_from_dict
+from winopt.handlers.rigs.rsync import rsync_argv, run_rsync
 
 REPO = Path(__file__).resolve().parents[1]
 RIGS_SH = Path(os.environ.get("WINOPT_RIGS_SH", REPO.parent / "shared" / "tools" / "rigs.sh"))

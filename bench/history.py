@@ -28,7 +28,7 @@ import numpy as np
 import orjson
 
 from winopt.optimizer.draws import load_history
-from winopt.optimizer.sieve import SieveParams, SieveResult
+from winopt.optimizer.sieve.core import SieveParams, SieveResult
 from winopt.optimizer.survivors import overlap_statistics, survivor_records
 
 

@@ -34,7 +34,7 @@ from watchdog.observers.inotify import InotifyObserver
 
 from winopt.contracts.publish import dump_json, fsync_dir, publish_json
 from winopt.contracts.schemas import CONFIG_NAME, NPZ_META_NAME, NPZ_NAME, SURVIVORS_NAME
-from winopt.handlers.convert import convert
+from winopt.handlers.convert.to_npz import convert
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

@@ -36,10 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from winopt.optimizer.generators import FAMILIES, predicted_draws
-from winopt.optimizer.parallel import usable_cores
-from winopt.optimizer.reference import run_reference
-from winopt.optimizer.sieve import SieveParams, SieveResult, run_sieve
+from winopt.optimizer.sieve.generators import FAMILIES, predicted_draws
+from winopt.optimizer.sieve.parallel import usable_cores
+from winopt.optimizer.sieve.reference import run_reference
+from winopt.optimizer.sieve.core import SieveParams, SieveResult, run_sieve
 
 WINDOW, OFFSET, SKIPS, THRESHOLD, MOD, HISTORY = 8, 50, (0, 50), 0.5, 1000, 200
 PLANT_SKIP, PLANT_AT = 17, 321  # planted seed = seed_start + PLANT_AT (inside the prefix)

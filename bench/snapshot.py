@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-from winopt.optimizer.sieve import SieveParams, SieveResult
+from winopt.optimizer.sieve.core import SieveParams, SieveResult
 from winopt.optimizer.snapshot import SnapshotWriter
 from winopt.optimizer.study import SIEVE_ATTR, RunSettings, StudyProgress, sieve_attr
 

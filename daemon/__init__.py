@@ -1,1 +1,2 @@
-"""The daemon's event loop: config, watching, coalescing, scheduling, status, systemd."""
+"""The daemon: its event loop and what only a daemon has (watching, coalescing, systemd
+notify, the journal, the status writer, its config), with one adapter per feature."""

@@ -25,10 +25,10 @@ from typing import Any
 
 import orjson
 
-from winopt.daemon.jobs import SpoolJobs
+from winopt.daemon.adapters.jobs import SpoolJobs
 from winopt.daemon.status import StatusBook
-from winopt.handlers.beneath import UnsafeFile, open_dir, read_regular
-from winopt.handlers.cleanup import (
+from winopt.contracts.beneath import UnsafeFile, open_dir, read_regular
+from winopt.handlers.jobs.cleanup import (
     Plan,
     Rights,
     decision_log_problem,
@@ -40,8 +40,8 @@ from winopt.handlers.cleanup import (
     remove_decision_log,
     remove_refused,
 )
-from winopt.handlers.spool import REJECTED_DIR, SPOOL_DIR, JobStore, is_job_id, printable
-from winopt.handlers.spool import _untrusted as untrusted  # the job file's rule: nobody else could write it
+from winopt.handlers.jobs.store import REJECTED_DIR, SPOOL_DIR, JobStore, is_job_id, printable
+from winopt.handlers.jobs.store import _untrusted as untrusted  # the job file's rule: nobody else could write it
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ class Cleaner:
 
     def apply_keep(self) -> None:
         """`[jobs] keep`: whatever is older goes, with the daemon's own rights."""
-        from winopt.handlers.cleanup import plan_older_than
+        from winopt.handlers.jobs.cleanup import plan_older_than
 
         assert self.keep is not None
         rights = Rights(os.geteuid(), os.geteuid())

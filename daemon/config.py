@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from winopt.bounded_read import load_toml
-from winopt.errors import UserError
+from winopt.contracts.bounded_read import load_toml
+from winopt.contracts.errors import UserError
 
 DEFAULT_CONFIG_PATH = Path("/etc/winopt/daemon.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/winopt")
@@ -105,7 +105,7 @@ class DaemonConfig:
     def make_thresholds(self) -> Any:
         """The `handlers.evaluate.Thresholds` these `[decisions]` values describe (that
         handler owns their names, types and limits; `stall_after` may be "2h")."""
-        from winopt.handlers.evaluate import Thresholds
+        from winopt.handlers.evaluate.rules import Thresholds
 
         return Thresholds.from_mapping(self.thresholds)
 
@@ -196,7 +196,7 @@ def _keep(value: Any) -> str | None:
 
 
 def _seconds(value: Any) -> float:
-    from winopt.handlers.evaluate import parse_duration
+    from winopt.handlers.evaluate.rules import parse_duration
 
     return parse_duration(value) if isinstance(value, str) else float(value)
 
@@ -265,7 +265,7 @@ def _check_table(table: Mapping[str, Any], keys: Mapping[str, Check], where: str
 def _check_thresholds(table: Mapping[str, Any], source: str) -> None:
     """`[decisions]` keys are `handlers.evaluate.Thresholds` fields, checked one by one by
     that class (it owns their types and limits) so the error names the key."""
-    from winopt.handlers.evaluate import Thresholds
+    from winopt.handlers.evaluate.rules import Thresholds
 
     known = [f.name for f in dataclasses.fields(Thresholds)]
     for key, value in table.items():  # each value alone; the tiers' order is checked on the whole table
@@ -289,7 +289,7 @@ def _rigs(raw: Any, source: str) -> Mapping[str, Any]:
     """`[rigs.NAME]` tables, validated by the distribution handler (it owns their keys)."""
     if raw is None:
         return {}
-    from winopt.handlers.rigs import parse_rigs
+    from winopt.handlers.rigs.config import parse_rigs
 
     try:
         return parse_rigs(raw, source=source, base_dir=Path(source).parent)
@@ -385,7 +385,7 @@ def with_overrides(
             raise ConfigError(f"--log-level: {problem}")
         changes["log_level"] = log_level.lower()
     if rigs:
-        from winopt.handlers.rigs import merge_rigs, parse_rig_arg
+        from winopt.handlers.rigs.config import merge_rigs, parse_rig_arg
 
         try:
             changes["rigs"] = merge_rigs(config.rigs, [parse_rig_arg(text) for text in rigs])

@@ -10,7 +10,7 @@ from an inherited variable (systemd.exec(5)).
 
 Every record passes `EscapeControls` on its way to the one handler: the message, the
 structured fields and any traceback have their control characters shown as escapes
-(`winopt.safe_text`), so a spool file named `x\x1b[2J\nFAKE LINE.toml` can neither drive
+(`winopt.contracts.safe_text`), so a spool file named `x\x1b[2J\nFAKE LINE.toml` can neither drive
 a terminal nor start a log line of its own, on the journal, on stderr or on a terminal.
 A traceback keeps its lines, each indented, so no line of it reads as a record.
 """
@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
-from winopt.safe_text import safe_lines, safe_text
+from winopt.contracts.safe_text import safe_lines, safe_text
 
 SYSLOG_IDENTIFIER = "winopt-daemon"
 #: Python level -> syslog priority (sd-daemon(3) prefixes)

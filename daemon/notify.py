@@ -18,7 +18,7 @@ import socket
 import time
 from collections.abc import Mapping
 
-from winopt.safe_text import safe_text
+from winopt.contracts.safe_text import safe_text
 
 log = logging.getLogger(__name__)
 

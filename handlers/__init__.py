@@ -1,1 +1,2 @@
-"""Work done per event (convert, evaluate, distribute, jobs); each usable without the daemon."""
+"""The work per event, one subpackage per feature (convert, evaluate, rigs, jobs); each is
+usable and testable without the daemon, and none imports another."""

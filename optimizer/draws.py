@@ -35,7 +35,7 @@ import numpy as np
 import orjson
 
 from winopt.contracts.schemas import TIME_OF_DAY
-from winopt.errors import UserError, in_file
+from winopt.contracts.errors import UserError, in_file
 
 #: sessions an object entry may name, in the order they happen within a day
 SESSIONS = ("midday", "evening")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from winopt.contracts.publish import dump_json, publish_bytes
 from winopt.contracts.schemas import HOLDOUT_HISTORY_NAME, TRAIN_HISTORY_NAME
-from winopt.errors import in_file
+from winopt.contracts.errors import in_file
 from winopt.optimizer.draws import load_history
 
 #: the training share of the history (the old Step 1's split)

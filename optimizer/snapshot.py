@@ -34,7 +34,7 @@ from winopt.contracts.schemas import (
     WINDOW_PARAMS,
 )
 from winopt.optimizer.draws import SESSIONS
-from winopt.optimizer.sieve import SieveResult
+from winopt.optimizer.sieve.core import SieveResult
 from winopt.optimizer.study import (
     COUNTED_STATES,
     RunSettings,

@@ -29,9 +29,9 @@ import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from winopt.contracts.schemas import PRNG_CODES, TIME_OF_DAY, WINDOW_PARAMS
-from winopt.errors import UserError
-from winopt.optimizer.generators import check_seed_range
-from winopt.optimizer.sieve import SieveParams, SieveResult, run_sieve
+from winopt.contracts.errors import UserError
+from winopt.optimizer.sieve.generators import check_seed_range
+from winopt.optimizer.sieve.core import SieveParams, SieveResult, run_sieve
 
 #: SPEC §2 defaults of the existing pipeline. skip_max's lower end is raised per trial to
 #: the skip_min drawn, as `max(skip_min, 10)`.

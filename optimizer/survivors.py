@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from winopt.contracts.schemas import OVERLAP_FIELDS, SURVIVOR_FIELDS
-from winopt.optimizer.sieve import SieveResult
+from winopt.optimizer.sieve.core import SieveResult
 
 SKIP_MODE = "constant"
 _PER_SURVIVOR = SURVIVOR_FIELDS[:5]

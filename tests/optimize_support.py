@@ -15,7 +15,7 @@ import orjson
 from winopt.contracts.publish import dump_json, publish_json
 from winopt.contracts.schemas import CONFIG_NAME, SURVIVORS_NAME
 from winopt.optimizer.draws import load_history
-from winopt.optimizer.sieve import run_sieve
+from winopt.optimizer.sieve.core import run_sieve
 from winopt.optimizer.study import RunSettings, sieve_params
 from winopt.optimizer.survivors import survivor_records
 from polling import wait_for  # noqa: F401 - re-exported

@@ -24,7 +24,7 @@ import pytest
 from polling import wait_for
 from winopt.contracts import publish_atomic, publish_json, sha256_file
 from winopt.contracts.schemas import NPZ_META_NAME, NPZ_NAME
-from winopt.handlers.rigs import Rig, rig_from_dict
+from winopt.handlers.rigs.config import Rig, rig_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
 RIGS_SH = Path(os.environ.get("WINOPT_RIGS_SH", REPO.parent / "shared" / "tools" / "rigs.sh"))

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from winopt.optimizer.chance import binomial_tail, chance_level, min_matches
-from winopt.optimizer.sieve import SieveParams, run_sieve
+from winopt.optimizer.sieve.chance import binomial_tail, chance_level, min_matches
+from winopt.optimizer.sieve.core import SieveParams, run_sieve
 
 
 @given(threshold=st.floats(0, 1), window=st.integers(1, 60))

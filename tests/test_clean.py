@@ -29,8 +29,8 @@ from members_support import Member, members  # noqa: F401 - fixture
 from test_spool_dropbox import Head, head  # noqa: F401 - fixture: a state dir as tmpfiles.d makes it, and members
 from winopt.daemon.config import ConfigError, parse_config
 from winopt.daemon.logfile import LOG_NAME
-from winopt.handlers.job_refs import short_id
-from winopt.handlers.spool import Spool
+from winopt.handlers.jobs.refs import short_id
+from winopt.handlers.jobs.store import Spool
 
 OLD = (datetime.now().astimezone() - timedelta(days=40)).isoformat(timespec="seconds")
 

@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 from polling import poll
 from winopt.cli import main
 from winopt.contracts.schemas import OVERLAP_FIELDS, SURVIVOR_FIELDS
-from winopt.optimizer.generators import FAMILIES, family, seed_state
-from winopt.optimizer.sieve import SieveParams, SieveResult
+from winopt.optimizer.sieve.generators import FAMILIES, family, seed_state
+from winopt.optimizer.sieve.core import SieveParams, SieveResult
 from winopt.optimizer.survivors import survivor_records
 from winopt.optimizer.synth import truth_path
 
@@ -427,7 +427,7 @@ def test_demo_fails_loudly_when_the_seed_is_not_there(
 
 
 def test_demo_check_fails_when_the_planted_seed_did_not_survive(tmp_path: Path) -> None:
-    from winopt.optimizer.demo import Demo, DemoFailed, step_check_planted
+    from winopt.cli.demo import Demo, DemoFailed, step_check_planted
 
     demo = Demo(out=tmp_path, sample=tmp_path / "h.json", truth={"seed": 5, "skip": 3})
     demo.survivors = [{"seed": 6, "skip": 3, "forward_match_rate": 1.0, "reverse_match_rate": 1.0}]

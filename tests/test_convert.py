@@ -31,9 +31,9 @@ from winopt.contracts.schemas import (
     SURVIVOR_FIELDS,
     SURVIVORS_NAME,
 )
-from winopt.errors import UserError
-from winopt.handlers import convert as convert_module
-from winopt.handlers.convert import SurvivorsInFlux, convert, is_stale
+from winopt.contracts.errors import UserError
+from winopt.handlers.convert import to_npz as convert_module
+from winopt.handlers.convert.to_npz import SurvivorsInFlux, convert, is_stale
 
 FLOAT_FIELDS = ("forward_match_rate", "reverse_match_rate", "score")
 

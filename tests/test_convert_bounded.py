@@ -30,9 +30,10 @@ from hypothesis import strategies as st
 from daemon_support import DaemonProcess, npz_source_sha, poll, survivors, write_trial
 from winopt.cli import main
 from winopt.contracts.schemas import NPZ_META_NAME, NPZ_NAME, SURVIVORS_NAME
-from winopt.errors import UserError
-from winopt.handlers.convert import byte_size, convert, parse_survivors
-from winopt.handlers.json_pieces import Where, decode_in_pieces
+from winopt.contracts.errors import UserError
+from winopt.cli.convert import byte_size
+from winopt.handlers.convert.to_npz import convert, parse_survivors
+from winopt.handlers.convert.json_pieces import Where, decode_in_pieces
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -130,8 +131,8 @@ def test_an_aborted_conversion_gives_its_memory_back(tmp_path: Path) -> None:
     del data
     script = f"""
 import sys
-from winopt.handlers.convert import convert
-from winopt.errors import UserError
+from winopt.handlers.convert.to_npz import convert
+from winopt.contracts.errors import UserError
 def rss():
     return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmRSS:"))
 before = rss()

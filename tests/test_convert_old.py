@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from winopt.cli import main
 from winopt.contracts.schemas import NPZ_ARRAYS, NPZ_META_NAME, NPZ_NAME, SURVIVORS_NAME
-from winopt.handlers.convert import convert
+from winopt.handlers.convert.to_npz import convert
 
 #: the old converter's code table plus winopt's new families (SPEC §3), written out
 CODES = {

@@ -47,7 +47,7 @@ def test_documented_default_config_loads_and_matches_the_code_defaults() -> None
 
 def test_documented_thresholds_are_the_real_defaults(tmp_path: Path) -> None:
     """Uncommenting every `# key = value` of [decisions] changes nothing."""
-    from winopt.handlers.evaluate import Thresholds
+    from winopt.handlers.evaluate.rules import Thresholds
 
     text = (REPO / "etc" / "daemon.toml").read_text()
     head, _, tail = text.partition("\n[decisions]")

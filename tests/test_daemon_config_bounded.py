@@ -15,7 +15,7 @@ import pytest
 
 from daemon_support import REPO, DaemonProcess, npz_source_sha, poll, write_trial
 from notify_support import FakeSystemd, fake_systemd  # noqa: F401 - the fixture
-from winopt.bounded_read import toml_depth_problem
+from winopt.contracts.bounded_read import toml_depth_problem
 from winopt.daemon.config import MAX_CONFIG_BYTES, ConfigError, load_config
 
 NESTED = "a = " + "[" * 5000 + "]" * 5000 + "\n"

@@ -22,8 +22,8 @@ from daemon_support import DaemonProcess
 from jobs_support import STANDIN, standin_command, toml_job, wait_for, write_plain_history
 from mount_support import fill, small_tmpfs
 from optimize_support import MOD, write_history
-from winopt.handlers.jobrunner import JobRunner, disk_full, runs_job, terminate
-from winopt.handlers.spool import JobEvent, JobStore, Spool
+from winopt.handlers.jobs.runner import JobRunner, disk_full, runs_job, terminate
+from winopt.handlers.jobs.store import JobEvent, JobStore, Spool
 
 #: the stand-in optimizer, failing its first FAILS runs (a file counts them) the way the
 #: real one does when SQLite finds the disk full

@@ -25,9 +25,9 @@ from jobs_support import toml_job
 from optimize_support import MOD, write_history
 from winopt.contracts.publish import sha256_file
 from winopt.contracts.schemas import NPZ_NAME
-from winopt.handlers.jobfile import MAX_JOB_BYTES
-from winopt.handlers.jobrunner import runs_job, terminate
-from winopt.handlers.spool import JobRecord, JobStore
+from winopt.handlers.jobs.jobfile import MAX_JOB_BYTES
+from winopt.handlers.jobs.runner import runs_job, terminate
+from winopt.handlers.jobs.store import JobRecord, JobStore
 
 #: a real optimizer run that costs well under a second of CPU per job
 FAST = {"mod": MOD, "seed_count": 300, "strategy": "random", "window_size": [2, 5], "offset": [0, 30],
@@ -582,15 +582,15 @@ class InProcess:
     @classmethod
     def start(cls, tmp_path: Path, **jobs_config: Any) -> InProcess:
         from winopt.daemon.config import DaemonConfig, JobsConfig
-        from winopt.daemon.jobs import SpoolJobs
-        from winopt.daemon.runs import WatchedRuns
+        from winopt.daemon.adapters.jobs import SpoolJobs
+        from winopt.daemon.adapters.runs import WatchedRuns
         from winopt.daemon.status import DecisionLog, StatusBook
 
         site = Site(tmp_path)
         config = DaemonConfig(state_dir=site.state,
                               jobs=JobsConfig(allowed_draws_dirs=(site.draws,), grace=0, **jobs_config))
         book = StatusBook(site.state)
-        from winopt.handlers.evaluate import Thresholds
+        from winopt.handlers.evaluate.rules import Thresholds
 
         runs = WatchedRuns(book, DecisionLog(site.state), Thresholds)
         scheduled: list[tuple[tuple, str]] = []
@@ -604,13 +604,13 @@ class InProcess:
 
     def end(self, state: str, why: str) -> None:
         """The job ends on disk, then its runner event arrives."""
-        from winopt.handlers.spool import JobEvent
+        from winopt.handlers.jobs.store import JobEvent
 
         self.jobs.spool.store.transition(self.record.id, state, why)
         self.jobs._on_event(JobEvent(state, self.record.id, why))
 
     def late_start(self) -> None:
-        from winopt.handlers.spool import JobEvent
+        from winopt.handlers.jobs.store import JobEvent
 
         self.jobs._on_event(JobEvent("started", self.record.id, "attempt 1, pid 123"))
 

@@ -25,10 +25,10 @@ from sdbox_support import until
 from winopt.contracts import sha256_file
 from winopt.contracts.schemas import HOLDOUT_HISTORY_NAME, NPZ_META_NAME, NPZ_NAME, TRAIN_HISTORY_NAME
 from winopt.daemon.config import ConfigError, DaemonConfig, DistributionConfig, load_config, resolve_config
-from winopt.daemon.distribution import REQUESTS, RigDistribution, read_request, request_name, rig_run_name
+from winopt.daemon.adapters.rigs import REQUESTS, RigDistribution, read_request, request_name, rig_run_name
 from winopt.daemon.status import StatusBook
-from winopt.errors import UserError
-from winopt.handlers.rigs import KEYS, rig_from_dict
+from winopt.contracts.errors import UserError
+from winopt.handlers.rigs.config import KEYS, rig_from_dict
 from winopt.optimizer.histories import publish_histories
 
 #: quick retries, so a rig that comes back converges within seconds

@@ -287,7 +287,7 @@ def test_status_best_is_none_until_a_trial_succeeds() -> None:
     """winopt writes its counts as 0 before the first successful trial (the old watcher
     needs integers); status.json's `best` still says "none yet" then, and a real best of 0,
     or an old file's count, is kept."""
-    from winopt.daemon.runs import snapshot_summary
+    from winopt.daemon.adapters.runs import snapshot_summary
 
     before = {"schema_version": 3, "status": "in_progress", "best_trial_number": None,
               "best_bidirectional_count": 0, "bidirectional_count": 0}

@@ -13,7 +13,7 @@ import pytest
 
 from polling import poll
 from winopt.daemon.status import DecisionLog, StatusBook, read_status
-from winopt.daemon.status_command import render
+from winopt.cli.status import render
 
 
 def test_a_busy_book_is_written_a_few_times_and_ends_current(tmp_path: Path) -> None:

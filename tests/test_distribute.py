@@ -32,10 +32,10 @@ from rigs_support import (
 from winopt.cli import main
 from winopt.contracts import publish_atomic, publish_json, sha256_file
 from winopt.contracts.schemas import HOLDOUT_HISTORY_NAME, NPZ_META_NAME, NPZ_NAME, TRAIN_HISTORY_NAME
-from winopt.errors import UserError
-from winopt.handlers.distribute import Distributor, RetryPolicy
-from winopt.handlers.rigs import Rig, rig_from_dict
-from winopt.handlers.rsync import EXIT_CODES, Outcome, classify, rsync_binary, run_rsync
+from winopt.contracts.errors import UserError
+from winopt.handlers.rigs.distributor import Distributor, RetryPolicy
+from winopt.handlers.rigs.config import Rig, rig_from_dict
+from winopt.handlers.rigs.rsync import EXIT_CODES, Outcome, classify, rsync_binary, run_rsync
 
 FAST = RetryPolicy(base=0.2, cap=2.0, config_tries=3)
 

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from winopt.errors import UserError
+from winopt.contracts.errors import UserError
 from winopt.optimizer import draws as draws_module
 from winopt.optimizer.draws import load_history
 

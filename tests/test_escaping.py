@@ -23,8 +23,8 @@ from optimize_support import MOD, write_history
 from winopt.contracts.publish import publish_json
 from winopt.contracts.schemas import CONFIG_NAME
 from winopt.daemon import journal, notify
-from winopt.daemon.status_command import render
-from winopt.safe_text import safe_text
+from winopt.cli.status import render
+from winopt.contracts.safe_text import safe_text
 
 #: what a hostile name holds: set the terminal's title, clear the screen, start a new line
 #: that reads like a log line of the daemon's own

@@ -13,9 +13,9 @@ import pytest
 
 from winopt.cli import main
 from winopt.contracts.schemas import CONFIG_NAME, SURVIVORS_NAME
-from winopt.errors import UserError
-from winopt.handlers.convert import convert
-from winopt.handlers.evaluate import (
+from winopt.contracts.errors import UserError
+from winopt.handlers.convert.to_npz import convert
+from winopt.handlers.evaluate.rules import (
     EXIT_CODES,
     Thresholds,
     decide,
@@ -538,7 +538,7 @@ def test_cli_threshold_flags(tmp_path, capsys):
 
 def test_poisson_tail() -> None:
     """Exact small cases, a tail far below float's epsilon, and the far side of the mean."""
-    from winopt.handlers.evaluate import poisson_tail
+    from winopt.handlers.evaluate.rules import poisson_tail
 
     assert poisson_tail(0, 3.0) == 1.0 and poisson_tail(1, 0.0) == 0.0
     assert poisson_tail(1, 2.0) == pytest.approx(1 - math.exp(-2.0), rel=1e-12)

@@ -15,7 +15,7 @@ import pytest
 
 from winopt.cli import main
 from winopt.contracts.schemas import CONFIG_NAME
-from winopt.handlers.evaluate import evaluate
+from winopt.handlers.evaluate.rules import evaluate
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
 

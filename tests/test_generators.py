@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from winopt.optimizer.generators import (
+from winopt.optimizer.sieve.generators import (
     FAMILIES,
     M48,
     P31,
@@ -22,7 +22,7 @@ from winopt.optimizer.generators import (
     raw_outputs,
     seed_state,
 )
-from winopt.optimizer.jumps import gf2_byte_tables, stepper
+from winopt.optimizer.sieve.jumps import gf2_byte_tables, stepper
 
 SPEC_VECTORS = {
     "java_lcg": [454757875, 3428499331, 68972694, 2852015737, 184400468],

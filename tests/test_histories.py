@@ -13,7 +13,7 @@ import pytest
 from winopt.cli import main
 from winopt.contracts.publish import publish_json
 from winopt.contracts.schemas import CONFIG_NAME, HOLDOUT_HISTORY_NAME, TRAIN_HISTORY_NAME
-from winopt.errors import UserError
+from winopt.contracts.errors import UserError
 from winopt.optimizer import snapshot as snapshot_module
 from winopt.optimizer.histories import load_split, publish_histories, split_history
 

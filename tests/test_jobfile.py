@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobs_support import toml_job, write_plain_history, write_session_history
-from winopt.handlers.jobfile import (
+from winopt.handlers.jobs.jobfile import (
     BOUNDS,
     KEYS,
     REQUIRED,
@@ -73,7 +73,7 @@ def test_the_argv_is_accepted_by_the_real_optimize_parser(tmp_path: Path, draws_
     """The contract with `winopt optimize`: its own parser and search-space check take it."""
     import argparse
 
-    from winopt.optimizer import optimize_command
+    from winopt.cli import optimize as optimize_command
 
     raw = {**VALID, "window_size": [2, 9], "skip_min": 4, "skip_max": [4, 30],
            "forward_threshold": [0.25, 1], "time_of_day": "all", "seed_count": 10, "cores": 3}

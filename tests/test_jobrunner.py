@@ -17,8 +17,8 @@ from filelock import Timeout
 
 from jobs_support import STANDIN, standin_command, toml_job, wait_for, write_plain_history
 from winopt.contracts import lock_for
-from winopt.handlers.jobrunner import JobRunner, decide_outcome
-from winopt.handlers.spool import LOG_FILE, PID_FILE, JobEvent, Spool
+from winopt.handlers.jobs.runner import JobRunner, decide_outcome
+from winopt.handlers.jobs.store import LOG_FILE, PID_FILE, JobEvent, Spool
 
 TESTS = Path(__file__).resolve().parent
 
@@ -244,8 +244,8 @@ SUPERVISOR = """
 import signal, sys
 from pathlib import Path
 from jobs_support import standin_command
-from winopt.handlers.jobrunner import JobRunner
-from winopt.handlers.spool import JobStore
+from winopt.handlers.jobs.runner import JobRunner
+from winopt.handlers.jobs.store import JobStore
 runner = JobRunner(JobStore(sys.argv[1]), max_parallel_jobs=int(sys.argv[3]),
                    command=standin_command(Path(sys.argv[2]), delay=float(sys.argv[4])))
 runner.start()

@@ -25,8 +25,8 @@ from daemon_support import poll
 from members_support import members  # noqa: F401 - fixture
 from test_spool_dropbox import Head, head  # noqa: F401 - fixture: a state dir as tmpfiles.d makes it, and members
 from winopt.daemon.logfile import LOG_NAME, GroupLogHandler, log_files
-from winopt.daemon.logs_command import read_log, render
-from winopt.handlers.job_refs import short_id
+from winopt.cli.logs import read_log, render
+from winopt.handlers.jobs.refs import short_id
 
 
 def records(state: Path) -> list[dict]:

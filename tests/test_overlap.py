@@ -11,9 +11,9 @@ import pytest
 
 from winopt.contracts.publish import dump_json
 from winopt.contracts.schemas import OVERLAP_FIELDS, SURVIVOR_FIELDS
-from winopt.optimizer.generators import family
-from winopt.optimizer.reference import half_matches, run_reference
-from winopt.optimizer.sieve import SieveParams, SieveResult, prepare, run_sieve
+from winopt.optimizer.sieve.generators import family
+from winopt.optimizer.sieve.reference import half_matches, run_reference
+from winopt.optimizer.sieve.core import SieveParams, SieveResult, prepare, run_sieve
 from winopt.optimizer.survivors import overlap_statistics, survivor_records
 
 #: small draws (mod 10) and a 3-of-6 threshold: a few percent of seeds pass each way, so

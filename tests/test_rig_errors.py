@@ -17,8 +17,8 @@ import pytest
 from daemon_support import REPO
 from polling import poll
 from sdbox_support import until
-from winopt.handlers.rigs import parse_rig_arg
-from winopt.handlers.rsync import RsyncResult, fix_for, running_unit
+from winopt.handlers.rigs.config import parse_rig_arg
+from winopt.handlers.rigs.rsync import RsyncResult, fix_for, running_unit
 
 LOCAL = parse_rig_arg("copy=/srv/rig-copy/")
 SSH = parse_rig_arg("far=rig@rig1.example:/data/winopt/")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from winopt.errors import UserError
-from winopt.handlers.rigs import Rig, merge_rigs, parse_rig_arg, parse_rigs, parse_target, rig_from_dict
-from winopt.handlers.rsync import PARTIAL_DIR, rsync_argv, ssh_command
+from winopt.contracts.errors import UserError
+from winopt.handlers.rigs.config import Rig, merge_rigs, parse_rig_arg, parse_rigs, parse_target, rig_from_dict
+from winopt.handlers.rigs.rsync import PARTIAL_DIR, rsync_argv, ssh_command
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from winopt.errors import UserError
-from winopt.optimizer.generators import FAMILIES, family, predicted_draws, raw_outputs
-from winopt.optimizer.reference import run_reference
-from winopt.optimizer.sieve import SieveParams, SieveResult, run_sieve
+from winopt.contracts.errors import UserError
+from winopt.optimizer.sieve.generators import FAMILIES, family, predicted_draws, raw_outputs
+from winopt.optimizer.sieve.reference import run_reference
+from winopt.optimizer.sieve.core import SieveParams, SieveResult, run_sieve
 
 
 def planted_history(prng: str, seed: int, skip: int, n: int, mod: int = 1000) -> np.ndarray:
@@ -213,7 +213,7 @@ def test_a_stop_from_progress_ends_the_sieve_and_its_chunks() -> None:
     worker processes stop at their next visit (the pool soon has nothing in flight)."""
     import time
 
-    from winopt.optimizer import parallel
+    from winopt.optimizer.sieve import parallel
 
     class Stop(Exception):
         pass

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from jobs_support import toml_job, wait_for, write_plain_history
-from winopt.handlers.spool import (
+from winopt.handlers.jobs.store import (
     JOB_ID_RE,
     STATE_FILE,
     Spool,
@@ -248,7 +248,7 @@ def test_recover_finishes_or_discards_what_a_crash_left(state: Path) -> None:
 
 
 def _spec(spool: Spool, text: str):
-    from winopt.handlers.jobfile import parse_job_bytes, validate_job
+    from winopt.handlers.jobs.jobfile import parse_job_bytes, validate_job
 
     raw = parse_job_bytes(text.encode(), "x.toml", ".toml")
     return validate_job(raw, source="x.toml", allowed_draws_dirs=spool.allowed_draws_dirs,
@@ -257,7 +257,7 @@ def _spec(spool: Spool, text: str):
 
 SCAN_LOOP = """
 import sys, time
-from winopt.handlers.spool import Spool
+from winopt.handlers.jobs.store import Spool
 spool = Spool(sys.argv[1], allowed_draws_dirs=[sys.argv[2]], grace=0)
 print("ready", flush=True)
 while True:

@@ -35,10 +35,10 @@ from jobs_support import toml_job, write_plain_history
 from members_support import Member, Members, install_layout, members  # noqa: F401 - fixture
 from optimize_support import MOD, write_history
 from winopt.contracts.schemas import NPZ_NAME, SURVIVORS_NAME
-from winopt.handlers.beneath import UnsafeFile, open_beneath
-from winopt.handlers.jobfile import JobError, validate_job
-from winopt.handlers.jobrunner import runs_job, terminate
-from winopt.handlers.spool import JobStore, Spool, new_job_id
+from winopt.contracts.beneath import UnsafeFile, open_beneath
+from winopt.handlers.jobs.jobfile import JobError, validate_job
+from winopt.handlers.jobs.runner import runs_job, terminate
+from winopt.handlers.jobs.store import JobStore, Spool, new_job_id
 
 #: a real optimizer run that costs well under a second of CPU per job
 FAST = {"mod": MOD, "seed_count": 300, "strategy": "random", "window_size": [2, 5], "offset": [0, 30],

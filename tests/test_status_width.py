@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from winopt.errors import UserError
-from winopt.handlers.job_refs import resolve_job_id, short_id
-from winopt.handlers.sync_command import rig_table
-from winopt.table import fit_table, wrap
+from winopt.contracts.errors import UserError
+from winopt.handlers.jobs.refs import resolve_job_id, short_id
+from winopt.cli.sync import rig_table
+from winopt.cli.table import fit_table, wrap
 
 STATES = ("queued", "running", "complete", "failed", "cancelled")
 LONG_ERROR = ("exit 23 (partial transfer due to error): rsync: [receiver] mkstemp \"/srv/rig-copy/r1/.bidirectional_"

@@ -15,7 +15,7 @@ import pytest
 
 from winopt.cli import main
 from winopt.optimizer.draws import load_history
-from winopt.optimizer.generators import FAMILIES, raw_outputs
+from winopt.optimizer.sieve.generators import FAMILIES, raw_outputs
 from winopt.optimizer.synth import truth_path
 
 ROOT = Path(__file__).resolve().parent.parent

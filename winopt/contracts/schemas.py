@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from winopt.errors import in_file
+from winopt.contracts.errors import in_file
 
 CONFIG_NAME = "optimal_window_config.json"
 SURVIVORS_NAME = "bidirectional_survivors.json"

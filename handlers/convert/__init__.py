@@ -1,0 +1,1 @@
+"""Convert: a run's survivors JSON to the rigs' NPZ and its meta, in bounded memory."""

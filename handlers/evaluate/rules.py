@@ -1,0 +1,572 @@
+"""`winopt evaluate`: the watcher decision for a run (SPEC §4).
+
+A decision says what to do next with a run: `proceed` (hand the NPZ to Step 2.5), `wait`
+(running, look again later), `retry` (resume or rerun it) or `escalate` (a person must
+look). `evaluate` reads the run's snapshot; `decide` is the same rule table on a snapshot
+already in hand; `decision_for_bad_survivors` covers a survivors file that fails to
+convert. The daemon calls them on worker threads: they share nothing and print nothing.
+
+Rules, first match wins (every number is a `Thresholds` field):
+- config missing -> retry 0.0 "output file not yet created";
+- unreadable, not a JSON object, unknown status, or a used field of the wrong type ->
+  escalate 0.0;
+- no `status` (pre-winopt file) -> treated as complete, with a warning;
+- significance (in_progress and complete runs with a best >= 1, before the count rules):
+  the Poisson tail P(X >= best) with mean expected_chance_bidirectional below
+  `significance` is a finding chance does not explain: complete -> proceed 0.95,
+  in_progress -> wait 0.8, the tail probability in the reasoning. A planted seed found
+  alone (1 survivor where chance expects 1e-14) is a proceed, not a retry;
+- in_progress: no update for more than `stall_after` -> retry 0.3 "stalled"; else
+  significant (above) -> wait; else best > `promising` -> wait 0.7; else more than
+  `halfway` of the trials done -> retry 0.4; else wait 0.5;
+- complete: significant (above) -> proceed; best > `proceed_high` -> proceed 0.95; > `proceed_mid` -> proceed 0.80; >=
+  `proceed_min` -> proceed 0.60; 1 .. proceed_min-1 -> retry 0.4; 0 -> escalate 0.9;
+- interrupted / failed -> retry 0.3 (rerunning the same command resumes), with the error.
+
+"At chance level" (a warning, any status): 1 <= best <= `chance_factor` x
+expected_chance_bidirectional. A best of 0 is never "at chance": nothing was found, which
+the rules above already judge, and a warning would only blur that.
+
+The best count is read from `best_bidirectional_count`, else `best_value`, else the
+pre-winopt `bidirectional_count`; a complete file without any of them counts as 0. A winopt
+snapshot (it has `schema_version`) whose `best_trial_number` is null has no successful trial
+yet: its counts are 0 only because the old watcher needs integers, so its best is "none
+yet", as before those counts were written.
+Timestamps without an offset (what the pre-winopt writer produced) are local time.
+
+`winopt evaluate` exits 0 for every decision (a decision is not an error); with
+`--exit-code` it exits proceed 0, wait 3, retry 4, escalate 5, for scripts that branch on
+it (1 and 2 keep meaning crash and bad input).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+from typing import Any
+
+from winopt.contracts.schemas import CONFIG_NAME, STATUSES, config_path, read_snapshot
+from winopt.contracts.errors import UserError, in_file
+
+ACTIONS = ("proceed", "wait", "retry", "escalate")
+
+#: `winopt evaluate --exit-code`: the exit status per action (1 and 2 stay errors)
+EXIT_CODES = {"proceed": 0, "wait": 3, "retry": 4, "escalate": 5}
+
+#: who resumes an interrupted or failed run, in its decision's reasoning
+RESUMER = "running the same command again"
+#: ... for a spool job the daemon runs (it resumes them by itself)
+DAEMON_RESUMER = "the daemon"
+
+#: where the best count may be, newest schema first
+BEST_KEYS = ("best_bidirectional_count", "best_value", "bidirectional_count")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Every number of the SPEC §4 rules, with its default. Counts are survivor counts,
+    `stall_after` is seconds, confidences lie in [0, 1]; THRESHOLD_HELP says what each
+    one does."""
+
+    stall_after: float = 7200.0
+    promising: int = 1000
+    halfway: float = 0.5
+    proceed_high: int = 10000
+    proceed_mid: int = 1000
+    proceed_min: int = 50
+    chance_factor: float = 3.0
+    significance: float = 1e-6
+    confidence_significant: float = 0.95
+    confidence_significant_running: float = 0.8
+    confidence_stalled: float = 0.3
+    confidence_promising: float = 0.7
+    confidence_poor: float = 0.4
+    confidence_early: float = 0.5
+    confidence_high: float = 0.95
+    confidence_mid: float = 0.80
+    confidence_min: float = 0.60
+    confidence_few: float = 0.4
+    confidence_zero: float = 0.9
+    confidence_ended: float = 0.3
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            _check_value(f.name, getattr(self, f.name))
+        if not self.proceed_min <= self.proceed_mid <= self.proceed_high:
+            raise UserError(
+                "thresholds: need proceed_min <= proceed_mid <= proceed_high, got "
+                f"{self.proceed_min}, {self.proceed_mid}, {self.proceed_high}"
+            )
+
+    @classmethod
+    def from_mapping(
+        cls, values: Mapping[str, Any], source: str | os.PathLike[str] | None = None
+    ) -> Thresholds:
+        """Thresholds from a config table (the daemon's `[decisions]`, say): unknown keys
+        and bad values are errors naming `source`; `stall_after` may be "2h"."""
+        try:
+            return cls(**{k: cls.check_field(k, v) for k, v in values.items()})
+        except UserError as exc:
+            raise (in_file(source, str(exc)) if source is not None else exc) from None
+
+    @classmethod
+    def check_field(cls, name: str, value: Any) -> Any:
+        """One config value checked on its own (name, type, range) and returned as the
+        field holds it. The order of the proceed tiers needs the whole table, so only
+        `from_mapping` (or the constructor) checks that."""
+        known = {f.name: f for f in fields(cls)}
+        if name not in known:
+            raise UserError(f"unknown threshold {name!r} (known: {', '.join(known)})")
+        value = _coerce(known[name], value)
+        _check_value(name, value)
+        return value
+
+    def to_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+
+def _check_value(name: str, value: Any) -> None:
+    """UserError("threshold NAME: ...") unless `value` is a valid value for `name`."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise UserError(f"threshold {name}: expected a number, got {value!r}")
+    low_allowed, high = _bounds(name)
+    if value < 0 or value > high or (value == 0 and not low_allowed):
+        limits = (
+            f"in {'[' if low_allowed else '('}0, {high:g}]"
+            if high < math.inf
+            else (">= 0" if low_allowed else "> 0")
+        )
+        raise UserError(f"threshold {name}: {value!r} must be {limits}")
+
+
+def _bounds(name: str) -> tuple[bool, float]:
+    """(whether 0 is allowed, the highest value) of a threshold; all are >= 0."""
+    if name.startswith("confidence_"):
+        return True, 1.0
+    if name in ("halfway", "significance"):
+        return False, 1.0
+    return name != "stall_after", math.inf
+
+
+#: what each Thresholds field does (the CLI's --help and the daemon config's docs)
+THRESHOLD_HELP: dict[str, str] = {
+    "stall_after": "in_progress without an update for longer than this is stalled (s, 90m, 2h)",
+    "promising": "in_progress: a best above this is worth waiting for",
+    "halfway": "in_progress: past this fraction of the trials, a best <= promising is retried",
+    "proceed_high": "complete: a best above this proceeds with confidence-high",
+    "proceed_mid": "complete: a best above this proceeds with confidence-mid",
+    "proceed_min": "complete: a best of at least this proceeds with confidence-min; below, retry",
+    "chance_factor": "warn 'at chance level' when 1 <= best <= this x the chance expectation",
+    "significance": "a best whose Poisson tail under the chance expectation is below this is "
+    "a finding: proceed (complete) or wait (in_progress), whatever the count",
+    # confidence of each rule's decision
+    "confidence_significant": "proceed, complete with a significant best",
+    "confidence_significant_running": "wait, in_progress with a significant best",
+    "confidence_stalled": "retry, in_progress and stalled",
+    "confidence_promising": "wait, in_progress with a promising best",
+    "confidence_poor": "retry, in_progress past halfway with a poor best",
+    "confidence_early": "wait, in_progress and too early to judge",
+    "confidence_high": "proceed, best > proceed-high",
+    "confidence_mid": "proceed, best > proceed-mid",
+    "confidence_min": "proceed, best >= proceed-min",
+    "confidence_few": "retry, complete with 1 .. proceed-min - 1",
+    "confidence_zero": "escalate, complete with 0 survivors",
+    "confidence_ended": "retry, interrupted or failed",
+}
+
+
+def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
+    """A config value for field `f`: durations may be strings, counts must be whole."""
+    if f.name == "stall_after" and isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except UserError as exc:
+            raise UserError(f"threshold stall_after: {exc}") from None
+    if f.type in ("int", int) and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if f.type in ("int", int) and not isinstance(value, int):
+        raise UserError(f"threshold {f.name}: expected a whole number, got {value!r}")
+    return value
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from "7200", "90m", "2h", "1.5d"."""
+    match = _DURATION.match(text)
+    if not match:
+        raise UserError(f"bad duration {text!r} (use seconds or a number with s, m, h or d)")
+    return float(match[1]) * _UNIT_SECONDS[match[2]]
+
+
+# --- the decision ------------------------------------------------------------------------
+
+
+class _Malformed(Exception):
+    """A field the rules need has a value of the wrong type: escalate."""
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """The fields of optimal_window_config.json that the rules use, leniently read."""
+
+    status: str
+    status_given: bool
+    completed: int | None
+    total: int | None
+    best: int | None
+    expected: float | None
+    last_updated: str | None
+    error: str | None
+
+
+def evaluate(
+    target: str | os.PathLike[str],
+    thresholds: Thresholds = Thresholds(),
+    *,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The SPEC §4 decision for a run directory or a config file."""
+    now = _aware(now if now is not None else datetime.now(timezone.utc))
+    path = config_path(target)
+    try:
+        raw = read_snapshot(path)
+        mtime = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+    except FileNotFoundError:
+        # A directory that does not exist either may be a run not started yet, or a typo:
+        # the decision stays the SPEC's, the warning lets a person tell the two apart.
+        warnings = [] if path.name == CONFIG_NAME and path.parent.is_dir() else [f"{path} does not exist"]
+        return _decision("retry", 0.0, f"{path}: output file not yet created", path, now,
+                         rule="missing", warnings=warnings)
+    except UserError as exc:
+        return _decision("escalate", 0.0, f"{exc}", path, now, rule="unreadable")
+    return decide(raw, thresholds, now=now, path=path, file_mtime=mtime)
+
+
+def decide(
+    raw: Mapping[str, Any],
+    thresholds: Thresholds = Thresholds(),
+    *,
+    now: datetime | None = None,
+    path: str | os.PathLike[str] | None = None,
+    file_mtime: datetime | None = None,
+    resumer: str = RESUMER,
+) -> dict[str, Any]:
+    """The SPEC §4 decision for a snapshot already read (a dict from `read_snapshot`).
+
+    `file_mtime` stands in for a missing or unparseable `last_updated` in the stall rule;
+    `resumer` says who resumes an interrupted run (the daemon, for its own jobs)."""
+    now = _aware(now if now is not None else datetime.now(timezone.utc))
+    try:
+        snap = _read_fields(raw)
+    except _Malformed as exc:
+        return _decision("escalate", 0.0, f"{path}: {exc}", path, now, rule="malformed")
+    warnings: list[str] = []
+    if not snap.status_given:
+        warnings.append("no status field (pre-winopt file): treated as complete")
+    action, confidence, reasoning, rule = _apply_rules(snap, thresholds, now, file_mtime, warnings,
+                                                       resumer)  # fmt: skip
+    if _at_chance(snap.best, snap.expected, thresholds.chance_factor):
+        warnings.append(
+            f"at chance level: best {snap.best} <= {thresholds.chance_factor:g} x expected "
+            f"{snap.expected:.3g} bidirectional survivors from random draws"
+        )
+    return _decision(
+        action, confidence, reasoning, path, now, rule=rule, warnings=warnings, snap=snap
+    )
+
+
+def decision_for_bad_survivors(
+    path: str | os.PathLike[str], reason: str, *, now: datetime | None = None
+) -> dict[str, Any]:
+    """Escalate: the run's survivors file exists but does not convert (SPEC §5, Convert).
+    `reason` is the converter's message (a leading "PATH: " is dropped)."""
+    now = _aware(now if now is not None else datetime.now(timezone.utc))
+    prefix = f"{os.fspath(path)}: "
+    reason = reason[len(prefix) :] if reason.startswith(prefix) else reason
+    reasoning = (
+        f"{path}: survivors file does not convert ({reason}); the previous NPZ stays in place."
+    )
+    return _decision("escalate", 0.0, reasoning, path, now, rule="bad_survivors")
+
+
+def _apply_rules(
+    snap: _Snapshot, t: Thresholds, now: datetime, file_mtime: datetime | None, warnings: list[str],
+    resumer: str = "running the same command again",
+) -> tuple[str, float, str, str]:
+    """(action, confidence, reasoning, rule name) for a readable snapshot."""
+    if snap.status == "in_progress":
+        return _in_progress(snap, t, now, file_mtime, warnings)
+    if snap.status == "complete":
+        return _complete(snap, t, warnings)
+    error = f": {snap.error}" if snap.error else " (no error recorded)"
+    return (
+        "retry",
+        t.confidence_ended,
+        f"Run {snap.status} after {_trials(snap)}, best {_best(snap)}{error}; "
+        f"{resumer} resumes it.",
+        snap.status,
+    )
+
+
+def _in_progress(
+    snap: _Snapshot, t: Thresholds, now: datetime, file_mtime: datetime | None, warnings: list[str]
+) -> tuple[str, float, str, str]:
+    """The in_progress rules: stalled, promising, poor past halfway, early."""
+    updated = _updated_at(snap.last_updated, file_mtime, warnings)
+    if updated is not None:
+        age = (now - updated).total_seconds()
+        if age < -300:
+            warnings.append(f"last update {updated.isoformat()} is in the future (clock skew?)")
+        if age > t.stall_after:
+            return (
+                "retry",
+                t.confidence_stalled,
+                f"In progress but stalled: no update for {_span(age)} "
+                f"(more than {_span(t.stall_after)})"
+                f" after {_trials(snap)}, best {_best(snap)}; resume the run.",
+                "stalled",
+            )
+    tail = _significant(snap, t)
+    if tail is not None:
+        return (
+            "wait",
+            t.confidence_significant_running,
+            f"In progress: {_trials(snap)}, best {snap.best} where chance expects "
+            f"{snap.expected:.3g} (Poisson tail {tail:.3g} < {t.significance:g}): a finding "
+            "chance does not explain; let it run.",
+            "significant_running",
+        )
+    best = snap.best or 0
+    if best > t.promising:
+        return (
+            "wait",
+            t.confidence_promising,
+            f"In progress: {_trials(snap)}, best {best} > {t.promising}: let it run.",
+            "promising",
+        )
+    if snap.total and snap.completed is not None and snap.completed > t.halfway * snap.total:
+        return (
+            "retry",
+            t.confidence_poor,
+            f"In progress: {_trials(snap)} (more than {t.halfway:.0%}) and best only {_best(snap)} "
+            f"(<= {t.promising}): retry with other bounds.",
+            "poor",
+        )
+    return (
+        "wait",
+        t.confidence_early,
+        f"In progress: {_trials(snap)}, best {_best(snap)} so far: too early to judge.",
+        "early",
+    )
+
+
+def _complete(snap: _Snapshot, t: Thresholds, warnings: list[str]) -> tuple[str, float, str, str]:
+    """The complete tiers."""
+    if snap.best is None:
+        warnings.append("no best count in the file: counted as 0")
+    best = snap.best or 0
+    done = f"Complete after {_trials(snap)}: best {best} bidirectional survivors"
+    tail = _significant(snap, t)
+    if tail is not None:
+        return (
+            "proceed",
+            t.confidence_significant,
+            f"{done} where chance expects {snap.expected:.3g} (Poisson tail {tail:.3g} < "
+            f"{t.significance:g}): a finding chance does not explain.",
+            "complete_significant",
+        )
+    if best > t.proceed_high:
+        return ("proceed", t.confidence_high, f"{done} (> {t.proceed_high}).", "complete_high")
+    if best > t.proceed_mid:
+        return ("proceed", t.confidence_mid, f"{done} (> {t.proceed_mid}).", "complete_mid")
+    if best >= t.proceed_min:
+        return ("proceed", t.confidence_min, f"{done} (>= {t.proceed_min}).", "complete_min")
+    if best >= 1:
+        return (
+            "retry",
+            t.confidence_few,
+            f"{done}, fewer than {t.proceed_min}: retry with other bounds.",
+            "complete_few",
+        )
+    return (
+        "escalate",
+        t.confidence_zero,
+        f"{done}: nothing survived, a person should look at the inputs.",
+        "complete_zero",
+    )
+
+
+def _significant(snap: _Snapshot, t: Thresholds) -> float | None:
+    """The Poisson tail of a best >= 1 when it is below `t.significance`, else None."""
+    if snap.best is None or snap.best < 1 or snap.expected is None:
+        return None
+    tail = poisson_tail(snap.best, snap.expected)
+    return tail if tail < t.significance else None
+
+
+def poisson_tail(k: int, mean: float) -> float:
+    """P(X >= k) for X ~ Poisson(mean), accurate when tiny: the terms from k upward are
+    summed (each is the one before times mean / j, so they shrink once j > mean), starting
+    from the k-th term computed in logs; far from the tail (mean >= k) 1 - P(X < k)."""
+    if k <= 0:
+        return 1.0
+    if mean <= 0.0:
+        return 0.0
+    if mean >= k:
+        below = sum(math.exp(j * math.log(mean) - mean - math.lgamma(j + 1)) for j in range(k))
+        return max(0.0, 1.0 - below)
+    term = math.exp(k * math.log(mean) - mean - math.lgamma(k + 1))
+    total, j = 0.0, k
+    while term > total * 1e-17 and term > 0.0:
+        total += term
+        j += 1
+        term *= mean / j
+    return min(1.0, total)
+
+
+def _at_chance(best: int | None, expected: float | None, factor: float) -> bool:
+    """1 <= best <= factor x expected (see the module docstring for why 0 is excluded)."""
+    return best is not None and expected is not None and 1 <= best <= factor * expected
+
+
+def _read_fields(raw: Mapping[str, Any]) -> _Snapshot:
+    """The used fields, type-checked; a missing field is None (old files lack most)."""
+    status = raw.get("status")
+    if status is not None and status not in STATUSES:
+        raise _Malformed(f"unknown status {status!r} (known: {', '.join(STATUSES)})")
+    best_key = next((k for k in BEST_KEYS if raw.get(k) is not None), None)
+    if no_successful_trial(raw):
+        best_key = None
+    return _Snapshot(
+        status=status or "complete",
+        status_given=status is not None,
+        completed=_count(raw, "completed_trials"),
+        total=_count(raw, "total_trials"),
+        best=_count(raw, best_key) if best_key else None,
+        expected=_number(raw, "expected_chance_bidirectional"),
+        last_updated=_text(raw, "last_updated"),
+        error=_text(raw, "error"),
+    )
+
+
+def no_successful_trial(raw: Mapping[str, Any]) -> bool:
+    """A winopt snapshot written before any successful trial (its counts are 0, not a best).
+
+    Only winopt files carry `schema_version`; a pre-winopt file's null best_trial_number
+    (its incremental saves had one) says nothing about its `bidirectional_count`."""
+    return (raw.get("schema_version") is not None and "best_trial_number" in raw
+            and raw["best_trial_number"] is None)
+
+
+def _number(raw: Mapping[str, Any], key: str) -> float | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or value < 0
+        or not math.isfinite(value)
+    ):
+        raise _Malformed(f"{key} is {value!r}, expected a number >= 0")
+    return value
+
+
+def _count(raw: Mapping[str, Any], key: str) -> int | None:
+    """A whole count; Optuna's best_value is a float such as 1234.0, which is accepted."""
+    value = _number(raw, key)
+    if value is not None and float(value) != int(value):
+        raise _Malformed(f"{key} is {value!r}, expected a whole number")
+    return None if value is None else int(value)
+
+
+def _text(raw: Mapping[str, Any], key: str) -> str | None:
+    value = raw.get(key)
+    if value is not None and not isinstance(value, str):
+        raise _Malformed(f"{key} is {value!r}, expected a string")
+    return value
+
+
+def _updated_at(
+    text: str | None, file_mtime: datetime | None, warnings: list[str]
+) -> datetime | None:
+    """When the snapshot was last written: `last_updated`, else the file's mtime."""
+    if text is not None:
+        try:
+            return _aware(datetime.fromisoformat(text))
+        except ValueError:
+            warnings.append(f"last_updated {text!r} is not an ISO 8601 time: used the file's mtime")
+    elif file_mtime is not None:
+        warnings.append("no last_updated: used the file's mtime for the stall check")
+    return _aware(file_mtime) if file_mtime is not None else None
+
+
+def _aware(moment: datetime) -> datetime:
+    """Naive times are local time (as the pre-winopt writer's datetime.now())."""
+    return moment if moment.tzinfo is not None else moment.astimezone()
+
+
+def _trials(snap: _Snapshot) -> str:
+    done = "?" if snap.completed is None else snap.completed
+    return f"{done}/{snap.total if snap.total is not None else '?'} trials"
+
+
+def _best(snap: _Snapshot) -> str:
+    return "none yet" if snap.best is None else str(snap.best)
+
+
+def _span(seconds: float) -> str:
+    """90061 -> "1d 1h 1m"; short spans in minutes or seconds."""
+    rest = int(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return " ".join(parts) if parts else f"{rest}s"
+
+
+def _decision(
+    action: str,
+    confidence: float,
+    reasoning: str,
+    path: str | os.PathLike[str] | None,
+    now: datetime,
+    *,
+    rule: str,
+    warnings: list[str] | None = None,
+    snap: _Snapshot | None = None,
+) -> dict[str, Any]:
+    """The decision dict (SPEC §4): plain JSON types only."""
+    return {
+        "action": action,
+        "confidence": confidence,
+        "reasoning": reasoning,
+        "warnings": list(warnings or ()),
+        "evaluated_at": now.isoformat(timespec="seconds"),
+        "rule": rule,
+        "path": None if path is None else os.fspath(path),
+        "status": snap.status if snap else None,
+        "completed_trials": snap.completed if snap else None,
+        "total_trials": snap.total if snap else None,
+        "best_bidirectional_count": snap.best if snap else None,
+        "expected_chance_bidirectional": snap.expected if snap else None,
+        "last_updated": snap.last_updated if snap else None,
+        "error": snap.error if snap else None,
+    }
+
+
+def format_decision(decision: Mapping[str, Any]) -> str:
+    """One readable line: "retry (0.30): reasoning [warning: ...]"."""
+    line = f"{decision['action']} ({decision['confidence']:.2f}): {decision['reasoning']}"
+    for warning in decision.get("warnings") or ():
+        line += f" [warning: {warning}]"
+    return line

@@ -1,0 +1,275 @@
+"""The rigs that receive NPZ files (SPEC §5 "Distribute"), validated strictly.
+
+A rig is a name and a target: a local directory, or `[user@]host:/path/` reached with rsync
+over ssh. The daemon config holds `[rigs.NAME]` tables and `winopt daemon|sync --rig
+NAME=TARGET` adds rigs from the command line; both come through here so a typo fails at
+start (or at reload) with one line naming the key, `rigs[NAME].KEY: problem`, instead of
+a transfer failing later on a machine nobody is watching.
+
+Layouts: `per-run` (default) puts each run in `TARGET/<run>/`; `flat` puts the files of the
+one run named by `run` straight into TARGET, where a legacy Step 2.5 already looks.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from winopt.contracts.errors import UserError, in_file
+
+LAYOUTS = ("per-run", "flat")
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
+_HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*\Z")
+_IPV6 = re.compile(r"\[[0-9A-Fa-f:.]+\]\Z")
+_BWLIMIT = re.compile(r"[0-9]+(\.[0-9]+)?[KMGkmg]?\Z")
+#: characters that rsync's `-e` splitting or a remote shell would misread in a path
+_UNSAFE_PATH = re.compile(r"[\x00-\x1f'\"\\`$]")
+
+#: key -> one-line meaning, also the list of allowed keys (unknown keys are errors)
+KEYS: dict[str, str] = {
+    "target": "local directory or [user@]host:/path/ (required)",
+    "layout": "'per-run' (TARGET/<run>/, default) or 'flat' (TARGET itself, one run)",
+    "run": "for layout 'flat': the one run whose files land in TARGET",
+    "port": "ssh port (default: ssh's own)",
+    "identity_file": "ssh private key",
+    "known_hosts": "known_hosts file used to verify the rig's host key",
+    "bwlimit": "rsync --bwlimit: KiB/s as a number, or with a unit such as '20M'",
+    "connect_timeout": "seconds to wait for the ssh connection (default 10)",
+    "io_timeout": "rsync --timeout: seconds without data before giving up (default 60)",
+    "transfer_timeout": "wall-clock seconds one rsync may run before it is killed (default 900)",
+}
+SSH_ONLY = ("port", "identity_file", "known_hosts", "connect_timeout")
+
+
+class RigError(UserError):
+    """A rig definition that cannot work, named by rig and key."""
+
+
+@dataclass(frozen=True)
+class Rig:
+    """One validated rig: where files go and how to get them there."""
+
+    name: str
+    target: str
+    path: str
+    host: str | None = None
+    user: str | None = None
+    layout: str = "per-run"
+    run: str | None = None
+    port: int | None = None
+    identity_file: Path | None = None
+    known_hosts: Path | None = None
+    bwlimit: str | None = None
+    connect_timeout: float = 10.0
+    io_timeout: int = 60
+    transfer_timeout: float = 900.0
+
+    @property
+    def is_ssh(self) -> bool:
+        return self.host is not None
+
+    def receives(self, run: str) -> bool:
+        """Whether `run` goes to this rig when a job names no rigs (flat rigs take one run)."""
+        return self.layout == "per-run" or run == self.run
+
+    def directory(self, run: str) -> str:
+        """The directory (on the rig) that receives `run`'s files, with a trailing slash."""
+        check_run_name(run)
+        base = self.path.rstrip("/")
+        return f"{base}/" if self.layout == "flat" else f"{base}/{run}/"
+
+    def destination(self, run: str) -> str:
+        """The rsync destination argument for `run`: `[user@]host:/dir/` or `/dir/`."""
+        directory = self.directory(run)
+        if not self.is_ssh:
+            return directory
+        login = f"{self.user}@" if self.user else ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{login}{host}:{directory}"
+
+
+def check_run_name(run: str) -> str:
+    """A run name becomes a directory on every rig: one safe path component, nothing more."""
+    if not isinstance(run, str) or not _NAME.match(run) or run in (".", ".."):
+        raise UserError(f"run name {run!r}: use letters, digits, '_', '.', '-' (not starting with '.' or '-')")
+    return run
+
+
+def parse_target(target: str) -> tuple[str | None, str | None, str]:
+    """Split `[user@]host:/path` (ssh) or `/path` (local) into (user, host, path).
+
+    rsync's own rule decides: a ':' before the first '/' means a remote host. Daemon
+    targets (`host::module`, `rsync://`) and relative paths are refused: a daemon must not
+    depend on its working directory or on a remote login's home."""
+    if not isinstance(target, str) or not target.strip():
+        raise ValueError("must be a non-empty string")
+    if target != target.strip():
+        raise ValueError("has leading or trailing spaces")
+    slash = target.find("/")
+    colon = _host_colon(target)
+    if target.startswith("rsync://") or (colon >= 0 and target[colon + 1 : colon + 2] == ":"):
+        raise ValueError("rsync daemon targets are not supported; use host:/path over ssh")
+    if colon < 0 or (0 <= slash < colon):
+        return None, None, _check_path(target)
+    login, path = target[:colon], target[colon + 1 :]
+    user, _, host = login.rpartition("@")
+    if user and not _USER.match(user):
+        raise ValueError(f"bad user name {user!r}")
+    if not (_HOST.match(host) or _IPV6.match(host)):
+        raise ValueError(f"bad host name {host!r}")
+    return user or None, host.strip("[]"), _check_path(path)
+
+
+def _host_colon(target: str) -> int:
+    """Index of the colon ending `[user@]host` (skipping a bracketed IPv6 address), or -1."""
+    at = target.find("@") + 1
+    if target[at : at + 1] == "[":
+        close = target.find("]", at)
+        return close + 1 if close > 0 and target[close + 1 : close + 2] == ":" else -1
+    return target.find(":")
+
+
+def _check_path(path: str) -> str:
+    if not path.startswith("/"):
+        raise ValueError(f"path {path!r} must be absolute")
+    if _UNSAFE_PATH.search(path):
+        raise ValueError(f"path {path!r} contains quotes, backslashes, '$' or control characters")
+    if any(part == ".." for part in path.split("/")):
+        raise ValueError(f"path {path!r} must not contain '..'")
+    return path
+
+
+def rig_from_dict(name: str, table: Mapping[str, Any], *, base_dir: Path | None = None) -> Rig:
+    """Validate one `[rigs.NAME]` table. Relative file paths resolve against `base_dir`
+    (the config file's directory), else the working directory."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise RigError(f"rigs[{name}]: rig names use letters, digits, '_', '.', '-'")
+    if not isinstance(table, Mapping):
+        raise RigError(f"rigs[{name}]: must be a table with at least 'target'")
+
+    def bad(key: str, problem: str) -> RigError:
+        return RigError(f"rigs[{name}].{key}: {problem}")
+
+    unknown = sorted(set(table) - set(KEYS))
+    if unknown:
+        raise bad(unknown[0], f"unknown key (known: {', '.join(KEYS)})")
+    if "target" not in table:
+        raise bad("target", "missing (a local directory or [user@]host:/path/)")
+    try:
+        user, host, path = parse_target(table["target"])
+    except ValueError as exc:
+        raise bad("target", str(exc)) from None
+    if host is None:
+        for key in SSH_ONLY:
+            if key in table:
+                raise bad(key, "only applies to ssh targets (host:/path)")
+    fields: dict[str, Any] = {"name": name, "target": table["target"], "path": path, "host": host, "user": user}
+    fields.update(_layout(table, bad))
+    if "port" in table:
+        fields["port"] = _int(table["port"], 1, 65535, "port", bad)
+    for key in ("identity_file", "known_hosts"):
+        if key in table:
+            fields[key] = _existing_file(table[key], base_dir, key, bad)
+    if "bwlimit" in table:
+        fields["bwlimit"] = _bwlimit(table["bwlimit"], bad)
+    if "connect_timeout" in table:
+        fields["connect_timeout"] = float(_int(table["connect_timeout"], 1, 600, "connect_timeout", bad))
+    if "io_timeout" in table:
+        fields["io_timeout"] = _int(table["io_timeout"], 1, 86400, "io_timeout", bad)
+    if "transfer_timeout" in table:
+        fields["transfer_timeout"] = _number(table["transfer_timeout"], 1, 7 * 86400, "transfer_timeout", bad)
+    return Rig(**fields)
+
+
+def _layout(table: Mapping[str, Any], bad) -> dict[str, Any]:
+    layout = table.get("layout", "per-run")
+    if layout not in LAYOUTS:
+        raise bad("layout", f"{layout!r} is not one of {', '.join(LAYOUTS)}")
+    run = table.get("run")
+    if layout == "flat":
+        if run is None:
+            raise bad("run", "required with layout 'flat' (the one run whose files land in target)")
+        try:
+            check_run_name(run)
+        except UserError as exc:
+            raise bad("run", str(exc)) from None
+    elif run is not None:
+        raise bad("run", "only applies to layout 'flat'")
+    return {"layout": layout, "run": run}
+
+
+def _int(value: Any, low: int, high: int, key: str, bad) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad(key, f"must be an integer, not {value!r}")
+    if not low <= value <= high:
+        raise bad(key, f"{value} is out of range {low}..{high}")
+    return value
+
+
+def _number(value: Any, low: float, high: float, key: str, bad) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise bad(key, f"must be a number of seconds, not {value!r}")
+    if not low <= value <= high:
+        raise bad(key, f"{value} is out of range {low:g}..{high:g}")
+    return float(value)
+
+
+def _bwlimit(value: Any, bad) -> str:
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(text, str) or not _BWLIMIT.match(text) or float(text.rstrip("KMGkmg")) <= 0:
+        raise bad("bwlimit", f"{value!r} is not a positive rate (KiB/s, or e.g. '20M')")
+    return text
+
+
+def _existing_file(value: Any, base_dir: Path | None, key: str, bad) -> Path:
+    if not isinstance(value, str) or not value:
+        raise bad(key, f"must be a file path, not {value!r}")
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = (base_dir or Path.cwd()) / path
+    if _UNSAFE_PATH.search(str(path)):
+        raise bad(key, f"{path} contains quotes, backslashes, '$' or control characters")
+    if not path.is_file():
+        raise bad(key, f"{path}: no such file")
+    if not os.access(path, os.R_OK):
+        raise bad(key, f"{path}: not readable")
+    return path
+
+
+def parse_rigs(
+    table: Any, *, source: str | os.PathLike[str] | None = None, base_dir: Path | None = None
+) -> dict[str, Rig]:
+    """Validate the config's `rigs` table (NAME -> table). With `source`, errors name the
+    file first (`FILE: rigs[NAME].KEY: problem`)."""
+    try:
+        if not isinstance(table, Mapping):
+            raise RigError("rigs: must be a table of [rigs.NAME] tables")
+        return {name: rig_from_dict(name, sub, base_dir=base_dir) for name, sub in table.items()}
+    except RigError as exc:
+        if source is None:
+            raise
+        raise in_file(source, str(exc)) from None
+
+
+def parse_rig_arg(text: str) -> Rig:
+    """`NAME=TARGET` from `--rig`: a per-run rig with default ssh settings."""
+    name, sep, target = text.partition("=")
+    if not sep or not name or not target:
+        raise RigError(f"--rig {text!r}: expected NAME=TARGET, e.g. rig1=user@host:/data/winopt/")
+    return rig_from_dict(name, {"target": target})
+
+
+def merge_rigs(configured: Mapping[str, Rig], extra: list[Rig]) -> dict[str, Rig]:
+    """Config rigs plus `--rig` ones; a name given twice is an error, not a silent override."""
+    rigs = dict(configured)
+    for rig in extra:
+        if rig.name in rigs:
+            raise RigError(f"--rig {rig.name}=...: a rig named {rig.name!r} is already defined")
+        rigs[rig.name] = rig
+    return rigs
