@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("winopt.cli.synth", "write a synthetic draw history with a planted state"),
     "sieve": ("winopt.cli.sieve", "run the bidirectional sieve once"),
     "optimize": ("winopt.cli.optimize", "run (or resume) an Optuna window search"),
+    "worker": ("winopt.cli.worker", "run trials of every open study in a shared storage (one per GPU)"),
+    "study": ("winopt.cli.study", "open a study to the workers of a shared storage and publish its snapshot"),
     "convert": ("winopt.cli.convert", "convert survivors JSON to the rigs' NPZ"),
     "evaluate": ("winopt.cli.evaluate", "print the watcher decision for a run"),
     "submit": ("winopt.cli.submit", "validate a job file and drop it into the spool"),

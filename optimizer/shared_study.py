@@ -1,0 +1,419 @@
+"""A study shared by many machines (SPEC §7): what makes it open to `winopt worker`s, the
+storage they reach it through, the lock that keeps it at exactly N finished trials, and
+the retry rule for a database that goes away for a while.
+
+Open study. The head node (`winopt study`, run by the daemon for a `workers = "rigs"`
+job) stores everything a worker needs as the study's user attributes: the fixed settings
+(`SETTINGS_ATTR`, as `winopt optimize` stores them), and `SHARED_ATTR` with the target
+trial count, the search space, the sampler strategy and the draws of each time_of_day
+selection. `OPEN_ATTR` is True while the study wants trials; the head clears it at the
+target. A worker therefore runs a trial from the storage alone; it needs no per-study
+command.
+
+Exactly N. `MaxTrialsCallback` counts after the fact, so W workers overshoot by up to
+W-1. A worker here sweeps stale trials, counts finished plus running trials and asks for a
+trial only under the study's ask lock (a PostgreSQL advisory lock on a connection of its
+own; a file lock beside a SQLite database), and records the new trial's first heartbeat
+before it lets go. Finished trials can then never exceed the target; a failed trial frees
+its slot and its retry (Optuna's `RetryFailedTrialCallback`, queued WAITING) is what the
+next ask pops.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import warnings
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import optuna
+from optuna.storages import RDBStorage, RetryFailedTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from winopt.contracts.errors import UserError
+from winopt.optimizer.study import (
+    COUNTED_STATES,
+    SETTINGS_ATTR,
+    STARTED_ATTR,
+    RunSettings,
+    SearchSpace,
+    now_iso,
+)
+
+log = logging.getLogger(__name__)
+
+#: study user attribute: {"target", "space", "strategy", "histories"}
+SHARED_ATTR = "winopt_shared"
+#: study user attribute: True while the study wants trials
+OPEN_ATTR = "winopt_open"
+#: trial user attribute a worker sets when it uploaded the trial's survivors:
+#: {"artifact_id", "sha256", "count", "encoding"}
+SURVIVORS_ATTR = "survivors"
+#: heartbeat defaults for rigs (seconds): a dead rig's trial is failed within ~3 minutes
+HEARTBEAT_INTERVAL = 20
+GRACE_PERIOD = 60
+#: first and largest pause between tries when the database is unreachable
+BACKOFF_FIRST = 0.5
+BACKOFF_CAP = 30.0
+#: advisory lock class id ("wino"), the second key is the study id
+ADVISORY_CLASS = 0x77696E6F
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------- the study's spec
+
+
+@dataclass(frozen=True)
+class SharedSpec:
+    """What a worker needs to run any trial of an open study."""
+
+    settings: RunSettings
+    space: SearchSpace
+    target: int
+    strategy: str
+    histories: dict[str, np.ndarray]
+
+    def attrs(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "space": self.space.describe(),
+            "strategy": self.strategy,
+            "histories": {k: [int(x) for x in v] for k, v in self.histories.items()},
+        }
+
+    @classmethod
+    def from_attrs(cls, user_attrs: dict[str, Any]) -> SharedSpec | None:
+        """The spec of a study, or None when it is not a winopt shared study."""
+        shared = user_attrs.get(SHARED_ATTR)
+        settings = user_attrs.get(SETTINGS_ATTR)
+        if not isinstance(shared, dict) or not isinstance(settings, dict):
+            return None
+        space_attr = dict(shared["space"])
+        tod = tuple(space_attr.pop("time_of_day"))
+        space = SearchSpace(bounds={k: tuple(v) for k, v in space_attr.items()},
+                            time_of_day=tod, time_of_day_given=True)
+        histories = {k: np.asarray(v, dtype=np.int64) for k, v in shared["histories"].items()}
+        return cls(RunSettings(**settings), space, int(shared["target"]),
+                   str(shared.get("strategy", "bayesian")), histories)
+
+
+def make_sampler(strategy: str) -> optuna.samplers.BaseSampler:
+    """TPE with `constant_liar` (running trials count as bad guesses, so parallel workers
+    do not all try the same point), or uniform random."""
+    if strategy == "random":
+        return optuna.samplers.RandomSampler()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(constant_liar=True)
+
+
+# --------------------------------------------------------------------------- storage
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A database error that goes away by itself (server restart, network cut)."""
+    import sqlalchemy.exc
+
+    if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+        return True
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    name = type(exc).__name__
+    return name in ("OperationalError", "InterfaceError")  # the driver's own, unwrapped
+
+
+def retrying(what: str, fn: Callable[[], T], *, stop: threading.Event | None = None,
+             first: float = BACKOFF_FIRST, cap: float = BACKOFF_CAP) -> T:
+    """`fn()`, tried again with exponential backoff (and jitter) while the database is
+    unreachable; any other error is raised at once. A stop request ends the wait by
+    raising `Stopped`."""
+    delay = first
+    tries = 0
+    while True:
+        try:
+            return fn()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            tries += 1
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            log.warning("%s: database unreachable (%s); try %d again in %.1fs", what, text, tries + 1,
+                        delay)
+            if stop is not None:
+                if stop.wait(delay * random.uniform(0.5, 1.0)):
+                    raise Stopped(what) from exc
+            else:
+                time.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(cap, delay * 2)
+
+
+class Stopped(Exception):
+    """A stop was requested while waiting for the database."""
+
+
+def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL,
+                 grace_period: int = GRACE_PERIOD, max_retry: int | None = None) -> RDBStorage:
+    """The shared RDB storage: heartbeats, a retry for every trial failed as stale, and
+    pooled connections checked before use (a database restart leaves dead ones)."""
+    if not url.startswith(("postgresql", "sqlite")):
+        raise UserError(f"--storage {url.split('@')[-1]}: winopt worker supports PostgreSQL "
+                        "(postgresql://...) and SQLite (sqlite:///...) storages")
+    url = with_driver(url)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        if url.startswith("postgresql"):
+            # a dead server must fail a connect within seconds, not the TCP default
+            engine_kwargs["connect_args"] = {"connect_timeout": 5}
+        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                          grace_period=grace_period,
+                          failed_trial_callback=RetryFailedTrialCallback(max_retry=max_retry))
+
+
+def with_driver(url: str) -> str:
+    """`postgresql://` with the driver winopt installs (psycopg2, the `postgres` extra):
+    SQLAlchemy 2.1 maps a bare `postgresql://` to psycopg 3."""
+    if url.startswith("postgresql://"):
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
+            return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, for logs."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}@{host}"
+
+
+# --------------------------------------------------------------------------- opening a study
+
+
+def open_for_workers(storage: RDBStorage, name: str, spec: SharedSpec) -> optuna.Study:
+    """Create (or load) study `name` and mark it open for workers with `spec`; a resume
+    with other settings is refused (as `winopt optimize` refuses it)."""
+    from winopt.optimizer.study import check_settings
+
+    study = optuna.create_study(storage=storage, study_name=name, direction="maximize",
+                                load_if_exists=True)
+    if study.direction != optuna.study.StudyDirection.MAXIMIZE:
+        raise UserError(f"study {name!r} exists but minimizes; use another --study")
+    check_settings(study, spec.settings, safe_url(storage.url))
+    if STARTED_ATTR not in study.user_attrs:
+        study.set_user_attr(STARTED_ATTR, now_iso())
+    # histories and space may be narrowed on a resume, as with `winopt optimize`
+    if study.user_attrs.get(SHARED_ATTR) != spec.attrs():
+        study.set_user_attr(SHARED_ATTR, spec.attrs())
+    counted = len(study.get_trials(deepcopy=False, states=COUNTED_STATES))
+    set_open(study, counted < spec.target)
+    return study
+
+
+def set_open(study: optuna.Study, value: bool) -> None:
+    if study.user_attrs.get(OPEN_ATTR) is not value:
+        study.set_user_attr(OPEN_ATTR, value)
+
+
+@dataclass(frozen=True)
+class OpenStudy:
+    name: str
+    study_id: int
+    spec: SharedSpec
+
+
+def open_studies(storage: RDBStorage, cache: dict[int, OpenStudy] | None = None) -> list[OpenStudy]:
+    """The studies in `storage` marked open, oldest first (specs parsed once per study
+    when `cache` is given)."""
+    found = []
+    for frozen in storage.get_all_studies():
+        attrs = frozen.user_attrs
+        if attrs.get(OPEN_ATTR) is not True:
+            continue
+        sid = frozen._study_id
+        entry = cache.get(sid) if cache is not None else None
+        if entry is None or entry.spec.attrs() != attrs.get(SHARED_ATTR):
+            spec = SharedSpec.from_attrs(attrs)
+            if spec is None:
+                continue
+            entry = OpenStudy(frozen.study_name, sid, spec)
+            if cache is not None:
+                cache[sid] = entry
+        found.append(entry)
+    return sorted(found, key=lambda s: s.study_id)
+
+
+# --------------------------------------------------------------------------- exactly N
+
+
+@contextmanager
+def ask_lock(storage: RDBStorage, study_id: int) -> Iterator[None]:
+    """Only one process at a time counts and asks in this study."""
+    url = storage.url
+    if url.startswith("postgresql"):
+        import sqlalchemy
+
+        with storage.engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:a, :b)"),
+                         {"a": ADVISORY_CLASS, "b": study_id})
+            conn.commit()
+            try:
+                yield
+            finally:
+                try:
+                    conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:a, :b)"),
+                                 {"a": ADVISORY_CLASS, "b": study_id})
+                    conn.commit()
+                except Exception:  # noqa: BLE001 - a lost connection released the lock already
+                    conn.invalidate()
+    else:
+        from filelock import FileLock
+
+        db = Path(url.split("///", 1)[1])
+        with FileLock(str(db) + f".ask-{study_id}.lock"):
+            yield
+
+
+def sweep_stale(study: optuna.Study, storage: RDBStorage, grace: float) -> list[int]:
+    """Fail trials whose worker stopped beating (Optuna's `fail_stale_trials`, which runs
+    the retry callback), and RUNNING trials that never had a heartbeat and are older than
+    the grace period (a worker killed between its ask and its first heartbeat; Optuna never
+    fails those). Returns the numbers failed."""
+    before = {t._trial_id: t for t in storage.get_all_trials(
+        study._study_id, deepcopy=False, states=(TrialState.RUNNING,))}
+    if not before:
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    after = {t._trial_id for t in storage.get_all_trials(
+        study._study_id, deepcopy=False, states=(TrialState.RUNNING,))}
+    failed = [before[tid].number for tid in before if tid not in after]
+    stale_ids = set(storage._get_stale_trial_ids(study._study_id))
+    import datetime as dt
+
+    for tid in after - stale_ids:
+        trial = before[tid]
+        if _has_heartbeat(storage, tid) or trial.datetime_start is None:
+            continue
+        if (dt.datetime.now() - trial.datetime_start).total_seconds() <= grace:
+            continue
+        try:
+            if storage.set_trial_state_values(tid, state=TrialState.FAIL):
+                failed.append(trial.number)
+                callback = storage.get_heartbeat_stale_trial_callback()
+                if callback is not None:
+                    callback(study, storage.get_trial(tid))
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass
+    return sorted(failed)
+
+
+def _has_heartbeat(storage: RDBStorage, trial_id: int) -> bool:
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(storage.scoped_session) as session:
+        return models.TrialHeartbeatModel.where_trial_id(trial_id, session) is not None
+
+
+def claim_trial(study: optuna.Study, storage: RDBStorage, target: int,
+                grace: float) -> optuna.Trial | None:
+    """Under the ask lock: fail stale trials, and ask for a trial when finished plus running
+    trials are below `target` (the trial's first heartbeat is recorded before the lock is
+    let go). None when the study has no free slot."""
+    with ask_lock(storage, study._study_id):
+        failed = sweep_stale(study, storage, grace)
+        if failed:
+            log.warning("study %s: trials %s stopped beating; failed, to be retried",
+                        study.study_name, failed)
+        busy = len(storage.get_all_trials(
+            study._study_id, deepcopy=False,
+            states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)))
+        if busy >= target:
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "heartbeat is supposed to be used with optimize"
+            trial = study.ask()
+        storage.record_heartbeat(trial._trial_id)
+        return trial
+
+
+def finished_count(storage: RDBStorage, study_id: int) -> int:
+    return len(storage.get_all_trials(study_id, deepcopy=False, states=COUNTED_STATES))
+
+
+# --------------------------------------------------------------------------- heartbeat
+
+
+class Heartbeat:
+    """Records a trial's heartbeat every `interval` seconds until stopped. Unlike Optuna's
+    own heartbeat thread, which dies at the first storage error, it logs the error and
+    beats again at the next interval, so a trial survives a database restart."""
+
+    def __init__(self, storage: RDBStorage, trial_id: int, interval: float) -> None:
+        self.storage = storage
+        self.trial_id = trial_id
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{trial_id}",
+                                        daemon=True)
+        self.errors = 0
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.storage.record_heartbeat(self.trial_id)
+                if self.errors:
+                    log.info("heartbeat of trial id %d recorded again", self.trial_id)
+                    self.errors = 0
+            except Exception as exc:  # noqa: BLE001 - the next beat tries again
+                self.errors += 1
+                log.warning("heartbeat of trial id %d failed (%s); beating on",
+                            self.trial_id, str(exc).strip().splitlines()[0] if str(exc).strip()
+                            else type(exc).__name__)
+
+
+# --------------------------------------------------------------------------- survivors
+
+
+def best_trial(storage: RDBStorage, study_id: int) -> FrozenTrial | None:
+    """The study's best finished trial: highest value, ties to the lowest number (the rule
+    `scan_progress` and the snapshot use)."""
+    best = None
+    for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.value is None:
+            continue
+        if best is None or t.value > best.value or (t.value == best.value and t.number < best.number):
+            best = t
+    return best
+
+
+def compress(data: bytes) -> bytes:
+    return zlib.compress(data, 6)
+
+
+def decompress(data: bytes) -> bytes:
+    return zlib.decompress(data)

@@ -1,0 +1,115 @@
+"""`winopt study`: open a study in a shared storage to `winopt worker`s and publish its
+snapshot into --out until it reaches its target (SPEC §7).
+
+It takes `winopt optimize`'s options (the daemon runs it instead of `winopt optimize` for
+a `workers = "rigs"` job) but runs no trial itself: it stores the settings, search space,
+draws and target in the study, marks it open, writes the training and holdout histories,
+and then, every --poll seconds, publishes what the storage says (`StudyPublisher`: the
+same files and order as `winopt optimize`). It ends `complete` (exit 0) when the study has
+its N finished trials, `interrupted` on SIGINT/SIGTERM/SIGHUP (the study stays open: the
+workers go on, and running the same command again picks the snapshot up from the
+storage). A database that goes away is waited for, with backoff.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+from filelock import Timeout
+
+from winopt.cli import optimize
+from winopt.cli.worker import setup_logging, storage_url
+from winopt.contracts import lock_for, sha256_file, sweep_temps
+from winopt.contracts.errors import UserError, in_file
+
+log = logging.getLogger("winopt.study")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    optimize.add_arguments(parser)
+    parser.add_argument("--artifacts", type=Path, default=None, metavar="DIR",
+                        help="the workers' shared artifact directory (default: $WINOPT_ARTIFACTS; "
+                             "none: re-run the sieve for each new best)")
+    parser.add_argument("--poll", type=float, default=2.0, metavar="S",
+                        help="seconds between two looks at the storage (default 2)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import optuna
+
+    from winopt.optimizer.histories import load_split, publish_histories
+    from winopt.optimizer.shared_snapshot import StudyPublisher
+    from winopt.optimizer.shared_study import SharedSpec, Stopped, open_for_workers, open_storage, retrying, safe_url
+    from winopt.optimizer.study import RunSettings, default_study_name
+
+    setup_logging("study", args.verbose)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    space = optimize.search_space(args)
+    if args.trials < 1:
+        raise UserError(f"--trials {args.trials}: must be at least 1")
+    url = storage_url(args.storage)
+    artifacts = args.artifacts or (Path(os.environ["WINOPT_ARTIFACTS"])
+                                   if os.environ.get("WINOPT_ARTIFACTS") else None)
+    histories, space = optimize.load_histories(args.draws, args.mod, space)
+    split = load_split(args.draws, args.mod)
+    settings = RunSettings(prng=args.prng, seed_start=args.seed_start, seed_count=args.seed_count,
+                           mod=args.mod, draws_sha256=sha256_file(args.draws))
+    settings.validate()
+    out: Path = args.out
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise in_file(out, f"cannot create the output directory: {exc.strerror}") from None
+    lock = lock_for(out / optimize.LOCK_NAME, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise in_file(out, "another winopt optimize or study is running in this directory") from None
+    stop = threading.Event()
+    signum: list[int] = []
+
+    def handle(sig: int, _frame: FrameType | None) -> None:
+        if not signum:
+            signum.append(sig)
+            log.info("%s received: writing the snapshot, then stopping (the study stays open "
+                     "to the workers)", signal.Signals(sig).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    publisher = None
+    try:
+        sweep_temps(out)
+        name = args.study or default_study_name(out)
+        spec = SharedSpec(settings, space, args.trials, args.strategy, histories)
+        storage = retrying("opening the storage", lambda: open_storage(url), stop=stop)
+        study = retrying("opening the study", lambda: open_for_workers(storage, name, spec), stop=stop)
+        publish_histories(out, split)
+        publisher = StudyPublisher(storage, study, spec, out, artifacts)
+        log.info("study %r open to workers in %s: target %d trials", name, safe_url(url), args.trials)
+        while True:
+            if retrying("publishing", publisher.publish, stop=stop):
+                log.info("complete: %d trials", args.trials)
+                return 0
+            if stop.wait(args.poll):
+                break
+        # a signal: one last snapshot that says so (skipped when the database is away)
+        reason = f"interrupted by {signal.Signals(signum[0]).name}"
+        if publisher.publish(final_status="interrupted", error=reason):
+            return 0
+    except Stopped:
+        pass
+    except Exception as exc:
+        if publisher is None or not signum:
+            raise
+        log.warning("could not write the last snapshot: %s", exc)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        lock.release()
+    return 128 + signum[0]
