@@ -9,10 +9,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_DEB_PACKAGES := python3-venv
-TEST_DEB_PACKAGES := python3-venv rsync openssh-server openssh-client libsystemd-dev pkg-config iproute2 gcc python3-dev
+TEST_DEB_PACKAGES := python3-venv rsync openssh-server openssh-client libsystemd-dev pkg-config iproute2 gcc python3-dev postgresql
 # what `make deps` installs (other targets pass their own list)
 DEB_PACKAGES ?= $(TEST_DEB_PACKAGES)
-EXTRAS ?= test,systemd
+EXTRAS ?= test,systemd,postgres
 
 .PHONY: demo test test-fast stress deps venv clean man
 

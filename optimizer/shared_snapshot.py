@@ -122,7 +122,10 @@ class StudyPublisher:
         """The best trial's survivors: its artifact when it is there and matches the
         sha256 its worker recorded, else a fresh sieve of its parameters."""
         attr = best.user_attrs.get(SURVIVORS_ATTR)
-        if isinstance(attr, dict) and self.artifacts is not None:
+        # a retried trial inherits its failed original's user attributes: an artifact is
+        # this trial's only when it says so
+        if (isinstance(attr, dict) and attr.get("trial_number") == best.number
+                and self.artifacts is not None):
             data = self._download(attr["artifact_id"])
             if data is not None and hashlib.sha256(data).hexdigest() == attr.get("sha256"):
                 return PendingSurvivors(data, attr["sha256"], int(attr.get("count", 0)))

@@ -120,15 +120,22 @@ def make_sampler(strategy: str) -> optuna.samplers.BaseSampler:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """A database error that goes away by itself (server restart, network cut)."""
+    """A database error that goes away by itself (server restart, network cut), also when
+    Optuna wrapped it (`StorageInternalError` from a failed commit)."""
     import sqlalchemy.exc
 
-    if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
-        return True
-    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    name = type(exc).__name__
-    return name in ("OperationalError", "InterfaceError")  # the driver's own, unwrapped
+    seen = 0
+    cause: BaseException | None = exc
+    while cause is not None and seen < 8:
+        if isinstance(cause, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+            return True
+        if isinstance(cause, sqlalchemy.exc.DBAPIError) and cause.connection_invalidated:
+            return True
+        if type(cause).__name__ in ("OperationalError", "InterfaceError"):  # the driver's own
+            return True
+        cause = cause.__cause__ or cause.__context__
+        seen += 1
+    return False
 
 
 def retrying(what: str, fn: Callable[[], T], *, stop: threading.Event | None = None,
@@ -145,7 +152,7 @@ def retrying(what: str, fn: Callable[[], T], *, stop: threading.Event | None = N
             if not is_transient(exc):
                 raise
             tries += 1
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            text = root_text(exc)
             log.warning("%s: database unreachable (%s); try %d again in %.1fs", what, text, tries + 1,
                         delay)
             if stop is not None:
@@ -154,6 +161,14 @@ def retrying(what: str, fn: Callable[[], T], *, stop: threading.Event | None = N
             else:
                 time.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(cap, delay * 2)
+
+
+def root_text(exc: BaseException) -> str:
+    """The first line of the innermost error (the driver's, not Optuna's wrapper)."""
+    while (exc.__cause__ or exc.__context__) is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class Stopped(Exception):
@@ -174,7 +189,10 @@ def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL,
         engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
         if url.startswith("postgresql"):
             # a dead server must fail a connect within seconds, not the TCP default
-            engine_kwargs["connect_args"] = {"connect_timeout": 5}
+            # and a server or rig gone from the network is noticed within a minute
+            engine_kwargs["connect_args"] = {"connect_timeout": 5, "keepalives": 1,
+                                             "keepalives_idle": 30, "keepalives_interval": 10,
+                                             "keepalives_count": 3}
         return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
                           grace_period=grace_period,
                           failed_trial_callback=RetryFailedTrialCallback(max_retry=max_retry))
@@ -261,24 +279,29 @@ def open_studies(storage: RDBStorage, cache: dict[int, OpenStudy] | None = None)
 
 
 @contextmanager
-def ask_lock(storage: RDBStorage, study_id: int) -> Iterator[None]:
-    """Only one process at a time counts and asks in this study."""
+def ask_lock(storage: RDBStorage, study_id: int, hold_limit: float = 10.0) -> Iterator[None]:
+    """Only one process at a time counts and asks in this study.
+
+    PostgreSQL: a transaction-level advisory lock on a connection of its own, with
+    `idle_in_transaction_session_timeout`, so a holder that stops (SIGSTOP, a rig cut off
+    the network, where TCP would keep its session for hours) loses the lock after
+    `hold_limit` seconds instead of blocking every worker. SQLite: a file lock beside the
+    database."""
     url = storage.url
     if url.startswith("postgresql"):
         import sqlalchemy
 
         with storage.engine.connect() as conn:
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:a, :b)"),
+            conn.execute(sqlalchemy.text(
+                f"SET LOCAL idle_in_transaction_session_timeout = {int(hold_limit * 1000)}"))
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:a, :b)"),
                          {"a": ADVISORY_CLASS, "b": study_id})
-            conn.commit()
             try:
                 yield
             finally:
                 try:
-                    conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:a, :b)"),
-                                 {"a": ADVISORY_CLASS, "b": study_id})
-                    conn.commit()
-                except Exception:  # noqa: BLE001 - a lost connection released the lock already
+                    conn.rollback()  # ends the transaction: the lock goes with it
+                except Exception:  # noqa: BLE001 - a lost session released the lock already
                     conn.invalidate()
     else:
         from filelock import FileLock
@@ -336,7 +359,7 @@ def claim_trial(study: optuna.Study, storage: RDBStorage, target: int,
     """Under the ask lock: fail stale trials, and ask for a trial when finished plus running
     trials are below `target` (the trial's first heartbeat is recorded before the lock is
     let go). None when the study has no free slot."""
-    with ask_lock(storage, study._study_id):
+    with ask_lock(storage, study._study_id, hold_limit=max(10.0, grace)):
         failed = sweep_stale(study, storage, grace)
         if failed:
             log.warning("study %s: trials %s stopped beating; failed, to be retried",
@@ -392,8 +415,7 @@ class Heartbeat:
             except Exception as exc:  # noqa: BLE001 - the next beat tries again
                 self.errors += 1
                 log.warning("heartbeat of trial id %d failed (%s); beating on",
-                            self.trial_id, str(exc).strip().splitlines()[0] if str(exc).strip()
-                            else type(exc).__name__)
+                            self.trial_id, root_text(exc))
 
 
 # --------------------------------------------------------------------------- survivors

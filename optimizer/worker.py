@@ -197,7 +197,8 @@ class Worker:
                 mimetype="application/json", encoding="deflate"), stop=self.stop_event)
         # the reference after the file: a trial naming an artifact has it in the store
         attr: dict[str, Any] = {"artifact_id": artifact_id, "sha256": pending.sha256,
-                                "count": pending.count, "encoding": "zlib"}
+                                "count": pending.count, "encoding": "zlib",
+                                "trial_number": trial.number}
         retrying("recording the survivors", lambda: trial.set_user_attr(SURVIVORS_ATTR, attr),
                  stop=self.stop_event)
         log.info("study %s: trial %d is a new best (%g): survivors uploaded (%d, sha256 %s)",
@@ -214,7 +215,7 @@ class Worker:
         try:
             retrying(f"trial {trial.number}: telling", tell)  # no stop: a result is kept
         except Exception as exc:  # noqa: BLE001
-            frozen = self.storage.get_trial(trial._trial_id)
+            frozen = retrying("reading the trial back", lambda: self.storage.get_trial(trial._trial_id))
             if frozen.state == state and (value is None or frozen.value == value):
                 pass  # our own tell went through before the connection broke
             elif frozen.state.is_finished():

@@ -1,0 +1,140 @@
+"""Several workers, one study in a real PostgreSQL (SPEC §7, issue 15): exactly N trials
+with racing workers, a worker killed or stopped mid-trial, the database restarted under
+them, the head node's publisher killed; every scenario ends with `Shared.assert_sound`."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from polling import wait_for
+from shared_support import GRACE, Shared, pg_cluster  # noqa: F401 - pg_cluster is a fixture
+
+
+@pytest.fixture
+def shared(request, pg_cluster, tmp_path: Path):  # noqa: F811
+    params = getattr(request, "param", {})
+    s = Shared(pg_cluster, tmp_path, trials=params.get("trials", 16),
+               seed_count=params.get("seed_count", 20_000))
+    yield s
+    s.cleanup()
+
+
+@pytest.mark.parametrize("shared", [{"trials": 16, "seed_count": 100_000}], indirect=True)
+def test_four_racing_workers_finish_exactly_n(shared: Shared) -> None:
+    """Tiny trials make the workers race for the last slots: never more than N finish."""
+    head = shared.start_study()
+    shared.wait_open()
+    shared.sample_counts()
+    workers = [shared.start_worker() for _ in range(4)]
+    for w in workers:
+        assert w.wait(timeout=120) == 0
+    assert head.wait(timeout=60) == 0
+    shared.stop_sampling()
+    config = shared.assert_sound()
+    assert sum("told" in p.read_text() for p in shared.worker_logs) >= 2, "no race happened"
+    assert config["survivors_sha256"]
+
+
+@pytest.mark.parametrize("shared", [{"trials": 10, "seed_count": 1_200_000}], indirect=True)
+def test_worker_killed_and_worker_stopped_mid_trial(shared: Shared) -> None:
+    """kill -9 of one worker mid-trial; SIGSTOP of another past the grace period, then
+    SIGCONT: both trials are failed by the others and retried; the stopped worker's late
+    result is refused by the storage and dropped."""
+    head = shared.start_study()
+    shared.wait_open()
+    shared.sample_counts()
+    victim, sleeper, steady = (shared.start_worker() for _ in range(3))
+    killed = wait_for(lambda: shared.running_trial_of(shared.worker_logs[0]), 60,
+                      "worker 0 to be mid-trial")
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+
+    def state(number: int) -> TrialState | None:
+        return next((t.state for t in shared.trials_now() if t.number == number), None)
+
+    def failed(number: int) -> bool:
+        return state(number) == TrialState.FAIL
+
+    def stop_mid_trial() -> int | None:
+        """SIGSTOP worker 1 while the storage has its trial running (else let it go on)."""
+        number = shared.running_trial_of(shared.worker_logs[1])
+        if number is None:
+            return None
+        os.kill(sleeper.pid, signal.SIGSTOP)
+        if state(number) == TrialState.RUNNING and shared.running_trial_of(shared.worker_logs[1]) == number:
+            return number
+        os.kill(sleeper.pid, signal.SIGCONT)  # it finished meanwhile: try the next one
+        return None
+
+    stopped = wait_for(stop_mid_trial, 90, "worker 1 stopped mid-trial")
+
+    wait_for(lambda: failed(killed) and failed(stopped), 4 * GRACE + 30,
+             f"trials {killed} and {stopped} to be failed as stale")
+    os.kill(sleeper.pid, signal.SIGCONT)
+    assert steady.wait(timeout=180) == 0
+    assert sleeper.wait(timeout=120) == 0
+    assert head.wait(timeout=60) == 0
+    shared.stop_sampling()
+    shared.assert_sound()
+    text = shared.worker_logs[1].read_text()
+    assert f"trial {stopped} was already finished by another worker" in text, text[-2000:]
+
+
+@pytest.mark.parametrize("shared", [{"trials": 8, "seed_count": 1_500_000}], indirect=True)
+def test_database_restart_mid_run(shared: Shared) -> None:
+    """PostgreSQL stopped and started under two working workers and the head: nobody
+    exits, the heartbeat of a running trial fails and beats again after the restart
+    (Optuna's own heartbeat thread would have died), the study ends with exactly N."""
+    head = shared.start_study()
+    shared.wait_open()
+    shared.sample_counts()
+    workers = [shared.start_worker() for _ in range(2)]
+    wait_for(lambda: 1 <= sum(t.state == TrialState.COMPLETE or t.state == TrialState.PRUNED
+                              for t in shared.trials_now()), 90, "a finished trial")
+    wait_for(lambda: any(shared.running_trial_of(p) is not None for p in shared.worker_logs), 60,
+             "a worker mid-trial")
+    shared.cluster.stop()
+
+    def logged(text: str) -> bool:
+        return any(text in p.read_text() for p in shared.worker_logs)
+
+    try:
+        wait_for(lambda: logged("database unreachable") or logged("); beating on"), 60,
+                 "a worker to notice the database is gone")
+        wait_for(lambda: logged("); beating on") or all(
+            shared.running_trial_of(p) is None for p in shared.worker_logs), 30,
+            "a failed heartbeat (or no trial running any more)")
+    finally:
+        shared.cluster.start()
+    for w in workers:
+        assert w.wait(timeout=180) == 0
+    assert head.wait(timeout=60) == 0
+    shared.stop_sampling()
+    shared.assert_sound()
+    if logged("); beating on"):
+        assert logged("recorded again"), "a heartbeat stopped for good after the restart"
+
+
+@pytest.mark.parametrize("shared", [{"trials": 12, "seed_count": 400_000}], indirect=True)
+def test_head_publisher_killed_and_restarted(shared: Shared) -> None:
+    """kill -9 of `winopt study` mid-run: the workers go on; started again, it rebuilds the
+    snapshot from the storage, and counts never went down."""
+    head = shared.start_study()
+    shared.wait_open()
+    shared.sample_counts()
+    workers = [shared.start_worker() for _ in range(2)]
+    wait_for(lambda: (c := shared.counts) and c[-1] >= 3, 90, "three trials published")
+    os.kill(head.pid, signal.SIGKILL)
+    head.wait()
+    (shared.out / "bidirectional_survivors.json").unlink()  # lost with the head: rebuilt
+    head = shared.start_study("study2.log")
+    for w in workers:
+        assert w.wait(timeout=180) == 0
+    assert head.wait(timeout=60) == 0
+    shared.stop_sampling()
+    shared.assert_sound()
