@@ -100,6 +100,8 @@ class DaemonConfig:
     rigs: Mapping[str, Any] = field(default_factory=dict)
     distribution: DistributionConfig = DistributionConfig()
     convert: ConvertConfig = ConvertConfig()
+    #: `[optuna]`: `storage` (the shared study storage URL, SPEC §7) and `artifacts`
+    optuna: Mapping[str, Any] = field(default_factory=dict)
     source: Path | None = None
 
     def make_thresholds(self) -> Any:
@@ -247,7 +249,12 @@ DISTRIBUTION_KEYS: dict[str, Check] = {
 CONVERT_KEYS: dict[str, Check] = {
     "max_survivors_bytes": _integer(1, 1 << 50),
 }
-SECTIONS = ("decisions", "jobs", "rigs", "distribution", "convert")
+OPTUNA_KEYS: dict[str, Check] = {
+    "storage": lambda v: None if isinstance(v, str) and v.startswith(("postgresql", "sqlite:///"))
+    else f"must be a postgresql://... or sqlite:///... URL, got {_show(v)}",
+    "artifacts": _absolute_path,
+}
+SECTIONS = ("decisions", "jobs", "rigs", "distribution", "convert", "optuna")
 
 
 def _check_table(table: Mapping[str, Any], keys: Mapping[str, Check], where: str, source: str) -> None:
@@ -327,6 +334,9 @@ def parse_config(raw: Mapping[str, Any], source: str) -> DaemonConfig:
     convert = _section(raw, "convert", source) or {}
     _check_table(convert, CONVERT_KEYS, "convert.", source)
     values["convert"] = ConvertConfig(**convert)
+    optuna_table = _section(raw, "optuna", source) or {}
+    _check_table(optuna_table, OPTUNA_KEYS, "optuna.", source)
+    values["optuna"] = dict(optuna_table)
     config = DaemonConfig(**values)
     _cross_checks(config, source)
     return config
@@ -367,6 +377,7 @@ def with_overrides(
     watch: list[str] | None = None,
     log_level: str | None = None,
     rigs: list[str] | None = None,
+    storage: str | None = None,
 ) -> DaemonConfig:
     """Apply command-line flags: they win over the file; `--watch` adds to the file's list,
     `--rig NAME=TARGET` to its rigs (a name the file has is an error, not an override).
@@ -391,6 +402,11 @@ def with_overrides(
             changes["rigs"] = merge_rigs(config.rigs, [parse_rig_arg(text) for text in rigs])
         except UserError as exc:
             raise ConfigError(str(exc)) from None
+    if storage:
+        problem = OPTUNA_KEYS["storage"](storage)
+        if problem:
+            raise ConfigError(f"--storage: {problem}")
+        changes["optuna"] = {**config.optuna, "storage": storage}
     return dataclasses.replace(config, **changes)
 
 
@@ -414,12 +430,14 @@ def resolve_config(
     watch: list[str] | None = None,
     log_level: str | None = None,
     rigs: list[str] | None = None,
+    storage: str | None = None,
 ) -> DaemonConfig:
     """The config the daemon runs with: the file (when given or present at the default
     path, else the defaults) with the command-line flags applied."""
     path = Path(config_path).absolute() if config_path is not None else default_config_path()
     base = load_config(path) if path is not None else DaemonConfig()
-    return with_overrides(base, state_dir=state_dir, watch=watch, log_level=log_level, rigs=rigs)
+    return with_overrides(base, state_dir=state_dir, watch=watch, log_level=log_level, rigs=rigs,
+                          storage=storage)
 
 
 def run_names(dirs: tuple[Path, ...]) -> dict[Path, str]:

@@ -38,6 +38,7 @@ from winopt.daemon.journal import set_level, setup_logging
 from winopt.daemon.logfile import attach_log_file
 from winopt.daemon.repeats import RepeatedErrors
 from winopt.daemon.adapters.runs import WatchedRuns
+from winopt.daemon.adapters.studies import export_storage
 from winopt.daemon.status import DecisionLog, StatusBook, now_iso, read_status
 from winopt.daemon.wakeup import Wakeup
 from winopt.daemon.watch import Watcher
@@ -114,6 +115,7 @@ class Daemon:
 
     def _start(self) -> None:
         cfg = self.config
+        export_storage(cfg.optuna)  # `workers = "rigs"` jobs' children reach the shared storage
         sweep_temps(cfg.state_dir)  # a status.json temp that a kill -9 left (more at each reconcile)
         previous = self._previous_runs(cfg.state_dir)
         self.book = StatusBook(cfg.state_dir, min_interval=cfg.status_interval, on_written=self._status_written)
@@ -340,7 +342,7 @@ class Daemon:
     def _keep_restart_only(self, new: DaemonConfig) -> DaemonConfig:
         """Settings that only a restart can change keep their running values (and say so)."""
         keep: dict[str, Any] = {}
-        for name in ("state_dir", "workers"):
+        for name in ("state_dir", "workers", "optuna"):
             if getattr(new, name) != getattr(self.config, name):
                 log.warning("%s changed to %s: takes effect at the next restart", name, getattr(new, name),
                             extra={"EVENT": "reload"})

@@ -27,6 +27,8 @@ Format (TOML or JSON, by extension; `winopt submit --example` prints `winopt/job
     rigs = ["rig1", "rig2"]       # optional; names of configured rigs
     priority = 0                  # optional; higher runs first, FIFO within a priority
     cores = 4                     # optional; CPU cores its sieve uses (default: all)
+    workers = "local"             # or "rigs": a study in the daemon's shared storage, run by
+                                  # every `winopt worker` (SPEC §7); the daemon publishes it
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ JOB_SUFFIXES = (".toml", ".json")
 #: a job file larger than this is not a job (a mistaken copy of a draw history, say)
 MAX_JOB_BYTES = 64 * 1024
 STRATEGIES = ("bayesian", "random")
+WORKERS = ("local", "rigs")
 NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
 MAX_TRIALS = 1_000_000
 MAX_PRIORITY = 1000
@@ -77,7 +80,7 @@ BOUNDS: dict[str, tuple[type, float, float]] = {
 REQUIRED = ("draws", "trials")
 KEYS = (
     "draws", "trials", "prng", "seed_start", "seed_count", "strategy", "mod",
-    "time_of_day", *BOUNDS, "name", "rigs", "priority", "cores",
+    "time_of_day", *BOUNDS, "name", "rigs", "priority", "cores", "workers",
 )
 #: the most cores a job may ask for (more than a machine has is capped at run time)
 MAX_CORES = 4096
@@ -120,6 +123,8 @@ class JobSpec:
     rigs: tuple[str, ...] = ()
     priority: int = 0
     cores: int | None = None
+    #: "local": a `winopt optimize` child; "rigs": `winopt study` (SPEC §7)
+    workers: str = "local"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types, for the job directory's state file."""
@@ -268,6 +273,8 @@ def _scalars(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
         out["cores"] = _int(raw, "cores", 1, MAX_CORES, source)
     if "name" in raw:
         out["name"] = check_name(raw["name"], "name", source)
+    if "workers" in raw:
+        out["workers"] = _choice(raw["workers"], "workers", WORKERS, source)
     return out
 
 
@@ -437,7 +444,8 @@ def optimize_argv(
     directory's name, which is the job id, and SQLite in it), so running the same argv
     again resumes the study. `draws`: the copy of the draws file the daemon checked (in
     the job directory), which the optimizer reads instead of `spec.draws`."""
-    argv = [python or sys.executable, "-m", "winopt", "optimize",
+    command = "study" if spec.workers == "rigs" else "optimize"  # rigs: the shared storage's workers
+    argv = [python or sys.executable, "-m", "winopt", command,
             "--draws", os.fspath(draws or spec.draws), "--out", os.fspath(out_dir),
             "--trials", str(spec.trials), "--prng", spec.prng, "--strategy", spec.strategy]
     for key in ("seed_start", "seed_count", "mod", "cores"):

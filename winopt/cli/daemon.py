@@ -17,6 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rig", metavar="NAME=TARGET", action="append", default=[],
                         help="a rig receiving every NPZ: a local directory or [user@]host:/path/ "
                              "(repeatable; adds to the config's [rigs])")
+    parser.add_argument("--storage", metavar="URL",
+                        help="shared Optuna storage (postgresql://...) for `workers = \"rigs\"` jobs, "
+                             "published by this daemon (default: the config's [optuna] storage, "
+                             "else $WINOPT_STORAGE)")
     parser.add_argument("--check-config", action="store_true",
                         help="only check the config (with the other flags) as a reload would, print "
                              "one line and exit: 0 when the daemon would take it, 2 when not (the "
@@ -25,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     load = lambda: resolve_config(  # noqa: E731 - re-run verbatim at each reload
-        args.config, state_dir=args.state_dir, watch=args.watch, log_level=args.log_level, rigs=args.rig
+        args.config, state_dir=args.state_dir, watch=args.watch, log_level=args.log_level, rigs=args.rig,
+        storage=args.storage,
     )
     if args.check_config:  # what a reload checks before it takes a config (see `_reload`)
         config = load()

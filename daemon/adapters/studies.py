@@ -1,0 +1,33 @@
+"""Shared studies inside the daemon (SPEC §7): a `workers = "rigs"` spool job runs as a
+`winopt study` child (handlers.jobs.jobfile.optimize_argv), which opens the study in the
+shared storage to every `winopt worker` and is the one writer of its snapshot in the job's
+directory; from there the job is converted, decided and sent to the rigs like any other
+run. This adapter hands that child the storage: through the environment
+(`WINOPT_STORAGE`, `WINOPT_ARTIFACTS`), never on a command line that `ps` shows, since the
+URL holds the database password.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def export_storage(optuna: Mapping[str, Any]) -> None:
+    """Put `[optuna] storage` and `artifacts` (or `--storage`) into the environment the
+    job runner gives its children; called once at start, before any child exists (a
+    change takes a restart)."""
+    storage = optuna.get("storage")
+    if storage:
+        os.environ["WINOPT_STORAGE"] = storage
+    if optuna.get("artifacts"):
+        os.environ["WINOPT_ARTIFACTS"] = str(optuna["artifacts"])
+    if os.environ.get("WINOPT_STORAGE"):
+        url = os.environ["WINOPT_STORAGE"]
+        shown = url.split("://", 1)[0] + "://" + url.rsplit("@", 1)[-1] if "@" in url else url
+        log.info("shared studies: workers = \"rigs\" jobs open studies in %s", shown,
+                 extra={"EVENT": "storage"})
