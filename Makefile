@@ -94,6 +94,8 @@ MANDIR ?= /usr/local/share/man/man1
 BASHCOMPDIR ?= /usr/share/bash-completion/completions
 WINOPT_BIN ?= $(PREFIX)/bin/winopt
 UNIT := winopt-daemon.service
+# a rig's `winopt worker`, one instance per GPU (README "Several machines")
+WORKER_UNIT := winopt-worker@.service
 # Debian packages the service runs with; building its wheels (no WHEELHOUSE) needs more.
 BUILD_DEB_PACKAGES := python3-venv libsystemd-dev pkg-config gcc python3-dev
 SERVICE_DEB_PACKAGES := python3-venv rsync openssh-client $(if $(WHEELHOUSE),,$(BUILD_DEB_PACKAGES))
@@ -118,11 +120,14 @@ install:
 	@PROG="make install" tools/install-venv.sh $(SYSTEM_PYTHON) $(PREFIX) $(if $(WHEELHOUSE),$(abspath $(WHEELHOUSE)))
 	install -D -m 0644 systemd/$(UNIT) $(UNITDIR)/$(UNIT)
 	sed -i 's|/opt/winopt/|$(PREFIX)/|g' $(UNITDIR)/$(UNIT)
+	install -D -m 0644 systemd/$(WORKER_UNIT) $(UNITDIR)/$(WORKER_UNIT)
+	sed -i 's|/opt/winopt/|$(PREFIX)/|g' $(UNITDIR)/$(WORKER_UNIT)
 	install -D -m 0644 systemd/winopt.sysusers $(SYSUSERSDIR)/winopt.conf
 	install -D -m 0644 systemd/winopt.tmpfiles $(TMPFILESDIR)/winopt.conf
 	systemd-sysusers $(SYSUSERSDIR)/winopt.conf
 	systemd-tmpfiles --create $(TMPFILESDIR)/winopt.conf
 	[ -e $(CONFDIR)/daemon.toml ] || install -D -m 0640 -g winopt etc/daemon.toml $(CONFDIR)/daemon.toml
+	[ -e $(CONFDIR)/worker.env ] || install -D -m 0640 -g winopt etc/worker.env $(CONFDIR)/worker.env
 	ln -sfn $(PREFIX)/bin/winopt $(BINDIR)/winopt
 	@$(MAKE) --no-print-directory install-docs
 	! $(SYSTEMD_RUNNING) || systemctl daemon-reload
@@ -139,7 +144,7 @@ install-docs:
 uninstall:
 	! $(SYSTEMD_RUNNING) || [ ! -e $(UNITDIR)/$(UNIT) ] || systemctl disable --now $(UNIT)
 	! $(SYSTEMD_RUNNING) || ! systemctl -q is-failed $(UNIT) || systemctl reset-failed $(UNIT)
-	rm -f $(UNITDIR)/$(UNIT) $(SYSUSERSDIR)/winopt.conf $(TMPFILESDIR)/winopt.conf
+	rm -f $(UNITDIR)/$(UNIT) $(UNITDIR)/$(WORKER_UNIT) $(SYSUSERSDIR)/winopt.conf $(TMPFILESDIR)/winopt.conf
 	[ "$$(readlink $(BINDIR)/winopt)" != "$(PREFIX)/bin/winopt" ] || rm -f $(BINDIR)/winopt
 	rm -f $(MANDIR)/winopt.1 $(MANDIR)/winopt-*.1 $(BASHCOMPDIR)/winopt
 	rm -rf $(PREFIX)
