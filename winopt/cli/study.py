@@ -45,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
 
     from winopt.optimizer.histories import load_split, publish_histories
     from winopt.optimizer.shared_snapshot import StudyPublisher
-    from winopt.optimizer.shared_study import SharedSpec, Stopped, open_for_workers, open_storage, retrying, safe_url
+    from winopt.optimizer.shared_study import (
+        SharedSpec, Stopped, open_for_workers, open_storage, retrying, safe_url, set_open,
+    )
     from winopt.optimizer.study import RunSettings, default_study_name
 
     setup_logging("study", args.verbose)
@@ -100,6 +102,10 @@ def run(args: argparse.Namespace) -> int:
                 break
         # a signal: one last snapshot that says so (skipped when the database is away)
         reason = f"interrupted by {signal.Signals(signum[0]).name}"
+        if job_cancelled(out):  # `winopt cancel`: the workers stop taking its trials
+            set_open(study, False)
+            reason = "cancelled"
+            log.info("job cancelled: study %r closed to the workers", name)
         if publisher.publish(final_status="interrupted", error=reason):
             return 0
     except Stopped:
@@ -113,3 +119,18 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
         lock.release()
     return 128 + signum[0]
+
+
+def job_cancelled(out: Path) -> bool:
+    """True when this is a daemon job (`WINOPT_JOB_ID`, the job directory `out`) whose
+    state file records a cancel request: the SIGTERM was `winopt cancel`, not a daemon
+    stop (after which the job resumes and the study must stay open)."""
+    job_id = os.environ.get("WINOPT_JOB_ID")
+    if not job_id or out.resolve().name != job_id:
+        return False
+    from winopt.handlers.jobs.store import JobStore
+
+    try:
+        return JobStore(out.resolve().parent).load(job_id).cancel_requested
+    except Exception:  # noqa: BLE001 - no record: not a cancel we can tell
+        return False

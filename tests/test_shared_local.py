@@ -1,0 +1,86 @@
+"""Shared studies without a server (issue 15): `winopt study` and `winopt worker` on a SQLite
+storage (a file lock stands in for PostgreSQL's advisory lock), one pair of workers
+serving two open studies at once, and the errors a person meets first."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import optuna
+import pytest
+
+from optimize_support import FAST_SPACE, MOD, read_config, reference_survivors, subprocess_env, winopt_cmd, write_history
+from winopt.optimizer.shared_study import OPEN_ATTR, SHARED_ATTR, SharedSpec, is_transient, safe_url
+
+
+def test_worker_without_a_storage_says_where_to_give_it(tmp_path: Path) -> None:
+    env = {k: v for k, v in subprocess_env().items() if k != "WINOPT_STORAGE"}
+    proc = subprocess.run(winopt_cmd("worker", "--once"), env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "no storage: give --storage URL or set WINOPT_STORAGE" in proc.stderr
+
+
+def test_worker_refuses_grace_shorter_than_heartbeat() -> None:
+    proc = subprocess.run(winopt_cmd("worker", "--storage", "sqlite:////nonexistent/x.db",
+                                     "--heartbeat-interval", "10", "--grace-period", "5"),
+                          env=subprocess_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--grace-period 5 must be longer" in proc.stderr
+
+
+def test_safe_url_hides_the_password() -> None:
+    assert safe_url("postgresql://winopt:s3cret@head/winopt") == "postgresql://winopt@head/winopt"
+    assert "s3cret" not in safe_url("postgresql+psycopg2://u:s3cret@h:5432/d")
+
+
+def test_a_wrapped_connection_error_is_transient() -> None:
+    import sqlalchemy.exc
+
+    inner = sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+    try:
+        try:
+            raise inner
+        except Exception as exc:
+            raise optuna.exceptions.StorageInternalError("commit failed") from exc
+    except optuna.exceptions.StorageInternalError as wrapped:
+        assert is_transient(wrapped)
+    assert not is_transient(ValueError("Cannot tell a FAIL trial."))
+
+
+@pytest.mark.parametrize("trials", [(7, 5)])
+def test_two_workers_serve_two_open_studies_on_sqlite(tmp_path: Path, trials: tuple[int, int]) -> None:
+    draws = write_history(tmp_path / "h.json")
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    env = {**subprocess_env(), "WINOPT_STORAGE": url}
+    heads = []
+    for name, n in zip(("a", "b"), trials):
+        argv = winopt_cmd("study", "--draws", str(draws), "--out", str(tmp_path / name), "--trials", str(n),
+                          "--seed-count", "20000", "--mod", str(MOD), "--device", "cpu", "--poll", "0.2",
+                          "--artifacts", str(tmp_path / "art"), *FAST_SPACE)
+        heads.append(subprocess.Popen(argv, env=env, stdout=open(tmp_path / f"{name}.log", "wb"),
+                                      stderr=subprocess.STDOUT))
+    storage = optuna.storages.RDBStorage(url)
+    from polling import wait_for
+
+    wait_for(lambda: sum(s.user_attrs.get(OPEN_ATTR) is True for s in storage.get_all_studies()) == 2
+             if (tmp_path / "shared.db").exists() else False, 60, "both studies open")
+    workers = [subprocess.Popen(winopt_cmd("worker", "--cores", "1", "--device", "cpu", "--once", "--poll", "0.2",
+                                           "--heartbeat-interval", "1", "--grace-period", "4",
+                                           "--artifacts", str(tmp_path / "art")),
+                                env=env, stdout=open(tmp_path / f"w{i}.log", "wb"), stderr=subprocess.STDOUT)
+               for i in range(2)]
+    for w in workers:
+        assert w.wait(timeout=120) == 0
+    for h in heads:
+        assert h.wait(timeout=60) == 0
+    for name, n in zip(("a", "b"), trials):
+        study = optuna.load_study(study_name=name, storage=storage)
+        finished = [t for t in study.trials if t.state.is_finished() and t.state != optuna.trial.TrialState.FAIL]
+        assert len(finished) == n
+        assert study.user_attrs[OPEN_ATTR] is False  # closed at the target
+        spec = SharedSpec.from_attrs(study.user_attrs)
+        assert spec is not None and spec.target == n and spec.space.describe() == study.user_attrs[SHARED_ATTR]["space"]
+        config = read_config(tmp_path / name)
+        assert config["status"] == "complete" and config["completed_trials"] == n
+        assert (tmp_path / name / "bidirectional_survivors.json").read_bytes() == reference_survivors(config, draws)
+        assert (tmp_path / name / "train_history.json").is_file()
