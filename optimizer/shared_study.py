@@ -60,6 +60,9 @@ SURVIVORS_ATTR = "survivors"
 #: heartbeat defaults for rigs (seconds): a dead rig's trial is failed within ~3 minutes
 HEARTBEAT_INTERVAL = 20
 GRACE_PERIOD = 60
+#: retries of one failed trial (a chain: the retry of a retry counts); a trial that fails
+#: this often is given up and its slot goes to a new one
+MAX_RETRY = 5
 #: first and largest pause between tries when the database is unreachable
 BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 30.0
@@ -176,7 +179,7 @@ class Stopped(Exception):
 
 
 def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL,
-                 grace_period: int = GRACE_PERIOD, max_retry: int | None = None) -> RDBStorage:
+                 grace_period: int = GRACE_PERIOD, max_retry: int | None = MAX_RETRY) -> RDBStorage:
     """The shared RDB storage: heartbeats, a retry for every trial failed as stale, and
     pooled connections checked before use (a database restart leaves dead ones)."""
     if not url.startswith(("postgresql", "sqlite")):
@@ -388,9 +391,11 @@ class Heartbeat:
     own heartbeat thread, which dies at the first storage error, it logs the error and
     beats again at the next interval, so a trial survives a database restart."""
 
-    def __init__(self, storage: RDBStorage, trial_id: int, interval: float) -> None:
+    def __init__(self, storage: RDBStorage, trial_id: int, interval: float,
+                 number: int | None = None) -> None:
         self.storage = storage
         self.trial_id = trial_id
+        self.name = f"trial {number}" if number is not None else f"trial id {trial_id}"
         self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{trial_id}",
@@ -410,12 +415,11 @@ class Heartbeat:
             try:
                 self.storage.record_heartbeat(self.trial_id)
                 if self.errors:
-                    log.info("heartbeat of trial id %d recorded again", self.trial_id)
+                    log.info("heartbeat of %s recorded again", self.name)
                     self.errors = 0
             except Exception as exc:  # noqa: BLE001 - the next beat tries again
                 self.errors += 1
-                log.warning("heartbeat of trial id %d failed (%s); beating on",
-                            self.trial_id, root_text(exc))
+                log.warning("heartbeat of %s failed (%s); beating on", self.name, root_text(exc))
 
 
 # --------------------------------------------------------------------------- survivors

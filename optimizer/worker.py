@@ -29,6 +29,7 @@ from winopt.optimizer.shared_study import (
     SURVIVORS_ATTR,
     OpenStudy,
     Stopped,
+    ask_lock,
     best_trial,
     claim_trial,
     compress,
@@ -144,7 +145,7 @@ class Worker:
                                    device=self.options.device, cores=self.options.cores)
         log.info("study %s: trial %d started", entry.name, trial.number)
         state, value = TrialState.COMPLETE, None
-        with Heartbeat(self.storage, trial._trial_id, self.options.heartbeat_interval):
+        with Heartbeat(self.storage, trial._trial_id, self.options.heartbeat_interval, trial.number):
             try:
                 value = retrying(f"trial {trial.number}: suggesting", lambda: objective(trial),
                                  stop=self.stop_event)
@@ -209,8 +210,15 @@ class Worker:
         def tell() -> None:
             if state == TrialState.COMPLETE:
                 study.tell(trial, value)
-            else:
+            elif state == TrialState.PRUNED:
                 study.tell(trial, state=state)
+            else:  # cut short here: fail it and queue its retry as a stale one's, under
+                # the ask lock, so that no ask takes the freed slot before the retry is queued
+                with ask_lock(self.storage, entry.study_id, hold_limit=max(10.0, self.options.grace_period)):
+                    study.tell(trial, state=state)
+                    callback = self.storage.get_heartbeat_stale_trial_callback()
+                    if callback is not None:
+                        callback(study, self.storage.get_trial(trial._trial_id))
 
         try:
             retrying(f"trial {trial.number}: telling", tell)  # no stop: a result is kept
@@ -223,10 +231,6 @@ class Worker:
                 return
             else:
                 raise
-        if state == TrialState.FAIL:  # cut short here: queue its retry as a stale one gets
-            callback = self.storage.get_heartbeat_stale_trial_callback()
-            if callback is not None:
-                retrying("queueing the retry", lambda: callback(study, self.storage.get_trial(trial._trial_id)))
         self.counts.told.append((entry.name, trial.number, state.name))
         log.info("study %s: trial %d told %s%s", entry.name, trial.number, state.name,
                  f" {value:g}" if value is not None and state == TrialState.COMPLETE else "")

@@ -72,3 +72,51 @@ def test_rigs_job_survives_a_daemon_kill_9(pg_cluster, tmp_path: Path) -> None: 
         for d in daemons:
             d.kill()
         shared.cleanup()
+
+
+def test_cancelling_a_rigs_job_closes_its_study(pg_cluster, tmp_path: Path) -> None:  # noqa: F811
+    """`winopt cancel` of a rigs job: its `winopt study` child closes the study, so no worker
+    takes its trials any more (a daemon stop, by contrast, leaves it open: see above)."""
+    import subprocess
+
+    from optimize_support import subprocess_env, winopt_cmd
+    from winopt.optimizer.shared_study import OPEN_ATTR
+
+    shared = Shared(pg_cluster, tmp_path, trials=50, seed_count=1000)
+    state = tmp_path / "state"
+    config = tmp_path / "daemon.toml"
+    config.write_text(
+        f"[jobs]\nallowed_draws_dirs = [\"{tmp_path}\"]\ngrace = 0.2\nstop_timeout = 30\n"
+        f"[optuna]\nstorage = \"{shared.url}\"\n")
+    d = DaemonProcess(state, [], args=["--config", str(config)], env={"WINOPT_DEVICE": "cpu"}).start()
+    try:
+        spool = state / "spool"
+        (spool / ".j.tmp").write_text(toml_job(draws=str(shared.draws), trials=50, workers="rigs", **JOB))
+        (spool / ".j.tmp").rename(spool / "j.toml")
+        job_dir = wait_for(lambda: next((state / "jobs").glob("*/optimal_window_config.json"), None),
+                           60, "the rigs job's first snapshot").parent
+        shared.name = job_dir.name
+
+        def study_open() -> bool | None:
+            from winopt.optimizer.shared_study import open_storage
+
+            storage = open_storage(shared.url)
+            try:
+                for s in storage.get_all_studies():
+                    if s.study_name == shared.name:
+                        return s.user_attrs.get(OPEN_ATTR)
+                return None
+            finally:
+                storage.engine.dispose()
+
+        assert study_open() is True
+        proc = subprocess.run(winopt_cmd("cancel", "--state-dir", str(state), job_dir.name),
+                              env=subprocess_env(), capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        wait_for(lambda: (d.status().get("jobs") or {}).get(job_dir.name, {}).get("state") == "cancelled",
+                 60, "the job to be cancelled")
+        assert study_open() is False
+        assert d.stop() == 0
+    finally:
+        d.kill()
+        shared.cleanup()

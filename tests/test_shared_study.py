@@ -5,6 +5,7 @@ them, the head node's publisher killed; every scenario ends with `Shared.assert_
 from __future__ import annotations
 
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -40,19 +41,25 @@ def test_four_racing_workers_finish_exactly_n(shared: Shared) -> None:
     assert config["survivors_sha256"]
 
 
-@pytest.mark.parametrize("shared", [{"trials": 10, "seed_count": 1_200_000}], indirect=True)
+@pytest.mark.parametrize("shared", [{"trials": 12, "seed_count": 1_200_000}], indirect=True)
 def test_worker_killed_and_worker_stopped_mid_trial(shared: Shared) -> None:
     """kill -9 of one worker mid-trial; SIGSTOP of another past the grace period, then
     SIGCONT: both trials are failed by the others and retried; the stopped worker's late
-    result is refused by the storage and dropped."""
+    result is refused by the storage and dropped. A SIGTERMed worker fails its own trial
+    at once; that one is retried too."""
     head = shared.start_study()
     shared.wait_open()
     shared.sample_counts()
-    victim, sleeper, steady = (shared.start_worker() for _ in range(3))
+    victim, sleeper, steady, polite = (shared.start_worker() for _ in range(4))
     killed = wait_for(lambda: shared.running_trial_of(shared.worker_logs[0]), 60,
                       "worker 0 to be mid-trial")
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
+    # a worker stopped cleanly (systemctl stop) fails its trial at once and queues the retry
+    termed = wait_for(lambda: shared.running_trial_of(shared.worker_logs[3]), 90,
+                      "worker 3 to be mid-trial")
+    polite.send_signal(signal.SIGTERM)
+    assert polite.wait(timeout=30) == 0
 
     def state(number: int) -> TrialState | None:
         return next((t.state for t in shared.trials_now() if t.number == number), None)
@@ -76,6 +83,7 @@ def test_worker_killed_and_worker_stopped_mid_trial(shared: Shared) -> None:
     wait_for(lambda: failed(killed) and failed(stopped), 4 * GRACE + 30,
              f"trials {killed} and {stopped} to be failed as stale")
     os.kill(sleeper.pid, signal.SIGCONT)
+    assert state(termed) == TrialState.FAIL
     assert steady.wait(timeout=180) == 0
     assert sleeper.wait(timeout=120) == 0
     assert head.wait(timeout=60) == 0
@@ -88,27 +96,33 @@ def test_worker_killed_and_worker_stopped_mid_trial(shared: Shared) -> None:
 @pytest.mark.parametrize("shared", [{"trials": 8, "seed_count": 1_500_000}], indirect=True)
 def test_database_restart_mid_run(shared: Shared) -> None:
     """PostgreSQL stopped and started under two working workers and the head: nobody
-    exits, the heartbeat of a running trial fails and beats again after the restart
-    (Optuna's own heartbeat thread would have died), the study ends with exactly N."""
+    exits; the heartbeat thread of a running trial fails and beats on (Optuna's own dies at
+    its first storage error); no trial is lost to the outage (a grace period longer than
+    it); the study ends with exactly N."""
     head = shared.start_study()
     shared.wait_open()
     shared.sample_counts()
-    workers = [shared.start_worker() for _ in range(2)]
+    workers = [shared.start_worker("--grace-period", "60") for _ in range(2)]
     wait_for(lambda: 1 <= sum(t.state == TrialState.COMPLETE or t.state == TrialState.PRUNED
                               for t in shared.trials_now()), 90, "a finished trial")
     wait_for(lambda: any(shared.running_trial_of(p) is not None for p in shared.worker_logs), 60,
              "a worker mid-trial")
     shared.cluster.stop()
 
-    def logged(text: str) -> bool:
-        return any(text in p.read_text() for p in shared.worker_logs)
+    def text() -> str:
+        return "".join(p.read_text() for p in shared.worker_logs)
+
+    def beat_on_twice() -> bool:
+        failures = re.findall(r"heartbeat of trial (\d+) failed .*; beating on", text())
+        return any(failures.count(n) >= 2 for n in failures)
 
     try:
-        wait_for(lambda: logged("database unreachable") or logged("); beating on"), 60,
+        wait_for(lambda: "database unreachable" in text() or "beating on" in text(), 60,
                  "a worker to notice the database is gone")
-        wait_for(lambda: logged("); beating on") or all(
-            shared.running_trial_of(p) is None for p in shared.worker_logs), 30,
-            "a failed heartbeat (or no trial running any more)")
+        # one heartbeat thread failing twice has survived its first error (or no trial runs)
+        wait_for(lambda: beat_on_twice() or all(shared.running_trial_of(p) is None
+                                                for p in shared.worker_logs), 30,
+                 "a heartbeat failing twice (or no trial running any more)")
     finally:
         shared.cluster.start()
     for w in workers:
@@ -116,8 +130,8 @@ def test_database_restart_mid_run(shared: Shared) -> None:
     assert head.wait(timeout=60) == 0
     shared.stop_sampling()
     shared.assert_sound()
-    if logged("); beating on"):
-        assert logged("recorded again"), "a heartbeat stopped for good after the restart"
+    assert not [t.number for t in shared.trials_now() if t.state == TrialState.FAIL]
+    assert "heartbeat" not in text() or "beating on" in text()
 
 
 @pytest.mark.parametrize("shared", [{"trials": 12, "seed_count": 400_000}], indirect=True)
