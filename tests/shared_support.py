@@ -33,9 +33,9 @@ def pg_cluster():
     bindir = pg_bindir()
     if bindir is None:
         pytest.skip("PostgreSQL server binaries are not installed (Debian package postgresql)")
-    try:
-        import psycopg2  # noqa: F401 - only whether it imports
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg2") is None:
         pytest.skip("psycopg2 is not installed (the postgres extra: pip install -e '.[postgres]')")
     cluster = PgCluster(bindir)
     cluster.start()
@@ -62,6 +62,7 @@ class Shared:
         self.counts: list[int] = []
         self._sampling = threading.Event()
         self._sampler: threading.Thread | None = None
+        self._storage: Any = None
 
     def env(self) -> dict[str, str]:
         return {**subprocess_env(), "WINOPT_STORAGE": self.url}
@@ -111,14 +112,15 @@ class Shared:
             self._sampler.join()
 
     def trials_now(self) -> list[FrozenTrial]:
-        from winopt.optimizer.shared_study import open_storage
+        """The study's trials as the storage has them now (one storage, kept: under load a
+        new connection per look costs seconds)."""
+        from winopt.optimizer.shared_study import open_storage, retrying
 
-        storage = open_storage(self.url)
-        try:
-            sid = storage.get_study_id_from_name(self.name)
-            return storage.get_all_trials(sid, deepcopy=False)
-        finally:
-            storage.engine.dispose()
+        if self._storage is None:
+            self._storage = open_storage(self.url)
+        storage = self._storage
+        return retrying("test: reading trials", lambda: storage.get_all_trials(
+            storage.get_study_id_from_name(self.name), deepcopy=False))
 
     def running_trial_of(self, log_path: Path) -> int | None:
         """The trial a worker's log says it has started and not yet told."""
@@ -134,6 +136,8 @@ class Shared:
 
     def cleanup(self) -> None:
         self.stop_sampling()
+        if self._storage is not None:
+            self._storage.engine.dispose()
         for proc in self.procs:
             if proc.poll() is None:
                 try:
