@@ -66,6 +66,9 @@ MAX_RETRY = 5
 #: first and largest pause between tries when the database is unreachable
 BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 30.0
+#: connection errors that waiting does not cure: a wrong password, database or pg_hba.conf
+PERMANENT_SIGNS = ("authentication failed", "does not exist", "no pg_hba.conf entry",
+                   "no password supplied", "permission denied")
 #: advisory lock class id ("wino"), the second key is the study id
 ADVISORY_CLASS = 0x77696E6F
 
@@ -127,6 +130,8 @@ def is_transient(exc: BaseException) -> bool:
     Optuna wrapped it (`StorageInternalError` from a failed commit)."""
     import sqlalchemy.exc
 
+    if any(sign in root_text(exc) for sign in PERMANENT_SIGNS):
+        return False
     seen = 0
     cause: BaseException | None = exc
     while cause is not None and seen < 8:
@@ -196,9 +201,14 @@ def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL,
             engine_kwargs["connect_args"] = {"connect_timeout": 5, "keepalives": 1,
                                              "keepalives_idle": 30, "keepalives_interval": 10,
                                              "keepalives_count": 3}
-        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
-                          grace_period=grace_period,
-                          failed_trial_callback=RetryFailedTrialCallback(max_retry=max_retry))
+        try:
+            return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                              grace_period=grace_period,
+                              failed_trial_callback=RetryFailedTrialCallback(max_retry=max_retry))
+        except Exception as exc:
+            if is_transient(exc):
+                raise  # the caller waits for the server
+            raise UserError(f"--storage {safe_url(url)}: {root_text(exc)}") from exc
 
 
 def with_driver(url: str) -> str:

@@ -155,3 +155,18 @@ def test_head_publisher_killed_and_restarted(shared: Shared) -> None:
     assert head.wait(timeout=60) == 0
     shared.stop_sampling()
     shared.assert_sound()
+
+
+def test_a_wrong_database_is_one_line_not_a_wait(pg_cluster) -> None:  # noqa: F811
+    """Waiting cures a server that is down, not a database that does not exist: that is an
+    error at once, one line naming the storage (without a password)."""
+    import subprocess
+
+    from optimize_support import subprocess_env, winopt_cmd
+
+    url = pg_cluster.url("no_such_db").replace("postgres@", "postgres:s3cret@")
+    proc = subprocess.run(winopt_cmd("worker", "--storage", url, "--once"), env=subprocess_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert 'database "no_such_db" does not exist' in proc.stderr and "s3cret" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

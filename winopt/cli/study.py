@@ -33,6 +33,10 @@ log = logging.getLogger("winopt.study")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     optimize.add_arguments(parser)
+    parser._option_string_actions["--storage"].help = (  # the shared storage, not DIR's SQLite
+        "the shared storage the workers use (default: $WINOPT_STORAGE)")
+    parser._option_string_actions["--sampler-seed"].help = (
+        "ignored: the workers sample (TPE with constant_liar)")
     parser.add_argument("--artifacts", type=Path, default=None, metavar="DIR",
                         help="the workers' shared artifact directory (default: $WINOPT_ARTIFACTS; "
                              "none: re-run the sieve for each new best)")
