@@ -84,3 +84,21 @@ def test_two_workers_serve_two_open_studies_on_sqlite(tmp_path: Path, trials: tu
         assert config["status"] == "complete" and config["completed_trials"] == n
         assert (tmp_path / name / "bidirectional_survivors.json").read_bytes() == reference_survivors(config, draws)
         assert (tmp_path / name / "train_history.json").is_file()
+
+
+def test_a_rigs_job_runs_winopt_study_and_a_bad_workers_value_is_refused(tmp_path: Path) -> None:
+    from winopt.handlers.jobs.jobfile import JobError, JobSpec, optimize_argv, validate_job
+
+    draws = write_history(tmp_path / "h.json")
+    base = {"draws": str(draws), "trials": 5, "mod": MOD}
+    local = validate_job(base, source="j.toml", allowed_draws_dirs=[tmp_path])
+    assert local.workers == "local" and optimize_argv(local, tmp_path / "out")[3] == "optimize"
+    rigs = validate_job({**base, "workers": "rigs"}, source="j.toml", allowed_draws_dirs=[tmp_path])
+    argv = optimize_argv(rigs, tmp_path / "out")
+    assert argv[3] == "study" and "--storage" not in argv  # the URL travels in the environment
+    assert JobSpec.from_dict(rigs.to_dict()) == rigs
+    # a state file written before the key existed still loads, as a local job
+    old = {k: v for k, v in local.to_dict().items() if k != "workers"}
+    assert JobSpec.from_dict(old).workers == "local"
+    with pytest.raises(JobError, match="workers: must be one of local, rigs"):
+        validate_job({**base, "workers": "gpus"}, source="j.toml", allowed_draws_dirs=[tmp_path])
