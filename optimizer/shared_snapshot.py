@@ -77,6 +77,11 @@ class StudyPublisher:
         path = self.out_dir / SURVIVORS_NAME
         if number is not None and sha and path.is_file() and sha256_file(path) == sha:
             self.survivors = (int(number), sha, int(config.get("survivors_count") or 0))
+            # what the snapshot on disk says: a restart that finds nothing new rewrites
+            # nothing (a finished study keeps its completed_at)
+            self.published = Published(int(config.get("completed_trials") or 0),
+                                       config.get("last_trial_number"), int(number),
+                                       str(config.get("status")))
 
     def publish(self, *, final_status: str | None = None, error: str | None = None) -> bool:
         """Publish when something changed (or `final_status` is given); True when the study
