@@ -170,3 +170,56 @@ def test_a_wrong_database_is_one_line_not_a_wait(pg_cluster) -> None:  # noqa: F
     assert proc.returncode == 2, proc.stderr
     assert 'database "no_such_db" does not exist' in proc.stderr and "s3cret" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("seed", range(2))
+@pytest.mark.parametrize("shared", [{"trials": 24, "seed_count": 500_000}], indirect=True)
+def test_chaos_kills_stops_and_a_database_restart(shared: Shared, seed: int) -> None:
+    """Four workers; at random moments a worker is killed (and a new one started), one is
+    stopped past the grace period and let go, the database restarts, and the publisher is
+    killed and started again: still exactly N, every failure retried, counts monotonic."""
+    import random
+
+    rng = random.Random(seed)
+    head = shared.start_study()
+    shared.wait_open()
+    shared.sample_counts()
+    workers = [shared.start_worker() for _ in range(4)]
+
+    def finished() -> int:
+        return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in shared.trials_now())
+
+    events = ["kill", "kill", "stop", "db", "head"]
+    rng.shuffle(events)
+    for i, event in enumerate(events):
+        wait_for(lambda: finished() >= 2 + 3 * i, 180, f"{2 + 3 * i} finished trials")
+        if event == "kill":
+            alive = [w for w in workers if w.poll() is None]
+            victim = rng.choice(alive)
+            os.kill(victim.pid, signal.SIGKILL)
+            victim.wait()
+            workers.append(shared.start_worker())
+        elif event == "stop":
+            alive = [w for w in workers if w.poll() is None]
+            sleeper = rng.choice(alive)
+            os.kill(sleeper.pid, signal.SIGSTOP)
+            running = {t.number for t in shared.trials_now() if t.state == TrialState.RUNNING}
+            # past the grace period: a trial it held is failed by the others (or none ran)
+            wait_for(lambda: not (running & {t.number for t in shared.trials_now()
+                                             if t.state == TrialState.RUNNING})
+                     or finished() >= shared.trials, 4 * GRACE + 60, "its trial failed as stale")
+            os.kill(sleeper.pid, signal.SIGCONT)
+        elif event == "db":
+            shared.cluster.stop()
+            shared.cluster.start()
+        else:
+            os.kill(head.pid, signal.SIGKILL)
+            head.wait()
+            head = shared.start_study(f"study{i}.log")
+    for w in workers:
+        if w.returncode is None or w.returncode != -signal.SIGKILL:
+            assert w.wait(timeout=300) == 0
+    assert head.wait(timeout=120) == 0
+    shared.stop_sampling()
+    shared.assert_sound()
