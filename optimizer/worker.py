@@ -147,7 +147,7 @@ class Worker:
         state, value = TrialState.COMPLETE, None
         with Heartbeat(self.storage, trial._trial_id, self.options.heartbeat_interval, trial.number):
             try:
-                value = retrying(f"trial {trial.number}: suggesting", lambda: objective(trial),
+                value = retrying(f"trial {trial.number}: running", lambda: objective(trial),
                                  stop=self.stop_event)
             except optuna.TrialPruned:
                 state = TrialState.PRUNED
