@@ -37,9 +37,8 @@ from optimize_support import MOD, write_history  # noqa: E402
 from pg_support import PgCluster, pg_bindir  # noqa: E402
 from winopt.optimizer.draws import load_history  # noqa: E402
 from winopt.optimizer.sieve.core import run_sieve  # noqa: E402
-from winopt.optimizer.shared_study import (  # noqa: E402
-    SharedSpec, claim_trial, open_for_workers, open_storage,
-)
+from winopt.optimizer.shared_storage import open_storage  # noqa: E402
+from winopt.optimizer.shared_study import SharedSpec, claim_trial, open_for_workers  # noqa: E402
 from winopt.optimizer.study import RunSettings, SearchSpace, sieve_params  # noqa: E402
 
 #: one point: every trial costs the same

@@ -25,10 +25,10 @@ from optuna.trial import TrialState
 
 from winopt.optimizer.snapshot import PendingSurvivors
 from winopt.optimizer.study import SieveObjective, StopRequested
+from winopt.optimizer.shared_storage import Heartbeat, Stopped, retrying, safe_url
 from winopt.optimizer.shared_study import (
     SURVIVORS_ATTR,
     OpenStudy,
-    Stopped,
     ask_lock,
     best_trial,
     claim_trial,
@@ -36,7 +36,6 @@ from winopt.optimizer.shared_study import (
     finished_count,
     make_sampler,
     open_studies,
-    retrying,
 )
 
 log = logging.getLogger(__name__)
@@ -137,8 +136,6 @@ class Worker:
     # ------------------------------------------------------------------ one trial
 
     def _run_trial(self, entry: OpenStudy, study: optuna.Study, trial: optuna.Trial) -> None:
-        from winopt.optimizer.shared_study import Heartbeat
-
         spec = entry.spec
         objective = SieveObjective(spec.histories, spec.settings, spec.space,
                                    should_stop=self.stop_event.is_set,
@@ -248,6 +245,4 @@ def _finished_elsewhere(exc: BaseException) -> bool:
 
 
 def _safe(url: str) -> str:
-    from winopt.optimizer.shared_study import safe_url
-
     return safe_url(url)

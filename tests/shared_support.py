@@ -114,7 +114,7 @@ class Shared:
     def trials_now(self) -> list[FrozenTrial]:
         """The study's trials as the storage has them now (one storage, kept: under load a
         new connection per look costs seconds)."""
-        from winopt.optimizer.shared_study import open_storage, retrying
+        from winopt.optimizer.shared_storage import open_storage, retrying
 
         if self._storage is None:
             self._storage = open_storage(self.url)

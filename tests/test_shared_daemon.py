@@ -98,7 +98,7 @@ def test_cancelling_a_rigs_job_closes_its_study(pg_cluster, tmp_path: Path) -> N
         shared.name = job_dir.name
 
         def study_open() -> bool | None:
-            from winopt.optimizer.shared_study import open_storage
+            from winopt.optimizer.shared_storage import open_storage
 
             storage = open_storage(shared.url)
             try:

@@ -11,7 +11,8 @@ import optuna
 import pytest
 
 from optimize_support import FAST_SPACE, MOD, read_config, reference_survivors, subprocess_env, winopt_cmd, write_history
-from winopt.optimizer.shared_study import OPEN_ATTR, SHARED_ATTR, SharedSpec, is_transient, safe_url
+from winopt.optimizer.shared_storage import is_transient, safe_url
+from winopt.optimizer.shared_study import OPEN_ATTR, SHARED_ATTR, SharedSpec
 
 
 def test_worker_without_a_storage_says_where_to_give_it(tmp_path: Path) -> None:

@@ -49,9 +49,8 @@ def run(args: argparse.Namespace) -> int:
 
     from winopt.optimizer.histories import load_split, publish_histories
     from winopt.optimizer.shared_snapshot import StudyPublisher
-    from winopt.optimizer.shared_study import (
-        SharedSpec, Stopped, open_for_workers, open_storage, retrying, safe_url, set_open,
-    )
+    from winopt.optimizer.shared_storage import Stopped, open_storage, retrying, safe_url
+    from winopt.optimizer.shared_study import SharedSpec, open_for_workers, set_open
     from winopt.optimizer.study import RunSettings, default_study_name
 
     setup_logging("study", args.verbose)

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 
 from winopt.contracts.errors import UserError
-from winopt.optimizer.shared_study import GRACE_PERIOD, HEARTBEAT_INTERVAL
+from winopt.optimizer.shared_storage import GRACE_PERIOD, HEARTBEAT_INTERVAL
 
 log = logging.getLogger("winopt.worker")
 
@@ -58,7 +58,7 @@ def storage_url(given: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from winopt.optimizer.shared_study import open_storage, retrying
+    from winopt.optimizer.shared_storage import open_storage, retrying
     from winopt.optimizer.worker import Worker, WorkerOptions
     import optuna
 
