@@ -34,7 +34,9 @@ class PgCluster:
     def __init__(self, bindir: Path) -> None:
         self.bindir = bindir
         self.user = "postgres"
-        self.root = Path(tempfile.mkdtemp(prefix="winopt-pg-"))
+        # in /tmp, whatever TMPDIR says: user postgres must reach it (a TMPDIR under a
+        # private home would not let it in), and the socket path must stay short
+        self.root = Path(tempfile.mkdtemp(prefix="winopt-pg-", dir="/tmp"))
         os.chmod(self.root, 0o755)
         self.data = self.root / "data"
         self.port = _free_port()
