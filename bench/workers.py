@@ -13,7 +13,10 @@ tests make theirs) unless --storage names one. Printed:
   first heartbeat), the suggestions, the trial's attributes and the tell, timed in this
   process on a trivial objective; with their ratio.
 
-    .venv/bin/python bench/workers.py [--trials 12] [--seed-count 1500000] [--storage URL]
+    .venv/bin/python bench/workers.py [--trials 24] [--seed-count 3000000] [--storage URL]
+
+Workers start one or two seconds apart (Python and NumPy start-up), so runs need to be
+long against that: the defaults give ~1 s trials, ~30 s for one worker.
 """
 
 from __future__ import annotations
@@ -49,8 +52,9 @@ SPACE_ARGS = ["--window-size", "6", "--offset", "10", "--skip-min", "0", "--skip
 
 
 def run_workers(url: str, draws: Path, out: Path, name: str, trials: int, seed_count: int,
-                workers: int) -> float:
-    """Trials per hour of `workers` worker processes on a new study of `trials` trials."""
+                workers: int) -> tuple[float, float]:
+    """Trials per hour of `workers` worker processes on a new study of `trials` trials, and
+    the median seconds of one trial (start to complete, as the storage recorded them)."""
     env = {**os.environ, "WINOPT_STORAGE": url, "WINOPT_DEVICE": "cpu", "PYTHONUNBUFFERED": "1"}
     winopt = [sys.executable, "-m", "winopt"]
     head = subprocess.Popen([*winopt, "study", "--draws", str(draws), "--out", str(out), "--study", name,
@@ -75,7 +79,8 @@ def run_workers(url: str, draws: Path, out: Path, name: str, trials: int, seed_c
     start = min(t.datetime_start for t in done)
     end = max(t.datetime_complete for t in done)
     storage.engine.dispose()
-    return trials / (end - start).total_seconds() * 3600
+    each = statistics.median((t.datetime_complete - t.datetime_start).total_seconds() for t in done)
+    return trials / (end - start).total_seconds() * 3600, each
 
 
 def sieve_seconds(draws: Path, seed_count: int, repeat: int = 3) -> float:
@@ -114,8 +119,8 @@ def storage_seconds(url: str, draws: Path, n: int = 40) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=12)
-    parser.add_argument("--seed-count", type=int, default=1_500_000)
+    parser.add_argument("--trials", type=int, default=24)
+    parser.add_argument("--seed-count", type=int, default=3_000_000)
     parser.add_argument("--storage", default=None, help="an existing empty PostgreSQL database")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -135,12 +140,13 @@ def main() -> None:
             draws = write_history(root / "h.json")
             sieve = sieve_seconds(draws, args.seed_count)
             print(f"one trial's sieve alone (1 core, {args.seed_count:,} seeds): {sieve:.3f} s")
-            one = run_workers(url, draws, root / "one", "one", args.trials, args.seed_count, 1)
-            two = run_workers(url, draws, root / "two", "two", args.trials, args.seed_count, 2)
-            print(f"1 worker : {one:8.0f} trials/h")
-            print(f"2 workers: {two:8.0f} trials/h")
-            print(f"ratio 2/1: {two / one:.2f} (goal >= 1.7; the machine has {os.cpu_count()} cores"
-                  f"{', shared with other load' if os.getloadavg()[0] > 2.5 else ''})")
+            one, one_each = run_workers(url, draws, root / "one", "one", args.trials, args.seed_count, 1)
+            two, two_each = run_workers(url, draws, root / "two", "two", args.trials, args.seed_count, 2)
+            print(f"1 worker : {one:8.0f} trials/h  (a trial takes {one_each:.2f} s)")
+            print(f"2 workers: {two:8.0f} trials/h  (a trial takes {two_each:.2f} s: "
+                  f"{two_each / one_each:.2f}x, the cores' share each worker got)")
+            print(f"ratio 2/1: {two / one:.2f} (goal >= 1.7; the machine has {os.cpu_count()} cores, "
+                  f"load average {os.getloadavg()[0]:.1f} now)")
             overhead = storage_seconds(url, draws)
             print(f"storage per trial (claim under the lock, suggest, attrs, tell): {overhead * 1000:.1f} ms")
             print(f"storage / sieve per trial: {overhead / sieve:.3f}")
