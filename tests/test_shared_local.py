@@ -103,3 +103,29 @@ def test_a_rigs_job_runs_winopt_study_and_a_bad_workers_value_is_refused(tmp_pat
     assert JobSpec.from_dict(old).workers == "local"
     with pytest.raises(JobError, match="workers: must be one of local, rigs"):
         validate_job({**base, "workers": "gpus"}, source="j.toml", allowed_draws_dirs=[tmp_path])
+
+
+def test_without_artifacts_the_head_re_runs_the_best_trials_sieve(tmp_path: Path) -> None:
+    """A worker with no artifact store uploads nothing; the head node re-runs the sieve for
+    each new best (deterministic), and the published survivors are the best trial's."""
+    draws = write_history(tmp_path / "h.json")
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    env = {k: v for k, v in subprocess_env().items() if k != "WINOPT_ARTIFACTS"}
+    env["WINOPT_STORAGE"] = url
+    out = tmp_path / "run"
+    head = subprocess.Popen(winopt_cmd("study", "--draws", str(draws), "--out", str(out), "--trials", "4",
+                                       "--seed-count", "20000", "--mod", str(MOD), "--device", "cpu",
+                                       "--poll", "0.2", *FAST_SPACE),
+                            env=env, stdout=open(tmp_path / "study.log", "wb"), stderr=subprocess.STDOUT)
+    from polling import wait_for
+
+    wait_for(lambda: (out / "optimal_window_config.json").exists(), 60, "the first snapshot")
+    worker = subprocess.run(winopt_cmd("worker", "--cores", "1", "--device", "cpu", "--once", "--poll", "0.2"),
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert worker.returncode == 0, worker.stderr
+    assert "survivors uploaded" not in worker.stderr
+    assert head.wait(timeout=60) == 0
+    config = read_config(out)
+    assert config["status"] == "complete" and config["completed_trials"] == 4
+    assert "re-running its sieve" in (tmp_path / "study.log").read_text()
+    assert (out / "bidirectional_survivors.json").read_bytes() == reference_survivors(config, draws)
