@@ -77,7 +77,7 @@ man: $(VENV)/.demo-installed
 #                                      again = upgrade (the config is never overwritten)
 # sudo make uninstall                  removes all but state (/var/lib/winopt), config
 #                                      ($(CONFDIR), drop-ins) and the winopt user
-# make wheelhouse [WHEELHOUSE=DIR]     wheels of winopt[systemd] and all it needs, built for
+# make wheelhouse [WHEELHOUSE=DIR]     wheels of winopt[systemd,postgres] and all it needs, built for
 #                                      $(SYSTEM_PYTHON), for offline installs (rigs, test boxes)
 # make install-docs [WINOPT_BIN=...]   man pages (winopt.1, winopt-COMMAND.1) into $(MANDIR)
 #                                      and bash completion into $(BASHCOMPDIR), written by the
