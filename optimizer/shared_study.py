@@ -197,29 +197,25 @@ def ask_lock(storage: RDBStorage, study_id: int, hold_limit: float = 10.0) -> It
             yield
 
 
-def sweep_stale(study: optuna.Study, storage: RDBStorage, grace: float) -> list[int]:
+def sweep_stale(study: optuna.Study, storage: RDBStorage) -> list[int]:
     """Fail trials whose worker stopped beating (Optuna's `fail_stale_trials`, which runs
-    the retry callback), and RUNNING trials that never had a heartbeat and are older than
-    the grace period (a worker killed between its ask and its first heartbeat; Optuna never
-    fails those). Returns the numbers failed."""
-    before = {t._trial_id: t for t in storage.get_all_trials(
-        study._study_id, deepcopy=False, states=(TrialState.RUNNING,))}
-    if not before:
+    the retry callback), and RUNNING trials that never had a heartbeat: a worker records
+    its trial's first heartbeat under the same lock as its ask, so such a trial, seen
+    under the lock, is one whose worker died (or lost the database) between the two, and
+    Optuna never fails it. Returns the numbers failed. Called under the ask lock."""
+    sid = study._study_id
+    running = {t._trial_id: t for t in storage.get_all_trials(
+        sid, deepcopy=False, states=(TrialState.RUNNING,))}
+    if not running:
         return []
+    stale = set(storage._get_stale_trial_ids(sid))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
-    after = {t._trial_id for t in storage.get_all_trials(
-        study._study_id, deepcopy=False, states=(TrialState.RUNNING,))}
-    failed = [before[tid].number for tid in before if tid not in after]
-    stale_ids = set(storage._get_stale_trial_ids(study._study_id))
-    import datetime as dt
-
-    for tid in after - stale_ids:
-        trial = before[tid]
-        if _has_heartbeat(storage, tid) or trial.datetime_start is None:
-            continue
-        if (dt.datetime.now() - trial.datetime_start).total_seconds() <= grace:
+    failed = [running[tid].number for tid in stale
+              if tid in running and storage.get_trial(tid).state == TrialState.FAIL]
+    for tid, trial in running.items():
+        if tid in stale or _has_heartbeat(storage, tid):
             continue
         try:
             if storage.set_trial_state_values(tid, state=TrialState.FAIL):
@@ -246,7 +242,7 @@ def claim_trial(study: optuna.Study, storage: RDBStorage, target: int,
     trials are below `target` (the trial's first heartbeat is recorded before the lock is
     let go). None when the study has no free slot."""
     with ask_lock(storage, study._study_id, hold_limit=max(10.0, grace)):
-        failed = sweep_stale(study, storage, grace)
+        failed = sweep_stale(study, storage)
         if failed:
             log.warning("study %s: trials %s stopped beating; failed, to be retried",
                         study.study_name, failed)

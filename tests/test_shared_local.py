@@ -129,3 +129,26 @@ def test_without_artifacts_the_head_re_runs_the_best_trials_sieve(tmp_path: Path
     assert config["status"] == "complete" and config["completed_trials"] == 4
     assert "re-running its sieve" in (tmp_path / "study.log").read_text()
     assert (out / "bidirectional_survivors.json").read_bytes() == reference_survivors(config, draws)
+
+
+def test_a_trial_orphaned_between_ask_and_first_heartbeat_is_failed_and_retried(tmp_path: Path) -> None:
+    """A worker that dies between its ask and its first heartbeat leaves a RUNNING trial
+    Optuna never fails (no heartbeat, never stale). The next claim, under the same lock,
+    fails it and runs its retry first; and a full study gives no more trials."""
+    import numpy as np
+
+    from winopt.optimizer.shared_storage import open_storage
+    from winopt.optimizer.shared_study import claim_trial, open_for_workers
+    from winopt.optimizer.study import RunSettings, SearchSpace
+
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=1, grace_period=2)
+    spec = SharedSpec(RunSettings("java_lcg", 0, 10, MOD, "x"), SearchSpace(), 2, "random",
+                      {"all": np.arange(100) % MOD})
+    study = open_for_workers(storage, "s", spec)
+    orphan = storage.create_new_trial(study._study_id)  # asked, then the worker died
+    trial = claim_trial(study, storage, 2, 2)
+    assert trial is not None
+    assert storage.get_trial(orphan).state == optuna.trial.TrialState.FAIL
+    assert storage.get_trial(trial._trial_id).system_attrs.get("retry_history") == [0]
+    second = claim_trial(study, storage, 2, 2)
+    assert second is not None and claim_trial(study, storage, 2, 2) is None  # 2 running = full
