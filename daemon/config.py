@@ -249,6 +249,16 @@ DISTRIBUTION_KEYS: dict[str, Check] = {
 CONVERT_KEYS: dict[str, Check] = {
     "max_survivors_bytes": _integer(1, 1 << 50),
 }
+class OptunaTable(dict):  # type: ignore[type-arg]
+    """`[optuna]`'s values; shown (a reload logs a changed value) without the password."""
+
+    def __repr__(self) -> str:
+        shown = {k: (v.split("://", 1)[0] + "://" + v.rsplit("@", 1)[-1]
+                     if k == "storage" and isinstance(v, str) and "@" in v else v)
+                 for k, v in self.items()}
+        return repr(shown)
+
+
 OPTUNA_KEYS: dict[str, Check] = {
     "storage": lambda v: None if isinstance(v, str) and v.startswith(("postgresql", "sqlite:///"))
     else f"must be a postgresql://... or sqlite:///... URL, got {_show(v)}",
@@ -336,7 +346,7 @@ def parse_config(raw: Mapping[str, Any], source: str) -> DaemonConfig:
     values["convert"] = ConvertConfig(**convert)
     optuna_table = _section(raw, "optuna", source) or {}
     _check_table(optuna_table, OPTUNA_KEYS, "optuna.", source)
-    values["optuna"] = dict(optuna_table)
+    values["optuna"] = OptunaTable(optuna_table)
     config = DaemonConfig(**values)
     _cross_checks(config, source)
     return config
@@ -406,7 +416,7 @@ def with_overrides(
         problem = OPTUNA_KEYS["storage"](storage)
         if problem:
             raise ConfigError(f"--storage: {problem}")
-        changes["optuna"] = {**config.optuna, "storage": storage}
+        changes["optuna"] = OptunaTable({**config.optuna, "storage": storage})
     return dataclasses.replace(config, **changes)
 
 

@@ -152,3 +152,21 @@ def test_a_trial_orphaned_between_ask_and_first_heartbeat_is_failed_and_retried(
     assert storage.get_trial(trial._trial_id).system_attrs.get("retry_history") == [0]
     second = claim_trial(study, storage, 2, 2)
     assert second is not None and claim_trial(study, storage, 2, 2) is None  # 2 running = full
+
+
+def test_daemon_optuna_section_and_storage_flag(tmp_path: Path) -> None:
+    from winopt.daemon.config import ConfigError, load_config, resolve_config
+
+    path = tmp_path / "daemon.toml"
+    path.write_text('[optuna]\nstorage = "postgresql://winopt:s3cret@head/winopt"\nartifacts = "/srv/a"\n')
+    config = load_config(path)
+    assert config.optuna == {"storage": "postgresql://winopt:s3cret@head/winopt", "artifacts": "/srv/a"}
+    assert "s3cret" not in f"{config.optuna}"  # a reload logs a changed value: never the password
+    flagged = resolve_config(str(path), storage="postgresql://other@db/w")
+    assert flagged.optuna["storage"] == "postgresql://other@db/w" and flagged.optuna["artifacts"] == "/srv/a"
+    for bad, problem in [('[optuna]\nstorage = "mysql://x"\n', "optuna.storage: must be a postgresql://"),
+                         ('[optuna]\nartifacts = "rel"\n', "optuna.artifacts: must be an absolute path"),
+                         ('[optuna]\nstudy = "x"\n', "optuna.study: unknown key")]:
+        path.write_text(bad)
+        with pytest.raises(ConfigError, match=problem):
+            load_config(path)
