@@ -14,7 +14,8 @@ from daemon_support import DaemonProcess, npz_source_sha
 from jobs_support import toml_job
 from optimize_support import MOD
 from polling import wait_for
-from shared_support import Shared, pg_cluster  # noqa: F401 - pg_cluster is a fixture
+import shared_support
+from shared_support import Shared
 from winopt.contracts.publish import sha256_file
 from winopt.contracts.schemas import NPZ_META_NAME, NPZ_NAME
 
@@ -22,8 +23,10 @@ JOB = {"mod": MOD, "seed_count": 400_000, "strategy": "random", "window_size": [
        "offset": [0, 40], "skip_min": [0, 3], "skip_max": [3, 12],
        "forward_threshold": [0.15, 0.35], "reverse_threshold": [0.15, 0.35]}
 
+pg_cluster = shared_support.pg_cluster  # the session's PostgreSQL (a fixture)
 
-def test_rigs_job_survives_a_daemon_kill_9(pg_cluster, tmp_path: Path) -> None:  # noqa: F811
+
+def test_rigs_job_survives_a_daemon_kill_9(pg_cluster, tmp_path: Path) -> None:
     shared = Shared(pg_cluster, tmp_path, trials=10, seed_count=JOB["seed_count"])
     state = tmp_path / "state"
     config = tmp_path / "daemon.toml"
@@ -74,7 +77,7 @@ def test_rigs_job_survives_a_daemon_kill_9(pg_cluster, tmp_path: Path) -> None: 
         shared.cleanup()
 
 
-def test_cancelling_a_rigs_job_closes_its_study(pg_cluster, tmp_path: Path) -> None:  # noqa: F811
+def test_cancelling_a_rigs_job_closes_its_study(pg_cluster, tmp_path: Path) -> None:
     """`winopt cancel` of a rigs job: its `winopt study` child closes the study, so no worker
     takes its trials any more (a daemon stop, by contrast, leaves it open: see above)."""
     import subprocess

@@ -13,11 +13,14 @@ import pytest
 from optuna.trial import TrialState
 
 from polling import wait_for
-from shared_support import GRACE, Shared, pg_cluster  # noqa: F401 - pg_cluster is a fixture
+import shared_support
+from shared_support import GRACE, Shared
+
+pg_cluster = shared_support.pg_cluster  # the session's PostgreSQL (a fixture)
 
 
 @pytest.fixture
-def shared(request, pg_cluster, tmp_path: Path):  # noqa: F811
+def shared(request, pg_cluster, tmp_path: Path):
     params = getattr(request, "param", {})
     s = Shared(pg_cluster, tmp_path, trials=params.get("trials", 16),
                seed_count=params.get("seed_count", 20_000))
@@ -159,7 +162,7 @@ def test_head_publisher_killed_and_restarted(shared: Shared) -> None:
     shared.assert_sound()
 
 
-def test_a_wrong_database_is_one_line_not_a_wait(pg_cluster) -> None:  # noqa: F811
+def test_a_wrong_database_is_one_line_not_a_wait(pg_cluster) -> None:
     """Waiting cures a server that is down, not a database that does not exist: that is an
     error at once, one line naming the storage (without a password)."""
     import subprocess
