@@ -2,17 +2,17 @@
 # Debian machine: they install the Debian packages they need (when missing),
 # create .venv and install winopt into it. Each installs only what it needs: the demo
 # a venv (python3-venv) and winopt; the tests also the rigs' rsync and sshd, iproute2,
-# and a compiler with the headers that systemd-python builds with, and the extras
-# test,systemd.
+# and a compiler with the headers that systemd-python builds with, headless chromium (the
+# report's test), and the extras test,systemd,report,dashboard.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_DEB_PACKAGES := python3-venv
-TEST_DEB_PACKAGES := python3-venv rsync openssh-server openssh-client libsystemd-dev pkg-config iproute2 gcc python3-dev
+TEST_DEB_PACKAGES := python3-venv rsync openssh-server openssh-client libsystemd-dev pkg-config iproute2 gcc python3-dev chromium
 # what `make deps` installs (other targets pass their own list)
 DEB_PACKAGES ?= $(TEST_DEB_PACKAGES)
-EXTRAS ?= test,systemd
+EXTRAS ?= test,systemd,report,dashboard
 
 .PHONY: demo test test-fast stress deps venv clean man
 
