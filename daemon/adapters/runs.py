@@ -29,6 +29,7 @@ from winopt.contracts.schemas import (
     read_npz_meta,
     read_snapshot,
 )
+from winopt.daemon.progress import ProgressClock
 from winopt.daemon.status import DecisionLog, StatusBook, now_iso
 from winopt.contracts.errors import UserError
 
@@ -87,6 +88,8 @@ class WatchedRuns:
         #: a spool job's state by id (set by the jobs handler): it decides whether the
         #: watcher judges the job's run at all, and who resumes it
         self.job_state: Callable[[str], str | None] | None = None
+        #: each run's rate and ETA in status.json (issue 16)
+        self._progress = ProgressClock()
 
     # ------------------------------------------------------------ set-up
     def set_runs(self, names: dict[Path, str], previous: dict[str, Any] | None = None) -> None:
@@ -145,6 +148,7 @@ class WatchedRuns:
             seen.decision = decision_key(old)
 
     def _forget(self, d: Path) -> None:
+        self._progress.forget(self._names[d])
         self._book.remove_run(self._names.pop(d))
         self._seen.pop(d, None)
         self._attrs.pop(d, None)
@@ -305,6 +309,7 @@ class WatchedRuns:
             path=str(run_dir),
             state=run_state(snapshot, error),
             snapshot=snapshot_summary(snapshot),
+            progress=self._progress.observe(name, snapshot),
             decision=decision,
             npz=npz_summary(run_dir / NPZ_NAME),
             error=error,
