@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from winopt.daemon.config import DaemonConfig
+from winopt.daemon.reports import JobReports
 from winopt.daemon.status import StatusBook
 from winopt.handlers.jobs.cleanup import remove_job_dir
 from winopt.handlers.jobs.runner import JobRunner
@@ -100,6 +101,7 @@ class SpoolJobs:
         self._finished: dict[str, FinishedKey] = {}  # finished jobs in status.json -> end order
         self._left_out: set[str] = set()  # finished jobs beyond finished_kept, not tracked
         runs.job_state = self._job_state
+        self.reports = JobReports()  # report.html when a job ends (issue 16)
 
     def _job_state(self, job_id: str) -> str | None:
         """The job's recorded state (None if it cannot be read: judge its run as usual)."""
@@ -132,6 +134,7 @@ class SpoolJobs:
         `running` on disk and resume at the next start), then record their last state."""
         running = list(self.runner.running())
         self.runner.stop()
+        self.reports.stop()
         for job_id in running:
             try:
                 self._runs.process(self.spool.store.dir(job_id), frozenset({"stop"}))
@@ -216,6 +219,8 @@ class SpoolJobs:
             if record.terminal:
                 self._finished[record.id] = finished_key(record)
                 self._drop_oldest()
+                if event.kind in TERMINAL:
+                    self.reports.request(record.id, self.spool.store.dir(record.id))
 
     # ------------------------------------------------------------ clean-up (daemon/cleaning.py)
     def remove(self, job_id: str) -> None:
