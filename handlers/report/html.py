@@ -12,6 +12,7 @@ not a failed report. Published atomically: a reader never sees half a page.
 from __future__ import annotations
 
 import html
+import importlib
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,7 +36,7 @@ MISSING_EXTRA = "winopt report needs plotly: install winopt[report] (pip install
 def require_plotly() -> None:
     """A one-line UserError when the `report` extra is not installed."""
     try:
-        import plotly  # noqa: F401
+        importlib.import_module("plotly")
     except ImportError:
         raise UserError(MISSING_EXTRA) from None
 

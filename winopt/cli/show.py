@@ -176,7 +176,8 @@ def render(facts: dict[str, Any], *, width: int = 80, now: datetime | None = Non
             line("", f"warning: {warning}")
     npz = f.get("npz")
     if npz:
-        line("npz", f"{_n(npz.get('count'))} seeds, sha256 {str(npz.get('sha256') or '-')[:12]}, "
+        count = npz.get("count")
+        line("npz", f"{_n(count)} seed{'' if count == 1 else 's'}, sha256 {str(npz.get('sha256') or '-')[:12]}, "
                     f"converted {_when(npz.get('converted_at'), now)}")
     else:
         line("npz", "none yet")
