@@ -79,7 +79,8 @@ def gather(ref: RunRef, *, storage: str | None, study: str | None, now: datetime
         expected = best.expected
     significance = Thresholds().significance
     tail = poisson_tail(int(best_count), float(expected)) if best_count and expected is not None else None
-    decision = ref.entry.get("decision") or evaluate(ref.run_dir, Thresholds())
+    # the daemon's when it tracks the run (none for a queued or cancelled job), else evaluate's
+    decision = ref.entry.get("decision") if ref.entry else evaluate(ref.run_dir, Thresholds())
     last = max((t for t in trials if t.state in ("COMPLETE", "PRUNED", "FAIL")), key=lambda t: t.number, default=None)
     return {
         "run": ref.name,
@@ -174,6 +175,8 @@ def render(facts: dict[str, Any], *, width: int = 80, now: datetime | None = Non
         line("decision", f"{d['action']} {d.get('confidence', 0):.2f}: {d.get('reasoning', '')}")
         for warning in d.get("warnings") or []:
             line("", f"warning: {warning}")
+    else:
+        line("decision", "none (a queued or cancelled job is not judged)")
     npz = f.get("npz")
     if npz:
         count = npz.get("count")
