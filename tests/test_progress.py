@@ -7,7 +7,6 @@ the job's study, and the daemon writes report.html into a job's directory when i
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -145,7 +144,7 @@ def test_a_running_job_has_rate_eta_show_and_dashboard_and_a_report_when_it_ends
         url = wait_for(lambda: dashboard_url(log), 60, "the dashboard's URL")
         assert wait_for(lambda: study_names(url), 60, "the dashboard's /api/studies") == [long_id]
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.terminate()  # SIGTERM: SIGINT may be ignored when the tests run in the background
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:

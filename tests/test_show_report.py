@@ -6,7 +6,6 @@ files throughout; the demo run is made once for the module."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -130,7 +129,7 @@ def dashboard(tmp_path: Path) -> Iterator[callable]:
     yield start
     for proc in procs:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+            proc.terminate()  # SIGTERM: SIGINT may be ignored when the tests run in the background
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
