@@ -103,6 +103,7 @@ def site(tmp_path: Path):
 
 
 def test_a_running_job_has_rate_eta_show_and_dashboard_and_a_report_when_it_ends(site: Site, tmp_path: Path) -> None:
+    site.configure(max_parallel_jobs=2, rigs=("a",))
     d = site.start()
     (site.root / "long.toml").write_text(toml_job(draws="draws/h.json", trials=5000, **FAST))
     (site.root / "short.toml").write_text(toml_job(draws="draws/h.json", trials=3, **FAST))
@@ -152,6 +153,14 @@ def test_a_running_job_has_rate_eta_show_and_dashboard_and_a_report_when_it_ends
 
     # the short job ended: the daemon wrote its report
     wait_for(lambda: status_jobs(d).get(short_job, {}).get("state") == "complete", 60, "the short job to complete")
+    # its NPZ and the rig's copy, on one screen
+    npz = wait_for(lambda: d.run(short_job).get("npz"), 60, "the short job's NPZ")
+    wait_for(lambda: (((d.status().get("rigs") or {}).get("a") or {}).get("runs") or {}).get(short_job, {})
+             .get("sha256") == npz["sha256"], 60, "rig a to hold the short job's NPZ")
+    text = " ".join(site.winopt("show", short_job).stdout.split())
+    assert f"npz {npz['count']} seed" in text and f"sha256 {npz['sha256'][:12]}" in text, text
+    assert f"rigs a {site.root / 'rig-a'}" in text and f": synced, holds {npz['sha256'][:12]} (the newest), last sent " \
+        in text, text
     report = site.job_dir(short_job) / "report.html"
     wait_for(report.exists, 120, f"{report}\n{d.log()[-3000:]}")
     page = report.read_text()

@@ -186,11 +186,12 @@ def render(facts: dict[str, Any], *, width: int = 80, now: datetime | None = Non
         line("npz", "none yet")
     rigs = f.get("rigs") or {}
     for i, (rig, r) in enumerate(rigs.items()):
-        text = f"{rig} {r.get('target') or ''}: {r.get('state', '?')}"
+        text = f"{rig} {r.get('destination') or r.get('target') or ''}: {r.get('state', '?')}"
         if r.get("sha256"):
-            text += f" {str(r['sha256'])[:12]}" + (" (newest)" if npz and r["sha256"] == npz.get("sha256") else "")
+            newest = npz and r["sha256"] == npz.get("sha256")
+            text += f", holds {str(r['sha256'])[:12]} ({'the newest' if newest else 'not the newest'})"
         if r.get("last_success"):
-            text += f", synced {_when(r['last_success'], now)}"
+            text += f", last sent {_when(r['last_success'], now)}"
         if r.get("state") in ("retrying", "failed") and r.get("last_error"):
             text += f", attempt {r.get('attempts', '?')}: {r['last_error']}"
         line("rigs" if i == 0 else "", text)
