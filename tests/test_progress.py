@@ -102,7 +102,9 @@ def site(tmp_path: Path):
     s.close()
 
 
-def test_a_running_job_has_rate_eta_show_and_dashboard_and_a_report_when_it_ends(site: Site, tmp_path: Path) -> None:
+def test_a_running_job_has_rate_eta_show_and_dashboard_and_a_report_when_it_ends(
+        site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")  # the width the commands below lay out for
     site.configure(max_parallel_jobs=2, rigs=("a",))
     d = site.start()
     (site.root / "long.toml").write_text(toml_job(draws="draws/h.json", trials=5000, **FAST))
@@ -128,10 +130,15 @@ def test_a_running_job_has_rate_eta_show_and_dashboard_and_a_report_when_it_ends
     assert facts["state"] == "running" and facts["rate_from"] == "daemon" and facts["eta"]
     assert facts["last_trial"] is not None and facts["decision"]["action"] in ("wait", "retry")
 
-    # winopt status has the ETA column; winopt status JOB is winopt show
-    table = site.winopt("status").stdout.splitlines()
+    # winopt status has the ETA column where there is room (whether 80 columns have room
+    # depends on the cells: the column-width rule itself is tested above); winopt status
+    # JOB is winopt show
+    table = site.winopt("status", "--wide").stdout.splitlines()
     header = next(line for line in table if line.startswith("JOB"))
     assert header.split()[:5] == ["JOB", "STATE", "PRIO", "TRIALS", "ETA"], table
+    row = next(line for line in table if line.startswith(long_id)).split()
+    assert row[1] == "running" and (row[4] == "due" or row[4][-1] in "smhd"), row
+    assert all(len(line) <= 80 for line in site.winopt("status").stdout.splitlines())
     one = site.winopt("status", short_id(long_id))
     assert one.returncode == 0 and f"(job {long_id})" in one.stdout
 
