@@ -117,13 +117,11 @@ def _state(snapshot: dict[str, Any]) -> str:
 
 
 def _npz(ref: RunRef) -> dict[str, Any] | None:
-    from winopt.contracts.schemas import NPZ_NAME, npz_meta_path, read_npz_meta
+    """The NPZ as the daemon's status entry describes it (read here: no daemon tracks it)."""
+    from winopt.contracts.schemas import NPZ_NAME
+    from winopt.daemon.adapters.runs import npz_summary
 
-    npz = ref.run_dir / NPZ_NAME
-    meta = read_npz_meta(npz_meta_path(npz))
-    if meta is None or not npz.exists():
-        return None
-    return {"sha256": meta.get("npz_sha256"), "count": meta.get("count"), "converted_at": meta.get("converted_at")}
+    return npz_summary(ref.run_dir / NPZ_NAME)
 
 
 # ---------------------------------------------------------------- the screen
