@@ -15,7 +15,6 @@ trial count may change between runs (narrowing a search is normal).
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import re
 import warnings
@@ -28,6 +27,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from winopt.contracts.clock import now_iso
 from winopt.contracts.schemas import PRNG_CODES, TIME_OF_DAY, WINDOW_PARAMS
 from winopt.contracts.errors import UserError
 from winopt.optimizer.sieve.generators import check_seed_range
@@ -55,11 +55,6 @@ SIEVE_ATTR = "sieve"
 #: that other processes may share (explicit --storage URLs)
 HEARTBEAT_INTERVAL = 60
 GRACE_PERIOD = 180
-
-
-def now_iso() -> str:
-    """Local time, ISO 8601 with its UTC offset (SPEC §3 `last_updated`)."""
-    return dt.datetime.now().astimezone().isoformat(timespec="milliseconds")
 
 
 # --------------------------------------------------------------------------- search space
@@ -258,7 +253,7 @@ def open_study(url: str, name: str, sampler: optuna.samplers.BaseSampler, *,
         raise UserError(
             f"--storage {url}: study {name!r} exists but minimizes; use another --study")
     if STARTED_ATTR not in study.user_attrs:
-        study.set_user_attr(STARTED_ATTR, now_iso())
+        study.set_user_attr(STARTED_ATTR, now_iso(precision="milliseconds"))
     return study
 
 

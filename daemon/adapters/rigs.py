@@ -32,6 +32,7 @@ from typing import Any
 
 import orjson
 
+from winopt.contracts.state_dir import SPOOL_DIR, SYNC_PREFIX, SYNC_SUFFIX, is_request
 from winopt.daemon.status import StatusBook
 from winopt.contracts.errors import UserError
 from winopt.contracts.beneath import UnsafeFile, read_regular
@@ -41,9 +42,6 @@ from winopt.handlers.rigs.config import Rig
 log = logging.getLogger(__name__)
 
 SECTION = "rigs"
-SPOOL_DIR = "spool"  # handlers.spool.SPOOL_DIR, not imported: that module pulls in the job machinery
-SYNC_SUFFIX = ".sync"
-SYNC_PREFIX = "sync-"
 #: the one queue target of sync requests: every request file is taken by one scan
 REQUESTS = "sync-requests"
 #: a request is a small JSON object; anything bigger is not one
@@ -158,7 +156,7 @@ class RigDistribution:
     def route(self, path: Path) -> str | None:
         """A sync request dropped into the spool (temp names are not requests yet)."""
         name = path.name
-        if path.parent == self._spool and name.endswith(SYNC_SUFFIX) and not name.startswith("."):
+        if path.parent == self._spool and is_request(name, SYNC_SUFFIX):
             return REQUESTS
         return None
 
@@ -173,7 +171,7 @@ class RigDistribution:
     def work(self, target: str, reasons: frozenset[str]) -> None:
         """Take every sync request in the spool (unlink, then resync)."""
         try:
-            paths = sorted(p for p in self._spool.glob(f"*{SYNC_SUFFIX}") if not p.name.startswith("."))
+            paths = sorted(p for p in self._spool.glob(f"*{SYNC_SUFFIX}") if is_request(p.name, SYNC_SUFFIX))
         except OSError as exc:
             log.error("%s: cannot list sync requests: %s", self._spool, exc, extra={"EVENT": "sync_request"})
             return

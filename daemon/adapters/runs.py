@@ -29,7 +29,8 @@ from winopt.contracts.schemas import (
     read_npz_meta,
     read_snapshot,
 )
-from winopt.daemon.status import DecisionLog, StatusBook, now_iso
+from winopt.daemon.status import DecisionLog, StatusBook
+from winopt.contracts.clock import now_iso
 from winopt.contracts.errors import UserError
 
 log = logging.getLogger(__name__)

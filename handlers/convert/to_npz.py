@@ -70,6 +70,7 @@ import msgspec
 import numpy as np
 
 from winopt import __version__
+from winopt.contracts.clock import now_iso
 from winopt.contracts import lock_for, publish_atomic, publish_json, sha256_file
 from winopt.contracts.schemas import (
     HYBRID_SUFFIX,
@@ -827,7 +828,7 @@ def build_meta(
             "dtypes": {name: dtype.name for name, dtype in dtypes.items()},
         },
         "warnings": list(warnings),
-        "converted_at": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
+        "converted_at": now_iso(),
         "converter": f"winopt {__version__}",
     }
 

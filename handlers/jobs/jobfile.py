@@ -45,11 +45,11 @@ from typing import Any
 
 from winopt.contracts.schemas import PRNG_CODES, TIME_OF_DAY
 from winopt.contracts.errors import UserError
+from winopt.contracts.state_dir import JOB_SUFFIXES
 from winopt.handlers.jobs.draws import DEFAULT_MAX_DRAWS_BYTES, history_length, read_draws
 from winopt.optimizer.sieve.generators import check_seed_range
 
 #: suffix -> parser name; anything else in the spool is not a job file
-JOB_SUFFIXES = (".toml", ".json")
 #: a job file larger than this is not a job (a mistaken copy of a draw history, say)
 MAX_JOB_BYTES = 64 * 1024
 STRATEGIES = ("bayesian", "random")

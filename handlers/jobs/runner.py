@@ -48,11 +48,13 @@ from typing import Any
 import orjson
 from filelock import FileLock, Timeout
 
+from winopt.contracts.procs import killpg
 from winopt.contracts import lock_for, publish_json
 from winopt.contracts.schemas import CONFIG_NAME, read_snapshot
 from winopt.contracts.errors import UserError
 from winopt.handlers.jobs.jobfile import optimize_argv
-from winopt.handlers.jobs.store import LOG_FILE, PID_FILE, JobEvent, JobRecord, JobStore, ScanResult, now_iso
+from winopt.handlers.jobs.store import LOG_FILE, PID_FILE, JobEvent, JobRecord, JobStore, ScanResult
+from winopt.contracts.clock import now_iso
 
 log = logging.getLogger("winopt.jobs")
 
@@ -377,7 +379,7 @@ class JobRunner:
             children = list(self._children.values())
             waiters = list(self._waiters)
             for child in children:
-                _killpg(child.proc, signal.SIGTERM)
+                killpg(child.proc, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for child in children:
             try:
@@ -385,7 +387,7 @@ class JobRunner:
             except subprocess.TimeoutExpired:
                 log.warning("job %s: no exit %.0fs after SIGTERM; SIGKILL", child.job_id, timeout,
                             extra={"JOB_ID": child.job_id, "EVENT": "job_killed"})
-                _killpg(child.proc, signal.SIGKILL)
+                killpg(child.proc, signal.SIGKILL)
         for waiter in waiters:
             waiter.join()
         self._flush()
@@ -645,8 +647,8 @@ class JobRunner:
         if child.cancelling:
             return
         child.cancelling = True
-        _killpg(child.proc, signal.SIGTERM)
-        child.killer = threading.Timer(self.stop_timeout, _killpg, (child.proc, signal.SIGKILL))
+        killpg(child.proc, signal.SIGTERM)
+        child.killer = threading.Timer(self.stop_timeout, killpg, (child.proc, signal.SIGKILL))
         child.killer.daemon = True
         child.killer.start()
 
@@ -667,13 +669,3 @@ class JobRunner:
                     self.on_event(event)
                 except Exception:
                     log.exception("on_event failed for %s", event)
-
-
-def _killpg(proc: subprocess.Popen[bytes], sig: int) -> None:
-    """Signal the child's process group (it leads its own session), if it still runs."""
-    if proc.returncode is not None:
-        return
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass

@@ -40,7 +40,9 @@ from winopt.handlers.jobs.cleanup import (
     remove_refused,
     state_owner,
 )
-from winopt.handlers.jobs.store import JOBS_DIR, REJECTED_DIR, JobStore, now_iso
+from winopt.handlers.jobs.store import JobStore
+from winopt.contracts.clock import now_iso
+from winopt.contracts.state_dir import JOBS_DIR, REJECTED_DIR
 from winopt.contracts.safe_text import safe_text
 from winopt.cli.table import ago
 

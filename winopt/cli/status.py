@@ -28,7 +28,7 @@ import orjson
 from winopt.contracts.access import denied
 from winopt.contracts.publish import pid_alive
 from winopt.daemon.config import DEFAULT_STATE_DIR, default_config_path, load_config
-from winopt.daemon.status import STATUS_NAME
+from winopt.contracts.state_dir import STATUS_NAME
 from winopt.contracts.errors import UserError
 from winopt.handlers.jobs.refs import short_id
 from winopt.contracts.safe_text import safe_text
