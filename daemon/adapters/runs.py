@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from winopt.contracts.snapshot import SnapshotError, SnapshotView, view
 from winopt.contracts.publish import sweep_temps
 from winopt.contracts.schemas import (
     CONFIG_NAME,
@@ -351,22 +352,21 @@ def run_state(snapshot: dict[str, Any] | None, error: str | None) -> str:
 
 
 def snapshot_summary(snapshot: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The snapshot's part of a run's status entry. `best` is None until a trial succeeds:
-    winopt writes its counts as 0 from the first snapshot on (the old watcher needs
-    integers), so a null `best_trial_number` is what says "no best yet"."""
-    from winopt.handlers.evaluate.rules import no_successful_trial
-
+    """The snapshot's part of a run's status entry, read as the watcher reads it (one
+    reader: the same best, the same "none yet"); a field of the wrong type shows as
+    unknown (None): the run's decision escalates it."""
     if snapshot is None:
         return None
-    best = snapshot.get("best_bidirectional_count", snapshot.get("best_value"))
-    if no_successful_trial(snapshot):
-        best = None
+    try:
+        snap: SnapshotView | None = view(snapshot)
+    except SnapshotError:
+        snap = None
     return {
         "status": snapshot.get("status"),
-        "completed_trials": snapshot.get("completed_trials"),
-        "total_trials": snapshot.get("total_trials"),
-        "best": best,
-        "last_updated": snapshot.get("last_updated"),
+        "completed_trials": snap.completed if snap else None,
+        "total_trials": snap.total if snap else None,
+        "best": snap.best if snap else None,
+        "last_updated": snap.last_updated if snap else None,
     }
 
 

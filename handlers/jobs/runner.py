@@ -50,7 +50,8 @@ from filelock import FileLock, Timeout
 
 from winopt.contracts.procs import killpg
 from winopt.contracts import lock_for, publish_json
-from winopt.contracts.schemas import CONFIG_NAME, read_snapshot
+from winopt.contracts.schemas import CONFIG_NAME
+from winopt.contracts.snapshot import SnapshotError, read_view
 from winopt.contracts.errors import UserError
 from winopt.handlers.jobs.jobfile import optimize_argv
 from winopt.handlers.jobs.store import LOG_FILE, PID_FILE, JobEvent, JobRecord, JobStore, ScanResult
@@ -131,11 +132,10 @@ def describe_exit(rc: int) -> str:
 def snapshot_state(job_dir: Path) -> tuple[str | None, str | None]:
     """The snapshot's (status, error); (None, None) when there is none yet."""
     try:
-        snap = read_snapshot(job_dir / CONFIG_NAME)
-    except (FileNotFoundError, UserError):
+        _, snap = read_view(job_dir / CONFIG_NAME)
+    except (FileNotFoundError, UserError, SnapshotError):
         return None, None
-    status, error = snap.get("status"), snap.get("error")
-    return (status if isinstance(status, str) else None), (str(error) if error else None)
+    return (snap.status if snap.status_given else None), snap.error or None
 
 
 def last_log_line(job_dir: Path, limit: int = 300) -> str | None:
