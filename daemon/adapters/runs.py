@@ -20,14 +20,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from winopt.contracts.npz_meta import npz_meta_path, read_npz_meta
 from winopt.contracts.snapshot import SnapshotError, SnapshotView, view
 from winopt.contracts.publish import sweep_temps
 from winopt.contracts.schemas import (
     CONFIG_NAME,
     NPZ_NAME,
     SURVIVORS_NAME,
-    npz_meta_path,
-    read_npz_meta,
     read_snapshot,
 )
 from winopt.daemon.status import DecisionLog, StatusBook
@@ -376,7 +375,7 @@ def npz_summary(npz: Path) -> dict[str, Any] | None:
     if meta is None or not npz.exists():
         return None
     return {
-        "sha256": meta.get("npz_sha256"),
-        "count": meta.get("count"),
-        "converted_at": meta.get("converted_at"),
+        "sha256": meta.npz_sha256,
+        "count": meta.count,
+        "converted_at": meta.converted_at,
     }
