@@ -38,7 +38,8 @@ from winopt.daemon.journal import set_level, setup_logging
 from winopt.daemon.logfile import attach_log_file
 from winopt.daemon.repeats import RepeatedErrors
 from winopt.daemon.adapters.runs import WatchedRuns
-from winopt.daemon.status import DecisionLog, StatusBook, read_status
+from winopt.daemon.status import DecisionLog, StatusBook
+from winopt.contracts.status import read_status
 from winopt.contracts.clock import now_iso
 from winopt.daemon.wakeup import Wakeup
 from winopt.daemon.watch import Watcher

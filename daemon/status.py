@@ -25,6 +25,7 @@ import orjson
 
 from winopt.contracts.clock import now_iso
 from winopt.contracts.state_dir import DECISIONS_NAME, STATUS_NAME
+from winopt.contracts.status import COUNTERS, STATUS_SCHEMA_VERSION
 from winopt.contracts.publish import append_durably, dump_json, fsync_dir, publish_bytes
 from winopt.daemon.repeats import RepeatedErrors
 
@@ -32,8 +33,6 @@ log = logging.getLogger(__name__)
 
 #: decisions.jsonl is rotated to decisions.jsonl.1 once it reaches this size
 DECISIONS_MAX_BYTES = 64 << 20
-STATUS_SCHEMA_VERSION = 1
-COUNTERS = ("events", "conversions", "conversion_errors", "decisions", "handler_errors", "reconciles")
 
 
 class StatusBook:
@@ -81,7 +80,7 @@ class StatusBook:
             self._touch()
 
     def update_entry(self, section: str, name: str, /, **fields: Any) -> None:
-        """Merge `fields` into `section[name]` ("runs", "jobs", "rigs")."""
+        """Merge `fields` into `section[name]` ("runs", "jobs", "rejected", "rigs")."""
         with self._cond:
             self._doc[section].setdefault(name, {}).update(fields)
             self._touch()
@@ -221,8 +220,3 @@ class DecisionLog:
         except FileNotFoundError:
             return
         fsync_dir(self.path.parent)
-
-
-def read_status(state_dir: Path) -> dict[str, Any]:
-    """The status document as last published (raises OSError / ValueError as they come)."""
-    return orjson.loads((state_dir / STATUS_NAME).read_bytes())
