@@ -32,6 +32,7 @@ from typing import Any
 
 import orjson
 
+from winopt.daemon.handler import SYNC_KIND, Quiet
 from winopt.contracts.state_dir import SPOOL_DIR, SYNC_PREFIX, SYNC_SUFFIX, is_request
 from winopt.daemon.status import StatusBook
 from winopt.contracts.errors import UserError
@@ -92,12 +93,14 @@ def retry_policy(settings: Any) -> RetryPolicy:
                        jitter=settings.retry_jitter, config_tries=settings.config_tries)
 
 
-class RigDistribution:
+class RigDistribution(Quiet):
     """Runs' NPZ files to the rigs, the `rigs` status section, and sync requests.
 
     Its handler parts for the daemon: `route` (a changed file -> REQUESTS for a sync
     request), `work` (take the requests), `dirs` (the spool), `targets` (a reconcile also
     forgets runs the daemon no longer has)."""
+
+    kind = SYNC_KIND
 
     def __init__(self, book: StatusBook, state_dir: Path, rigs: Mapping[str, Rig], settings: Any) -> None:
         self._book = book
@@ -160,7 +163,7 @@ class RigDistribution:
             return REQUESTS
         return None
 
-    def dirs(self) -> list[Path]:
+    def watched_dirs(self) -> list[Path]:
         return [self._spool]
 
     def targets(self) -> list[str]:

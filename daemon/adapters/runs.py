@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from winopt.daemon.handler import RUN_KIND, Quiet
 from winopt.contracts.npz_meta import npz_meta_path, read_npz_meta
 from winopt.contracts.snapshot import SnapshotError, SnapshotView, view
 from winopt.contracts.publish import sweep_temps
@@ -59,9 +60,12 @@ class _Seen:
     decision: tuple[str, str] | None = None  # (action, reasoning) last recorded
 
 
-class WatchedRuns:
+class WatchedRuns(Quiet):
     """Processes watched run directories; thread-safe across runs, one worker per run
-    at a time (the coalescing queue guarantees that)."""
+    at a time (the coalescing queue guarantees that). The daemon's "run" `Handler`:
+    a target is a run directory."""
+
+    kind = RUN_KIND
 
     def __init__(
         self,
@@ -159,6 +163,28 @@ class WatchedRuns:
         """The runs that want an inotify watch (the config's, and running jobs)."""
         with self._lock:
             return [d for d in self._names if self._attrs[d]["watch"]]
+
+    # ------------------------------------------------------------ the daemon's Handler
+    def watched_dirs(self) -> list[Path]:
+        return self.watch_dirs()
+
+    def targets(self) -> list[Path]:
+        return self.dirs()
+
+    def due(self) -> list[Path]:
+        """Every run: a decision changes with time alone (a run stalls)."""
+        return self.dirs()
+
+    def route(self, path: Path) -> Path | None:
+        return self.run_for(path)
+
+    def work(self, run_dir: Path, reasons: frozenset[str]) -> None:
+        self.process(run_dir, reasons)
+
+    def failed(self, run_dir: Path, exc: BaseException) -> None:
+        """The run's status entry says its handler failed."""
+        name = self.name_for(run_dir) or str(run_dir)
+        self._book.update_run(name, state="error", error=f"handler failed: {type(exc).__name__}: {exc}")
 
     def rigs_for(self, run_dir: Path) -> tuple[str, ...] | None:
         """The rigs a run's NPZ goes to (None: every configured rig)."""

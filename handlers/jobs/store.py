@@ -8,7 +8,7 @@ directory listing and every job file is in exactly one place at every instant:
     spool/NAME.sync          a resync request (`winopt sync`): not ours, the distribution
                              handler consumes it; the spool leaves it alone
     spool/NAME.clean         a clean-up request (`winopt clean`): not ours either
-                             (daemon/cleaning.py)
+                             (daemon/adapters/clean.py)
     accepting/ID@NAME        a file being accepted as job ID (moved there by one rename)
     rejected/NAME            a refused file, beside NAME.error saying why
     jobs/ID/                 an accepted job: job.toml|json (the bytes accepted), draws.json

@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from winopt.daemon.handler import CLEAN_KIND, Quiet
 from winopt.contracts.publish import unlink_at
 from winopt.contracts.state_dir import CLEAN_SUFFIX, is_request
 from winopt.daemon.adapters.jobs import SpoolJobs
@@ -57,8 +58,10 @@ def request_name(token: str) -> str:
     return f"clean-{token}{CLEAN_SUFFIX}"
 
 
-class Cleaner:
+class Cleaner(Quiet):
     """The "clean" handler: requests in the spool, and the keep policy at reconciles."""
+
+    kind = CLEAN_KIND
 
     def __init__(self, state_dir: Path, jobs: SpoolJobs, book: StatusBook, keep: float | None) -> None:
         self.state_dir = state_dir
@@ -75,7 +78,7 @@ class Cleaner:
             return CLEAN_TARGET
         return None
 
-    def dirs(self) -> list[Path]:
+    def watched_dirs(self) -> list[Path]:
         return [self.spool]
 
     def targets(self) -> list[str]:
