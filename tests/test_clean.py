@@ -30,7 +30,7 @@ from test_spool_dropbox import Head, head  # noqa: F401 - fixture: a state dir a
 from winopt.daemon.config import ConfigError, parse_config
 from winopt.contracts.state_dir import LOG_NAME
 from winopt.handlers.jobs.refs import short_id
-from winopt.handlers.jobs.store import Spool
+from winopt.handlers.jobs.spool import Spool
 
 OLD = (datetime.now().astimezone() - timedelta(days=40)).isoformat(timespec="seconds")
 

@@ -607,13 +607,13 @@ class InProcess:
 
     def end(self, state: str, why: str) -> None:
         """The job ends on disk, then its runner event arrives."""
-        from winopt.handlers.jobs.store import JobEvent
+        from winopt.handlers.jobs.spool import JobEvent
 
         self.jobs.spool.store.transition(self.record.id, state, why)
         self.jobs._on_event(JobEvent(state, self.record.id, why))
 
     def late_start(self) -> None:
-        from winopt.handlers.jobs.store import JobEvent
+        from winopt.handlers.jobs.spool import JobEvent
 
         self.jobs._on_event(JobEvent("started", self.record.id, "attempt 1, pid 123"))
 

@@ -38,7 +38,9 @@ from winopt.contracts.schemas import NPZ_NAME, SURVIVORS_NAME
 from winopt.contracts.beneath import UnsafeFile, open_beneath
 from winopt.handlers.jobs.jobfile import JobError, validate_job
 from winopt.handlers.jobs.runner import runs_job, terminate
-from winopt.handlers.jobs.store import JobStore, Spool, new_job_id
+from winopt.handlers.jobs.store import JobStore
+from winopt.handlers.jobs.spool import Spool
+from winopt.handlers.jobs.ids import new_job_id
 
 #: a real optimizer run that costs well under a second of CPU per job
 FAST = {"mod": MOD, "seed_count": 300, "strategy": "random", "window_size": [2, 5], "offset": [0, 30],

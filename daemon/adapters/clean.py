@@ -43,9 +43,10 @@ from winopt.handlers.jobs.cleanup import (
     remove_decision_log,
     remove_refused,
 )
-from winopt.handlers.jobs.store import JobStore, is_job_id, printable
+from winopt.handlers.jobs.store import JobStore
+from winopt.handlers.jobs.ids import is_job_id, printable
 from winopt.contracts.state_dir import REJECTED_DIR, SPOOL_DIR
-from winopt.handlers.jobs.store import _untrusted as untrusted  # the job file's rule: nobody else could write it
+from winopt.handlers.jobs.spool import _untrusted as untrusted
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,8 @@ from winopt.daemon.config import DaemonConfig
 from winopt.daemon.status import StatusBook
 from winopt.handlers.jobs.cleanup import remove_job_dir
 from winopt.handlers.jobs.runner import JobRunner
-from winopt.handlers.jobs.store import TERMINAL, JobEvent, JobRecord, Spool, cancel_requester
+from winopt.handlers.jobs.store import TERMINAL, JobRecord, cancel_requester
+from winopt.handlers.jobs.spool import JobEvent, Spool
 
 log = logging.getLogger(__name__)
 

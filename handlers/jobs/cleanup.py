@@ -26,7 +26,8 @@ from typing import Any
 
 from winopt.contracts.publish import fsync_dir
 from winopt.contracts.beneath import owner_of
-from winopt.handlers.jobs.store import JobRecord, JobStore, is_job_id
+from winopt.handlers.jobs.store import JobRecord, JobStore
+from winopt.handlers.jobs.ids import is_job_id
 
 #: decisions.jsonl rotated away (daemon/status.py `DecisionLog`)
 from winopt.contracts.state_dir import ERROR_SUFFIX, JOBS_DIR, REJECTED_DIR

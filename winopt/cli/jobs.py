@@ -26,7 +26,8 @@ from winopt.contracts.access import denied
 from winopt.contracts.errors import UserError
 from winopt.handlers.jobs.cleanup import Rights, ended_at, refused_at, refused_names, state_owner
 from winopt.handlers.jobs.refs import short_id
-from winopt.handlers.jobs.store import JobRecord, JobStore, Spool
+from winopt.handlers.jobs.store import JobRecord, JobStore
+from winopt.handlers.jobs.spool import Spool
 from winopt.contracts.state_dir import JOBS_DIR, REJECTED_DIR
 from winopt.contracts.safe_text import safe_text
 from winopt.cli.table import ago, fit_table, terminal_width, wrap_all

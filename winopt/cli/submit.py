@@ -30,7 +30,7 @@ from winopt.contracts.publish import dump_json, publish_bytes
 from winopt.contracts.errors import UserError
 from winopt.handlers.jobs.draws import DEFAULT_MAX_DRAWS_BYTES, read_draws
 from winopt.handlers.jobs.jobfile import check_name, parse_job_bytes, validate_job
-from winopt.handlers.jobs.store import id_name, new_job_id
+from winopt.handlers.jobs.ids import id_name, new_job_id
 
 #: the daemon (group winopt) reads it; nobody else may change it (the daemon refuses a
 from winopt.contracts.state_dir import SPOOL_DIR
