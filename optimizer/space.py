@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
-
-import optuna
-from optuna.trial import FrozenTrial, Trial
+from typing import TYPE_CHECKING, Any
 
 from winopt.contracts.errors import UserError
 from winopt.contracts.schemas import TIME_OF_DAY
+
+if TYPE_CHECKING:  # annotations only: job checks (`winopt submit`) need no Optuna
+    import optuna
+    from optuna.trial import FrozenTrial, Trial
 
 #: SPEC §2 defaults of the existing pipeline. skip_max's lower end is raised per trial to
 #: the skip_min drawn, as `max(skip_min, 10)`.

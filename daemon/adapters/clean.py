@@ -39,6 +39,7 @@ from winopt.handlers.jobs.cleanup import (
     duration_text,
     first,
     job_problem,
+    plan_older_than,
     refused_problem,
     remove_decision_log,
     remove_refused,
@@ -178,8 +179,6 @@ class Cleaner(Quiet):
 
     def apply_keep(self) -> None:
         """`[jobs] keep`: whatever is older goes, with the daemon's own rights."""
-        from winopt.handlers.jobs.cleanup import plan_older_than
-
         assert self.keep is not None
         rights = Rights(os.geteuid(), os.geteuid())
         plan = plan_older_than(self.state_dir, rights, self.keep)

@@ -20,6 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from winopt.handlers.convert.to_npz import DEFAULT_MAX_SURVIVORS_BYTES, SurvivorsInFlux, convert
+from winopt.handlers.evaluate.rules import DAEMON_RESUMER, RESUMER, decide, decision_for_bad_survivors, evaluate
 from winopt.daemon.handler import RUN_KIND, Quiet
 from winopt.contracts.npz_meta import npz_meta_path, read_npz_meta
 from winopt.contracts.snapshot import SnapshotError, SnapshotView, view
@@ -257,8 +259,6 @@ class WatchedRuns(Quiet):
         survivors = run_dir / SURVIVORS_NAME
         if not survivors.exists():
             return None
-        from winopt.handlers.convert.to_npz import DEFAULT_MAX_SURVIVORS_BYTES, SurvivorsInFlux, convert
-
         expected = (snapshot or {}).get("survivors_sha256") or None
         fields = {**self._log_fields(name, run_dir), "PATH": str(survivors)}
         limit = self._max_bytes() if self._max_bytes is not None else DEFAULT_MAX_SURVIVORS_BYTES
@@ -296,13 +296,6 @@ class WatchedRuns(Quiet):
         survivors file that does not convert escalates. A spool job gets none while queued
         or once cancelled (there is nothing for the watcher to judge), and the daemon is
         who resumes one that was stopped."""
-        from winopt.handlers.evaluate.rules import (
-            DAEMON_RESUMER,
-            RESUMER,
-            decide,
-            decision_for_bad_survivors,
-            evaluate,
-        )
 
         if job_state in UNJUDGED_JOB_STATES:
             return None

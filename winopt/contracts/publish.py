@@ -9,6 +9,7 @@ start with '.' and end with '.tmp', which every watcher and the spool ignore.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import secrets
@@ -190,8 +191,6 @@ def publish_json(target: str | os.PathLike[str], obj: Any, mode: int = 0o666) ->
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file's bytes: the identity of a survivors file or NPZ (SPEC §3)."""
-    import hashlib
-
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
