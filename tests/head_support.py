@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from daemon_support import DaemonProcess
+from daemon_support import DaemonProcess, stop_all
 from jobs_support import toml_job
 from members_support import Member, Members, install_layout
 from optimize_support import MOD, write_history
@@ -73,12 +72,7 @@ class Head:
         return ((d.status().get("jobs") or {}).get(job_id) or {}).get("state")
 
     def close(self) -> None:
-        for d in self.daemons:
-            if d.alive():
-                try:
-                    d.stop(timeout=60)
-                except subprocess.TimeoutExpired:
-                    d.kill()
+        stop_all(self.daemons)
         jobs = self.state / "jobs"
         pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
         terminate([p for p in pids for j in (jobs.iterdir() if jobs.is_dir() else ()) if runs_job(p, j)], 10)

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from daemon_support import REPO, DaemonProcess, poll
+from daemon_support import REPO, DaemonProcess, poll, stop_all
 from jobs_support import toml_job
 from optimize_support import MOD, write_history
 from winopt.contracts.status import unknown_keys
@@ -144,12 +144,7 @@ class Site:
     def close(self) -> None:
         """Stop every daemon (SIGTERM stops its children), then any optimizer a killed
         daemon left: no test leaves a process behind."""
-        for d in self.daemons:
-            if d.alive():
-                try:
-                    d.stop(timeout=60)
-                except subprocess.TimeoutExpired:
-                    d.kill()
+        stop_all(self.daemons)
         terminate([pid for pids in self.optimizers().values() for pid in pids], 10)
 
 
