@@ -36,12 +36,8 @@ from winopt.contracts.schemas import (
 )
 from winopt.optimizer.draws import SESSIONS
 from winopt.optimizer.sieve.core import SieveResult
-from winopt.optimizer.study import (
-    COUNTED_STATES,
-    RunSettings,
-    StudyProgress,
-    trial_summary,
-)
+from winopt.optimizer.study import COUNTED_STATES, RunSettings, StudyProgress
+from winopt.optimizer.objective import trial_summary
 from winopt.optimizer.survivors import survivor_records
 
 log = logging.getLogger(__name__)

@@ -45,8 +45,6 @@ from winopt.optimizer.study import (
     COUNTED_STATES,
     STARTED_ATTR,
     RunSettings,
-    SieveObjective,
-    StopRequested,
     check_settings,
     default_storage_url,
     default_study_name,
@@ -55,6 +53,7 @@ from winopt.optimizer.study import (
     open_study,
     scan_progress,
 )
+from winopt.optimizer.objective import SieveObjective, StopRequested
 from winopt.optimizer.space import DEFAULT_BOUNDS, SearchSpace, check_time_of_day_choices, parse_bounds, parse_time_of_day
 
 log = logging.getLogger("winopt.optimize")
