@@ -15,15 +15,8 @@ from typing import Any
 import msgspec
 
 from winopt.contracts.bounded_read import load_toml
-from winopt.contracts.daemon_config import (
-    DEFAULT_STATE_DIR,
-    LOG_LEVELS,
-    ConvertConfig,
-    DaemonFile,
-    DistributionConfig,
-    JobsConfig,
-    parse_file,
-)
+from winopt.contracts.daemon_config import (DEFAULT_STATE_DIR, LOG_LEVELS, ConvertConfig, DaemonFile,
+                                            DistributionConfig, JobsConfig, parse_file)
 from winopt.contracts.errors import UserError
 from winopt.contracts.strict import SchemaError, shown
 

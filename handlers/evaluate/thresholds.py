@@ -1,10 +1,7 @@
-"""The numbers of the SPEC §4 decision rules (`rules.py`): their names, defaults, limits and
-help, for `winopt evaluate`'s flags and the daemon config's `[decisions]` alike.
-
-The limits are msgspec constraints on the fields; a value from a config table or a flag is
-checked one by one (`check_field`, so that an error names the threshold), the order of the
-proceed tiers on the whole table (a consistent table may move every tier).
-"""
+"""The numbers of the SPEC §4 decision rules (`rules.py`): names, defaults, limits (msgspec
+constraints) and help, for `winopt evaluate`'s flags and the daemon's `[decisions]` alike.
+Values are checked one by one (an error names the threshold), the proceed tiers' order on
+the whole table (a consistent table may move every tier)."""
 
 from __future__ import annotations
 
@@ -17,7 +14,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from winopt.contracts.errors import UserError, in_file
-from winopt.contracts.strict import FLOAT_MAX, SchemaError, convert, parse_duration
+from winopt.contracts.strict import FLOAT_MAX, convert, parse_duration
 
 Count = Annotated[int, Meta(ge=0)]
 Confidence = Annotated[float, Meta(ge=0, le=1)]
@@ -94,10 +91,8 @@ class Thresholds(Struct, frozen=True, kw_only=True):
             elif isinstance(value, float) and value.is_integer() and get_args(kinds[name])[0] is int:
                 value = int(value)  # a count written 2000.0
             return convert(value, kinds[name], phrases=PHRASES)
-        except SchemaError as exc:
-            raise UserError(f"threshold {name}: {exc.problem}") from None
-        except UserError as exc:
-            raise UserError(f"threshold {name}: {exc}") from None
+        except UserError as exc:  # a SchemaError's key is the whole value: its problem is all
+            raise UserError(f"threshold {name}: {getattr(exc, 'problem', exc)}") from None
 
     def to_dict(self) -> dict[str, float]:
         return msgspec.structs.asdict(self)

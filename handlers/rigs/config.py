@@ -42,28 +42,18 @@ class RigTable(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A `[rigs.NAME]` table as written (etc/daemon.toml documents each key); `rig_from_dict`
     checks what types and ranges cannot say."""
 
-    #: local directory or [user@]host:/path/ (required)
-    target: str
-    #: 'per-run' (TARGET/<run>/, default) or 'flat' (TARGET itself, one run)
-    layout: Literal["per-run", "flat"] = "per-run"
-    #: for layout 'flat': the one run whose files land in TARGET
+    target: str  # a local directory or [user@]host:/path/
+    layout: Literal["per-run", "flat"] = "per-run"  # TARGET/<run>/, or TARGET itself for the one `run`
     run: str | None = None
-    #: ssh port (default: ssh's own)
-    port: Annotated[int, Meta(ge=1, le=65535)] | None = None
-    #: ssh private key; known_hosts file used to verify the rig's host key
-    identity_file: Any = None
+    port: Annotated[int, Meta(ge=1, le=65535)] | None = None  # None: ssh's own
+    identity_file: Any = None  # files, resolved and checked by rig_from_dict
     known_hosts: Any = None
-    #: rsync --bwlimit: KiB/s as a number, or with a unit such as '20M'
-    bwlimit: Any = None
-    #: seconds to wait for the ssh connection
-    connect_timeout: Annotated[int, Meta(ge=1, le=600)] = 10
-    #: rsync --timeout: seconds without data before giving up
-    io_timeout: Annotated[int, Meta(ge=1, le=86400)] = 60
-    #: wall-clock seconds one rsync may run before it is killed
-    transfer_timeout: Annotated[float, Meta(ge=1, le=7 * 86400)] = 900.0
+    bwlimit: Any = None  # rsync --bwlimit: KiB/s, or with a unit such as '20M'
+    connect_timeout: Annotated[int, Meta(ge=1, le=600)] = 10  # seconds for the ssh connection
+    io_timeout: Annotated[int, Meta(ge=1, le=86400)] = 60  # rsync --timeout: seconds without data
+    transfer_timeout: Annotated[float, Meta(ge=1, le=7 * 86400)] = 900.0  # wall-clock seconds of one rsync
 
 
-#: the keys a rig table may have
 KEYS = RigTable.__struct_fields__
 
 

@@ -1,14 +1,10 @@
-"""The daemon's config file (/etc/winopt/daemon.toml, etc/daemon.toml documents it) as
-msgspec Structs: every key, its type, its limits and its default, in one place.
-
-Strict (`forbid_unknown_fields`) because a daemon that silently ignores a misspelt key
-(`debounse = 5`) runs for months with a setting nobody chose. `[decisions]` and
-`[rigs.NAME]` are tables here: their keys belong to the decision rules and to the rigs
-(`handlers.evaluate.thresholds`, `handlers.rigs.config`), which check them one by one so
-that an error names the threshold or the rig. `winopt.daemon.config` reads the file, adds
-what needs more than one key, and applies the command-line flags.
+"""The daemon's config file (/etc/winopt/daemon.toml, documented in etc/daemon.toml) as
+msgspec Structs: every key, its type, limits and default, in one place. Strict, because a
+daemon that ignores a misspelt key (`debounse = 5`) runs for months with a setting nobody
+chose. `[decisions]` and `[rigs.NAME]` stay tables here: their keys belong to the decision
+rules and to the rigs, which check them one by one so that an error names the threshold or
+the rig; `winopt.daemon.config` does that, the checks across keys, and the flags.
 """
-
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,15 +1,12 @@
 """Config tables checked by msgspec, its errors put in winopt's words: one line per problem.
 
-A schema is a `msgspec.Struct(forbid_unknown_fields=True)` whose limits are `msgspec.Meta`
-constraints; `convert` checks a parsed TOML table against it. msgspec's error is right but
-terse (``Expected `int` >= 1 - at `$.jobs.max_parallel_jobs` ``): a person editing the file
-wants the key as written there, the value it had and both limits. So `convert` takes the
-key from the error's path, the value from the table and the limits from the Struct's own
-type (`msgspec.inspect`), and words them with PHRASES; a schema may keep its historic
-wording by passing its own. A `Meta(description=...)` names what a value must be ("a list
-of absolute paths"); a `dec_hook`'s ValueError or TypeError is its own message.
+A schema is a `msgspec.Struct(forbid_unknown_fields=True)` with `msgspec.Meta` limits. Its
+error is right but terse (``Expected `int` >= 1 - at `$.jobs.max_parallel_jobs` ``); a
+person editing the file wants the key as written there, the value it had and both limits.
+`convert` finds the key in the error's path, the value in the table, the limits in the
+Struct's type (`msgspec.inspect`), and words them with PHRASES (or a schema's own); a
+`Meta(description=...)` says what a value must be, a `dec_hook`'s error is its own words.
 """
-
 from __future__ import annotations
 
 import re
@@ -55,13 +52,8 @@ class SchemaError(UserError):
         self.key, self.problem = key, problem
 
 
-def convert(
-    raw: Any,
-    schema: Any,
-    *,
-    phrases: Mapping[str, str] = PHRASES,
-    dec_hook: Callable[[type, Any], Any] | None = None,
-) -> Any:
+def convert(raw: Any, schema: Any, *, phrases: Mapping[str, str] = PHRASES,
+            dec_hook: Callable[[type, Any], Any] | None = None) -> Any:
     """`raw` as `schema` (a Struct or any msgspec type), or SchemaError naming the key."""
     try:
         return msgspec.convert(raw, schema, dec_hook=dec_hook)
@@ -77,38 +69,36 @@ def shown(value: Any) -> str:
     return f"{kind} {value!r}" if kind else repr(value)
 
 
-def _explain(text: str, path: list[str | int], raw: Any, info: Any, phrases: Mapping[str, str]) -> tuple[str, str]:
+def _explain(text: str, path: list[str | int], raw: Any, node: Any, phrases: Mapping[str, str]) -> tuple[str, str]:
     """(key, problem) for msgspec's `text` about the value at `path`."""
-    field = re.fullmatch(r"Object (contains unknown|missing required) field `(.*)`", text)
-    node, value, what = info, raw, None
+    value, what = raw, None
     for step in path:
-        node, what = _unwrap(node)
-        node, value = _step(node, step), _item(value, step)
+        node = _step(node, step)
+        try:
+            value = value[step]
+        except (KeyError, IndexError, TypeError):
+            value = None
     key = "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in path).lstrip(".")
-    if field:
+    if field := re.fullmatch(r"Object (contains unknown|missing required) field `(.*)`", text):
         key = f"{key}.{field[2]}".lstrip(".")
-        if field[1] == "missing required":
-            return key, phrases["missing"].format(key=key)
         known = ", ".join(f.encode_name for f in _unwrap(node)[0].fields)
-        return key, phrases["unknown"].format(key=key, known=known)
+        return key, phrases["unknown" if field[1] == "contains unknown" else "missing"].format(key=key, known=known)
     node, what = _unwrap(node)
     members = [_unwrap(t) for t in (node.types if isinstance(node, mi.UnionType) else (node,))]
     what = what or next((w for _, w in members if w), None)  # `Paths | None`: the paths' words
-    members = [m for m, _ in members if not isinstance(m, mi.NoneType)]
     words = dict(key=key, value=value, shown=shown(value), what=what)
-    number = isinstance(value, int | float) and not isinstance(value, bool)
     if what is not None:
         return key, phrases["described"].format(**words)
-    for m in members:
-        if isinstance(m, mi.IntType | mi.FloatType) and number and (isinstance(value, int) or isinstance(m, mi.FloatType)):
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    for m, _ in members:
+        if number and (isinstance(m, mi.FloatType) or isinstance(m, mi.IntType) and isinstance(value, int)):
             return key, _limits(m, value, words, phrases)
     for kind, name in ((mi.IntType, "integer"), (mi.FloatType, "number"), (mi.LiteralType, "one of"),
                        (mi.ListType | mi.VarTupleType, "list"), (mi.StructType | mi.DictType, "table"),
                        (mi.StrType, "string")):  # fmt: skip
-        for m in members:
+        for m, _ in members:
             if isinstance(m, kind):
-                choices = ", ".join(map(str, getattr(m, "values", ())))
-                return key, phrases[name].format(choices=choices, **words)
+                return key, phrases[name].format(choices=", ".join(map(str, getattr(m, "values", ()))), **words)
     return key, text  # a dec_hook's own message, or one msgspec words well enough
 
 
@@ -116,16 +106,11 @@ def _limits(m: mi.IntType | mi.FloatType, value: float, words: dict[str, Any], p
     """The bound `value` breaks, worded with both limits when there are two."""
     if value != value or abs(value) == float("inf"):
         return phrases["finite"].format(**words)
-    low, high = (m.gt if m.gt is not None else m.ge), m.le
-    high = None if high == FLOAT_MAX else high
-    fmt = lambda x: f"{x:g}" if isinstance(x, float) else str(x)  # noqa: E731
-    words.update(low=fmt(low), high=fmt(high),
-                 interval=f"{'(' if m.gt is not None else '['}{fmt(low)}, {fmt(high)}]")  # fmt: skip
-    if high is not None and low is not None:
-        return phrases["range"].format(**words)
-    if high is None and low is None:
-        return phrases["integer" if isinstance(m, mi.IntType) else "number"].format(**words)
-    return phrases["above" if m.gt is not None else "at least"].format(**words)
+    low, high = (m.gt if m.gt is not None else m.ge), (None if m.le == FLOAT_MAX else m.le)
+    low, high = (f"{x:g}" if isinstance(x, float) else str(x) for x in (low, high))
+    words.update(low=low, high=high, interval=f"{'(' if m.gt is not None else '['}{low}, {high}]")
+    bound = "range" if m.le not in (None, FLOAT_MAX) else "above" if m.gt is not None else "at least"
+    return phrases[bound].format(**words)
 
 
 def _unwrap(node: Any) -> tuple[Any, str | None]:
@@ -139,6 +124,7 @@ def _unwrap(node: Any) -> tuple[Any, str | None]:
 
 def _step(node: Any, step: str | int) -> Any:
     """The type one path step below `node` (through a union: its member that has it)."""
+    node = _unwrap(node)[0]
     for member in node.types if isinstance(node, mi.UnionType) else (node,):
         member = _unwrap(member)[0]
         if isinstance(step, str) and isinstance(member, mi.StructType):
@@ -146,13 +132,6 @@ def _step(node: Any, step: str | int) -> Any:
         if isinstance(step, int) and isinstance(member, mi.ListType | mi.VarTupleType):
             return member.item_type
     return mi.AnyType()
-
-
-def _item(value: Any, step: str | int) -> Any:
-    try:
-        return value[step]
-    except (KeyError, IndexError, TypeError):
-        return None
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
