@@ -64,14 +64,14 @@ def convert(raw: Any, schema: Any, *, phrases: Mapping[str, str] = PHRASES,
 
 
 def shown(value: Any) -> str:
-    """A TOML value with its kind: `string '4'`, `boolean true`, `array [1]`, or `2.5`."""
+    """A TOML value with its kind: `string '4'`, `boolean True`, `array [1]`, or `2.5`."""
     kind = {bool: "boolean", str: "string", list: "array", dict: "table"}.get(type(value))
     return f"{kind} {value!r}" if kind else repr(value)
 
 
 def _explain(text: str, path: list[str | int], raw: Any, node: Any, phrases: Mapping[str, str]) -> tuple[str, str]:
     """(key, problem) for msgspec's `text` about the value at `path`."""
-    value, what = raw, None
+    value = raw
     for step in path:
         node = _step(node, step)
         try:
