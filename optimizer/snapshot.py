@@ -25,6 +25,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from winopt.contracts.clock import now_iso
 from winopt.contracts.publish import dump_json, publish_in_order, publish_json
 from winopt.contracts.schemas import (
     CONFIG_FIELDS,
@@ -39,7 +40,6 @@ from winopt.optimizer.study import (
     COUNTED_STATES,
     RunSettings,
     StudyProgress,
-    now_iso,
     trial_summary,
 )
 from winopt.optimizer.survivors import survivor_records
@@ -161,7 +161,7 @@ class SnapshotWriter:
         """The run's last snapshot: complete, interrupted or failed."""
         self.status = status
         self.error = error
-        self.completed_at = now_iso() if status == "complete" else None
+        self.completed_at = now_iso(precision="milliseconds") if status == "complete" else None
         return self.write()
 
     def write(self) -> bool:
@@ -203,7 +203,7 @@ class SnapshotWriter:
             "study_name": self.study_name,
             "started_at": self.started_at,
             "completed_at": self.completed_at,
-            "last_updated": now_iso(),
+            "last_updated": now_iso(precision="milliseconds"),
             "completed_trials": self.counted,
             "total_trials": self.total_trials,
             "last_trial_number": self.last[0] if self.last else None,

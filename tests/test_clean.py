@@ -28,7 +28,7 @@ from jobs_support import toml_job, write_plain_history
 from members_support import Member, members  # noqa: F401 - fixture
 from test_spool_dropbox import Head, head  # noqa: F401 - fixture: a state dir as tmpfiles.d makes it, and members
 from winopt.daemon.config import ConfigError, parse_config
-from winopt.daemon.logfile import LOG_NAME
+from winopt.contracts.state_dir import LOG_NAME
 from winopt.handlers.jobs.refs import short_id
 from winopt.handlers.jobs.store import Spool
 

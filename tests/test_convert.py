@@ -28,9 +28,9 @@ from winopt.contracts.schemas import (
     PRNG_CODES,
     PRNG_TYPE_CODES,
     SKIP_MODES,
-    SURVIVOR_FIELDS,
     SURVIVORS_NAME,
 )
+from winopt.contracts.survivors import SURVIVOR_FIELDS, Survivor
 from winopt.contracts.errors import UserError
 from winopt.handlers.convert import to_npz as convert_module
 from winopt.handlers.convert.to_npz import SurvivorsInFlux, convert, is_stale
@@ -538,7 +538,7 @@ def one_trial_rows(n: int = 50, **over: object) -> list[dict]:
 def general_arrays(path: Path) -> dict[str, np.ndarray]:
     """The arrays the general decoder gives (the fast path switched off)."""
     data = path.read_bytes()
-    rows = msgspec.json.Decoder(list[convert_module._Survivor]).decode(data)
+    rows = msgspec.json.Decoder(list[Survivor]).decode(data)
     arrays, warnings = convert_module.survivor_arrays(path, convert_module._Survivors(rows, {}))
     assert warnings == []
     return arrays

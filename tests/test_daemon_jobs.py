@@ -23,6 +23,7 @@ import pytest
 from daemon_support import REPO, DaemonProcess, poll
 from jobs_support import toml_job
 from optimize_support import MOD, write_history
+from winopt.contracts.status import unknown_keys
 from winopt.contracts.publish import sha256_file
 from winopt.contracts.schemas import NPZ_NAME
 from winopt.handlers.jobs.jobfile import MAX_JOB_BYTES
@@ -291,6 +292,8 @@ def drop_at_once(site: Site, d: DaemonProcess, valid: int, invalid: int, paralle
     for job_id in jobs:
         assert any(line.startswith(job_id) and " complete " in line for line in shown.stdout.splitlines()), shown.stdout
     assert f"{invalid} rejected" in shown.stdout
+    # every key the daemon wrote (daemon, runs, jobs, rejected, rigs) is in status.json's schema
+    assert unknown_keys(d.status()) == []
 
 
 def test_files_dropped_at_once_each_valid_job_completes_once_each_bad_one_is_rejected(site: Site) -> None:

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from polling import poll
-from winopt.daemon.status import DecisionLog, StatusBook, read_status
+from winopt.daemon.status import DecisionLog, StatusBook
+from winopt.contracts.status import read_status
 from winopt.cli.status import render
 
 

@@ -19,12 +19,11 @@ from winopt.optimizer.snapshot import NO_TRIALS_NOTE, SnapshotWriter
 from winopt.optimizer.study import (
     SIEVE_ATTR,
     RunSettings,
-    SearchSpace,
     SieveObjective,
     open_study,
-    parse_bounds,
     scan_progress,
 )
+from winopt.optimizer.space import SearchSpace, parse_bounds
 
 from optimize_support import MOD, read_config, reference_survivors, write_history
 

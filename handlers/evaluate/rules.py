@@ -27,11 +27,8 @@ Rules, first match wins (every number is a `Thresholds` field, thresholds.py):
 expected_chance_bidirectional. A best of 0 is never "at chance": nothing was found, which
 the rules above already judge, and a warning would only blur that.
 
-The best count is read from `best_bidirectional_count`, else `best_value`, else the
-pre-winopt `bidirectional_count`; a complete file without any of them counts as 0. A winopt
-snapshot (it has `schema_version`) whose `best_trial_number` is null has no successful trial
-yet: its counts are 0 only because the old watcher needs integers, so its best is "none
-yet", as before those counts were written.
+The best count, and "none yet" before any successful trial, are the snapshot reader's
+(`winopt.contracts.snapshot`), shared with the daemon's status.
 Timestamps without an offset (what the pre-winopt writer produced) are local time.
 
 `winopt evaluate` exits 0 for every decision (a decision is not an error); with
@@ -44,12 +41,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from winopt.contracts.schemas import CONFIG_NAME, STATUSES, config_path, read_snapshot
+from winopt.contracts.schemas import CONFIG_NAME, config_path, read_snapshot
 from winopt.contracts.errors import UserError
+from winopt.contracts.snapshot import SnapshotError, SnapshotView, view
 from winopt.handlers.evaluate.thresholds import Thresholds
 
 ACTIONS = ("proceed", "wait", "retry", "escalate")
@@ -62,29 +59,7 @@ RESUMER = "running the same command again"
 #: ... for a spool job the daemon runs (it resumes them by itself)
 DAEMON_RESUMER = "the daemon"
 
-#: where the best count may be, newest schema first
-BEST_KEYS = ("best_bidirectional_count", "best_value", "bidirectional_count")
-
-
 # --- the decision ------------------------------------------------------------------------
-
-
-class _Malformed(Exception):
-    """A field the rules need has a value of the wrong type: escalate."""
-
-
-@dataclass(frozen=True)
-class _Snapshot:
-    """The fields of optimal_window_config.json that the rules use, leniently read."""
-
-    status: str
-    status_given: bool
-    completed: int | None
-    total: int | None
-    best: int | None
-    expected: float | None
-    last_updated: str | None
-    error: str | None
 
 
 def evaluate(
@@ -125,8 +100,8 @@ def decide(
     `resumer` says who resumes an interrupted run (the daemon, for its own jobs)."""
     now = _aware(now if now is not None else datetime.now(timezone.utc))
     try:
-        snap = _read_fields(raw)
-    except _Malformed as exc:
+        snap = view(raw)
+    except SnapshotError as exc:
         return _decision("escalate", 0.0, f"{path}: {exc}", path, now, rule="malformed")
     warnings: list[str] = []
     if not snap.status_given:
@@ -158,7 +133,7 @@ def decision_for_bad_survivors(
 
 
 def _apply_rules(
-    snap: _Snapshot, t: Thresholds, now: datetime, file_mtime: datetime | None, warnings: list[str],
+    snap: SnapshotView, t: Thresholds, now: datetime, file_mtime: datetime | None, warnings: list[str],
     resumer: str = "running the same command again",
 ) -> tuple[str, float, str, str]:
     """(action, confidence, reasoning, rule name) for a readable snapshot."""
@@ -177,7 +152,7 @@ def _apply_rules(
 
 
 def _in_progress(
-    snap: _Snapshot, t: Thresholds, now: datetime, file_mtime: datetime | None, warnings: list[str]
+    snap: SnapshotView, t: Thresholds, now: datetime, file_mtime: datetime | None, warnings: list[str]
 ) -> tuple[str, float, str, str]:
     """The in_progress rules: stalled, promising, poor past halfway, early."""
     updated = _updated_at(snap.last_updated, file_mtime, warnings)
@@ -228,7 +203,7 @@ def _in_progress(
     )
 
 
-def _complete(snap: _Snapshot, t: Thresholds, warnings: list[str]) -> tuple[str, float, str, str]:
+def _complete(snap: SnapshotView, t: Thresholds, warnings: list[str]) -> tuple[str, float, str, str]:
     """The complete tiers."""
     if snap.best is None:
         warnings.append("no best count in the file: counted as 0")
@@ -264,7 +239,7 @@ def _complete(snap: _Snapshot, t: Thresholds, warnings: list[str]) -> tuple[str,
     )
 
 
-def _significant(snap: _Snapshot, t: Thresholds) -> float | None:
+def _significant(snap: SnapshotView, t: Thresholds) -> float | None:
     """The Poisson tail of a best >= 1 when it is below `t.significance`, else None."""
     if snap.best is None or snap.best < 1 or snap.expected is None:
         return None
@@ -297,64 +272,6 @@ def _at_chance(best: int | None, expected: float | None, factor: float) -> bool:
     return best is not None and expected is not None and 1 <= best <= factor * expected
 
 
-def _read_fields(raw: Mapping[str, Any]) -> _Snapshot:
-    """The used fields, type-checked; a missing field is None (old files lack most)."""
-    status = raw.get("status")
-    if status is not None and status not in STATUSES:
-        raise _Malformed(f"unknown status {status!r} (known: {', '.join(STATUSES)})")
-    best_key = next((k for k in BEST_KEYS if raw.get(k) is not None), None)
-    if no_successful_trial(raw):
-        best_key = None
-    return _Snapshot(
-        status=status or "complete",
-        status_given=status is not None,
-        completed=_count(raw, "completed_trials"),
-        total=_count(raw, "total_trials"),
-        best=_count(raw, best_key) if best_key else None,
-        expected=_number(raw, "expected_chance_bidirectional"),
-        last_updated=_text(raw, "last_updated"),
-        error=_text(raw, "error"),
-    )
-
-
-def no_successful_trial(raw: Mapping[str, Any]) -> bool:
-    """A winopt snapshot written before any successful trial (its counts are 0, not a best).
-
-    Only winopt files carry `schema_version`; a pre-winopt file's null best_trial_number
-    (its incremental saves had one) says nothing about its `bidirectional_count`."""
-    return (raw.get("schema_version") is not None and "best_trial_number" in raw
-            and raw["best_trial_number"] is None)
-
-
-def _number(raw: Mapping[str, Any], key: str) -> float | None:
-    value = raw.get(key)
-    if value is None:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or value < 0
-        or not math.isfinite(value)
-    ):
-        raise _Malformed(f"{key} is {value!r}, expected a number >= 0")
-    return value
-
-
-def _count(raw: Mapping[str, Any], key: str) -> int | None:
-    """A whole count; Optuna's best_value is a float such as 1234.0, which is accepted."""
-    value = _number(raw, key)
-    if value is not None and float(value) != int(value):
-        raise _Malformed(f"{key} is {value!r}, expected a whole number")
-    return None if value is None else int(value)
-
-
-def _text(raw: Mapping[str, Any], key: str) -> str | None:
-    value = raw.get(key)
-    if value is not None and not isinstance(value, str):
-        raise _Malformed(f"{key} is {value!r}, expected a string")
-    return value
-
-
 def _updated_at(
     text: str | None, file_mtime: datetime | None, warnings: list[str]
 ) -> datetime | None:
@@ -374,12 +291,12 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.astimezone()
 
 
-def _trials(snap: _Snapshot) -> str:
+def _trials(snap: SnapshotView) -> str:
     done = "?" if snap.completed is None else snap.completed
     return f"{done}/{snap.total if snap.total is not None else '?'} trials"
 
 
-def _best(snap: _Snapshot) -> str:
+def _best(snap: SnapshotView) -> str:
     return "none yet" if snap.best is None else str(snap.best)
 
 
@@ -403,7 +320,7 @@ def _decision(
     *,
     rule: str,
     warnings: list[str] | None = None,
-    snap: _Snapshot | None = None,
+    snap: SnapshotView | None = None,
 ) -> dict[str, Any]:
     """The decision dict (SPEC §4): plain JSON types only."""
     return {

@@ -43,13 +43,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from winopt.optimizer.space import LIMITS, format_bounds, skips_that_cannot_hold
 from winopt.contracts.schemas import PRNG_CODES, TIME_OF_DAY
 from winopt.contracts.errors import UserError
+from winopt.contracts.state_dir import JOB_SUFFIXES
 from winopt.handlers.jobs.draws import DEFAULT_MAX_DRAWS_BYTES, history_length, read_draws
 from winopt.optimizer.sieve.generators import check_seed_range
 
 #: suffix -> parser name; anything else in the spool is not a job file
-JOB_SUFFIXES = (".toml", ".json")
 #: a job file larger than this is not a job (a mistaken copy of a draw history, say)
 MAX_JOB_BYTES = 64 * 1024
 STRATEGIES = ("bayesian", "random")
@@ -65,19 +66,10 @@ MAX_SEED_COUNT = SEED_LIMIT - 1
 #: (resolved draws path) -> the file's bytes; raises UserError naming the file
 DrawsReader = Callable[[Path], bytes]
 
-#: window parameter -> (type, lowest allowed, highest allowed)
-BOUNDS: dict[str, tuple[type, float, float]] = {
-    "window_size": (int, 1, 10_000),
-    "offset": (int, 0, 1_000_000),
-    "skip_min": (int, 0, 100_000),
-    "skip_max": (int, 0, 100_000),
-    "forward_threshold": (float, 0.0, 1.0),
-    "reverse_threshold": (float, 0.0, 1.0),
-}
 REQUIRED = ("draws", "trials")
 KEYS = (
     "draws", "trials", "prng", "seed_start", "seed_count", "strategy", "mod",
-    "time_of_day", *BOUNDS, "name", "rigs", "priority", "cores",
+    "time_of_day", *LIMITS, "name", "rigs", "priority", "cores",
 )
 #: the most cores a job may ask for (more than a machine has is capped at run time)
 MAX_CORES = 4096
@@ -230,7 +222,7 @@ def validate_job(
         if key not in raw:
             raise JobError(source, key, "missing (every job needs draws and trials)")
     values = _scalars(raw, source)
-    bounds = {k: _bound(k, raw[k], source) for k in BOUNDS if k in raw}
+    bounds = {k: _bound(k, raw[k], source) for k in LIMITS if k in raw}
     _cross_check_bounds(bounds, source)
     tod = _time_of_day(raw["time_of_day"], source) if "time_of_day" in raw else None
     rigs = _rigs(raw.get("rigs", []), source, known_rigs)
@@ -240,7 +232,7 @@ def validate_job(
     except UserError as exc:
         raise JobError(source, "draws", str(exc)) from None
     check_draws(data, draws, source, mod=values.get("mod") or 1000, time_of_day=tod,
-                min_window=bounds.get("window_size", (1, 1))[0])
+                min_window=bounds.get("window_size", (LIMITS["window_size"][1],))[0])
     return JobSpec(draws=str(draws), time_of_day=tod, bounds=bounds, rigs=rigs, **values)
 
 
@@ -311,7 +303,7 @@ def _bound(key: str, value: Any, source: str) -> tuple[Any, Any]:
 
 
 def _bound_value(key: str, value: Any, source: str) -> Any:
-    kind, lo, hi = BOUNDS[key]
+    kind, lo, hi = LIMITS[key]
     if kind is int:
         if type(value) is not int:
             raise JobError(source, key, f"must be an integer or [lo, hi], got {_kind(value)}")
@@ -328,9 +320,8 @@ def _bound_value(key: str, value: Any, source: str) -> Any:
 def _cross_check_bounds(bounds: Mapping[str, tuple[Any, Any]], source: str) -> None:
     """skip_max must be able to reach every skip_min (the optimizer draws skip_max >=
     skip_min), so the highest skip_max must be at least the highest skip_min."""
-    skip_min_hi = bounds.get("skip_min", (0, 10))[1]
-    skip_max_hi = bounds.get("skip_max", (10, 250))[1]
-    if skip_max_hi < skip_min_hi:
+    if skips := skips_that_cannot_hold(dict(bounds)):
+        skip_min_hi, skip_max_hi = skips
         key = "skip_max" if "skip_max" in bounds else "skip_min"
         raise JobError(source, key, f"highest skip_max {skip_max_hi} is below the highest "
                        f"skip_min {skip_min_hi}: that range cannot hold")
@@ -445,7 +436,7 @@ def optimize_argv(
         if value is not None:
             argv += [_option(key), str(value)]
     for key, (lo, hi) in spec.bounds.items():
-        argv += [_option(key), str(lo) if lo == hi else f"{lo}:{hi}"]
+        argv += [_option(key), format_bounds(lo, hi)]
     if spec.time_of_day:
         argv += ["--time-of-day", ",".join(spec.time_of_day)]
     return argv

@@ -8,7 +8,7 @@ directory listing and every job file is in exactly one place at every instant:
     spool/NAME.sync          a resync request (`winopt sync`): not ours, the distribution
                              handler consumes it; the spool leaves it alone
     spool/NAME.clean         a clean-up request (`winopt clean`): not ours either
-                             (daemon/cleaning.py)
+                             (daemon/adapters/clean.py)
     accepting/ID@NAME        a file being accepted as job ID (moved there by one rename)
     rejected/NAME            a refused file, beside NAME.error saying why
     jobs/ID/                 an accepted job: job.toml|json (the bytes accepted), draws.json
@@ -63,16 +63,25 @@ from typing import Any
 
 import orjson
 
+from winopt.contracts.procs import files_open_for_writing
+from winopt.contracts.clock import iso_from_timestamp
+from winopt.contracts.clock import now_iso
 from winopt.contracts import lock_for, publish_bytes, publish_json
-from winopt.contracts.publish import dump_json, fsync_dir
-from winopt.contracts.beneath import Owner, UnsafeFile, open_regular, owner_of, publish_at, read_regular
+from winopt.contracts.publish import dump_json, fsync_dir, move_at, publish_at, unlink_at
+from winopt.contracts.beneath import Owner, UnsafeFile, open_regular, owner_of, read_regular
 from winopt.handlers.jobs.draws import DEFAULT_MAX_DRAWS_BYTES, DRAWS_COPY, read_draws_beneath
-from winopt.handlers.jobs.jobfile import JOB_SUFFIXES, MAX_JOB_BYTES, JobError, JobSpec, parse_job_bytes, validate_job
-from winopt.handlers.jobs.spooldirs import (
+from winopt.handlers.jobs.jobfile import MAX_JOB_BYTES, JobError, JobSpec, parse_job_bytes, validate_job
+from winopt.contracts.state_dir import (
     ACCEPTING_DIR,
+    CANCEL_SUFFIX,
+    ERROR_SUFFIX,
+    JOB_SUFFIXES,
     JOBS_DIR,
     REJECTED_DIR,
     SPOOL_DIR,
+    is_job_candidate,
+)
+from winopt.handlers.jobs.spooldirs import (
     SpoolDirs,
     ensure_layout,
     exists_at,
@@ -83,15 +92,11 @@ from winopt.handlers.jobs.spooldirs import (
 log = logging.getLogger("winopt.jobs")
 
 STATE_FILE, PID_FILE, LOG_FILE = "state.json", "optimizer.pid", "optimizer.log"
-CANCEL_SUFFIX = ".cancel"
 CANCEL_REQUESTED = "cancel requested"
-ERROR_SUFFIX = ".error"
 #: refused files kept in rejected/ (the newest): only the daemon can remove them there
 REJECTED_KEPT = 500
 #: a job directory and the daemon's files in it: nobody else writes what a job runs on
 JOB_DIR_MODE, JOB_FILE_MODE = 0o755, 0o644
-#: requests that other daemon handlers take from the spool directory (never jobs)
-FOREIGN_SUFFIXES = (".sync", ".clean")
 STATE_SCHEMA_VERSION = 1
 JOB_STATES = ("queued", "running", "complete", "failed", "cancelled")
 TERMINAL = frozenset({"complete", "failed", "cancelled"})
@@ -136,10 +141,6 @@ def is_job_id(text: str) -> bool:
 def printable(name: str) -> str:
     """A file name as it may appear in a one-line message (control characters escaped)."""
     return name if name.isprintable() else repr(name)[1:-1]
-
-
-def now_iso() -> str:
-    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 # ---------------------------------------------------------------------------- job records
@@ -453,7 +454,7 @@ class Spool:
             fd, st = open_regular(str(self.rejected / (name + ERROR_SUFFIX)), None)
             with os.fdopen(fd, "rb") as fh:
                 reason = fh.read(4096).decode(errors="replace").strip()
-            at = dt.datetime.fromtimestamp(st.st_mtime).astimezone().isoformat(timespec="seconds")
+            at = iso_from_timestamp(st.st_mtime)
         except (OSError, UnsafeFile):
             return {"reason": None, "at": None, "owner": None}
         try:
@@ -465,7 +466,7 @@ class Spool:
     def is_spool_entry(self, path: str | os.PathLike[str]) -> bool:
         """Whether a watcher event on `path` concerns the spool (for the daemon's filter)."""
         path = Path(path)
-        return path.parent == self.dir and _is_candidate_name(path.name)
+        return path.parent == self.dir and is_job_candidate(path.name)
 
     # -- job files ------------------------------------------------------------------
 
@@ -473,7 +474,7 @@ class Spool:
         found = []
         with os.scandir(dirs.spool) as entries:
             for entry in entries:
-                if not _is_candidate_name(entry.name):
+                if not is_job_candidate(entry.name):
                     continue
                 try:
                     st = entry.stat(follow_symlinks=False)
@@ -516,11 +517,9 @@ class Spool:
             return
         staged = f"{job_id}@{fit_name(name, NAME_MAX - len(job_id) - 1)}"
         try:
-            os.rename(name, staged, src_dir_fd=dirs.spool, dst_dir_fd=dirs.accepting)
+            move_at(dirs.spool, name, dirs.accepting, staged)
         except FileNotFoundError:
             return
-        os.fsync(dirs.spool)
-        os.fsync(dirs.accepting)
         if not _same_file(dirs.accepting, staged, st):  # its owner swapped it after the read
             self._reject(dirs, dirs.accepting, staged, name, f"{source}: replaced while it was being read", result)
             return
@@ -569,8 +568,7 @@ class Spool:
         if not is_job_id(job_id) or not name:
             self._reject(dirs, dirs.accepting, staged, name or staged, "unrecognised staged file", result)
         elif self.store.exists(job_id):
-            os.unlink(staged, dir_fd=dirs.accepting)
-            os.fsync(dirs.accepting)
+            unlink_at(dirs.accepting, staged)
         else:
             try:
                 data, st = read_regular(staged, dirs.accepting, MAX_JOB_BYTES, "job file")
@@ -612,8 +610,7 @@ class Spool:
             log.exception("spool: %s cannot be accepted", source)
             self._reject(dirs, dirs.accepting, staged, name, f"{source}: cannot be accepted: {excerpt(exc)}", result)
             return
-        os.unlink(staged, dir_fd=dirs.accepting)
-        os.fsync(dirs.accepting)
+        unlink_at(dirs.accepting, staged)
         result.accepted.append(record)
         result.events.append(JobEvent("accepted", job_id, f"submitted by {owner.name}, queued with priority "
                                       f"{spec.priority}", name, user=owner.name))
@@ -629,12 +626,10 @@ class Spool:
         target = free_name(dirs.rejected, fit_name(printable(name), REJECTED_NAME_MAX))
         publish_at(dirs.rejected, target + ERROR_SUFFIX, (reason + "\n").encode())
         try:
-            os.rename(entry, target, src_dir_fd=dir_fd, dst_dir_fd=dirs.rejected)
+            move_at(dir_fd, entry, dirs.rejected, target)
         except FileNotFoundError:
             os.unlink(target + ERROR_SUFFIX, dir_fd=dirs.rejected)
             return
-        os.fsync(dir_fd)
-        os.fsync(dirs.rejected)
         stem = name.rsplit(".", 1)[0]
         result.events.append(JobEvent(kind, stem if is_job_id(stem) else None, reason, name, target))
         self._prune_rejected(dirs)
@@ -721,11 +716,7 @@ class Spool:
         if record.terminal:
             self._reject(dirs, dirs.spool, name, name, f"job {job_id} is already {record.state}", result, "cancel_rejected")
             return
-        try:
-            os.unlink(name, dir_fd=dirs.spool)
-        except FileNotFoundError:
-            pass
-        os.fsync(dirs.spool)
+        unlink_at(dirs.spool, name)
         result.cancels.append(job_id)
         result.events.append(JobEvent("cancel_requested", job_id, f"{CANCEL_REQUESTED} by {who} while {record.state}",
                                       name, user=who))
@@ -811,10 +802,6 @@ def excerpt(exc: BaseException, limit: int = 80) -> str:
 # ---------------------------------------------------------------------------- file helpers
 
 
-def _is_candidate_name(name: str) -> bool:
-    return not name.startswith(".") and not name.endswith((".tmp", *FOREIGN_SUFFIXES))
-
-
 def _is_dir(st: os.stat_result) -> bool:
     return stat.S_ISDIR(st.st_mode)
 
@@ -833,33 +820,3 @@ def fit_name(name: str, limit: int) -> str:
     digest = hashlib.sha256(raw).hexdigest()[:12]
     head = raw[: limit - len(os.fsencode(suffix)) - len(digest) - 1].decode("utf-8", errors="ignore")
     return f"{head}~{digest}{suffix}"
-
-
-def files_open_for_writing(directory: Path) -> set[str]:
-    """Paths in `directory` that a process visible in /proc holds open for writing (best
-    effort: without privileges other users' descriptors cannot be read, which is not an
-    error). One pass over /proc, however many files are waiting."""
-    prefix = os.path.realpath(directory) + os.sep
-    found: set[str] = set()
-    try:
-        pids = [p for p in os.listdir("/proc") if p.isdigit()]
-    except OSError:
-        return found
-    for pid in pids:
-        fd_dir = f"/proc/{pid}/fd"
-        try:
-            fds = os.listdir(fd_dir)
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                target = os.readlink(f"{fd_dir}/{fd}")
-                if not target.startswith(prefix) or target in found:
-                    continue
-                with open(f"/proc/{pid}/fdinfo/{fd}") as fh:
-                    flags = next(int(line.split()[1], 8) for line in fh if line.startswith("flags:"))
-            except (OSError, StopIteration, ValueError):
-                continue
-            if flags & (os.O_WRONLY | os.O_RDWR):
-                found.add(target)
-    return found

@@ -56,7 +56,7 @@ class JobsConfig(_Table):
     #: a huge one would cost it memory (issue 11); 16 MiB is decades of draws many times
     max_draws_bytes: Annotated[int, Meta(ge=1024, le=1 << 32)] = 16 << 20
     #: seconds after which finished jobs, refused files and rotated decision logs are
-    #: removed (daemon/cleaning.py); None: kept for ever
+    #: removed (daemon/adapters/clean.py); None: kept for ever
     keep: Duration | None = None
 
 
