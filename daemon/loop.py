@@ -13,7 +13,6 @@ sync requests plug in the same way.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import signal
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import filelock
+import msgspec
 
 from winopt import __version__
 from winopt.contracts.locks import lock_for
@@ -333,7 +333,7 @@ class Daemon:
                 log.warning("%s changed to %s: takes effect at the next restart", name, getattr(new, name),
                             extra={"EVENT": "reload"})
                 keep[name] = getattr(self.config, name)
-        return dataclasses.replace(new, **keep)
+        return msgspec.structs.replace(new, **keep)
 
     # ------------------------------------------------------------ status
     @staticmethod

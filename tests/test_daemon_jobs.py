@@ -588,7 +588,7 @@ class InProcess:
         config = DaemonConfig(state_dir=site.state,
                               jobs=JobsConfig(allowed_draws_dirs=(site.draws,), grace=0, **jobs_config))
         book = StatusBook(site.state)
-        from winopt.handlers.evaluate.rules import Thresholds
+        from winopt.handlers.evaluate.thresholds import Thresholds
 
         runs = WatchedRuns(book, DecisionLog(site.state), Thresholds)
         scheduled: list[tuple[tuple, str]] = []

@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from winopt.handlers.evaluate.rules import parse_duration
+    from winopt.contracts.strict import parse_duration
     from winopt.cli.submit import daemon_settings
 
     state_dir = daemon_settings(args).state_dir
