@@ -3,7 +3,8 @@
 The optimizer writes the snapshot; `winopt evaluate`, the daemon's runs and jobs, and
 `winopt optimize` itself (on resume) read it. Old files (the pre-winopt pipeline's) lack
 most fields, so every field is optional here; what is present must have its type, else
-`SnapshotError` says which field is wrong (the watcher escalates such a file).
+`SnapshotError` says which field is wrong, in `contracts.strict`'s words (the watcher
+escalates such a file).
 
 The best count is `best_bidirectional_count`, else `best_value`, else the old pipeline's
 `bidirectional_count`. A winopt snapshot (it has `schema_version`) whose
@@ -20,19 +21,14 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from winopt.contracts.schemas import STATUSES, read_snapshot
+from winopt.contracts import strict
+from winopt.contracts.schemas import read_snapshot
 
 #: where the best count may be, newest schema first
 BEST_KEYS = ("best_bidirectional_count", "best_value", "bidirectional_count")
 
 _Number = Annotated[float, msgspec.Meta(ge=0)]
 _Status = Literal["in_progress", "complete", "interrupted", "failed"]
-_COUNTS = ("completed_trials", "total_trials")
-#: what each checked field must be, for the one-line error
-_EXPECTED = {
-    **dict.fromkeys((*_COUNTS, *BEST_KEYS, "expected_chance_bidirectional"), "a number >= 0"),
-    "last_updated": "a string", "error": "a string",
-}
 
 
 class SnapshotError(ValueError):
@@ -72,9 +68,9 @@ class SnapshotView:
 def view(raw: Mapping[str, Any]) -> SnapshotView:
     """The used fields of a decoded snapshot, type-checked (`SnapshotError` otherwise)."""
     try:
-        fields = msgspec.convert(raw, _Fields, strict=True)
-    except msgspec.ValidationError as exc:
-        raise SnapshotError(_explain(raw, str(exc))) from None
+        fields = strict.convert(raw, _Fields)
+    except strict.SchemaError as exc:
+        raise SnapshotError(str(exc)) from None
     best_key = next((k for k in BEST_KEYS if getattr(fields, k) is not None), None)
     if no_successful_trial(raw):
         best_key = None
@@ -103,18 +99,9 @@ def _whole(fields: _Fields, key: str) -> int | None:
     """A count; Optuna's best_value is a float such as 1234.0, which is accepted."""
     value = getattr(fields, key)
     if value is not None and float(value) != int(value):
-        raise SnapshotError(f"{key} is {value!r}, expected a whole number")
+        raise SnapshotError(f"{key}: must be a whole number, got {value!r}")
     return None if value is None else int(value)
 
-
-def _explain(raw: Mapping[str, Any], message: str) -> str:
-    """msgspec's `Expected ... - at `$.key`` as `key is VALUE, expected ...`."""
-    key = message.rpartition("$.")[2].rstrip("`")
-    if key == "status":
-        return f"unknown status {raw.get('status')!r} (known: {', '.join(STATUSES)})"
-    if key in _EXPECTED:
-        return f"{key} is {raw.get(key)!r}, expected {_EXPECTED[key]}"
-    return message
 
 
 def read_view(path: str | os.PathLike[str]) -> tuple[dict[str, Any], SnapshotView]:
