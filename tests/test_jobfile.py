@@ -20,12 +20,12 @@ from winopt.handlers.jobs.jobfile import (
     KEYS,
     REQUIRED,
     JobError,
-    JobSpec,
     load_job,
     optimize_argv,
     parse_job_bytes,
     validate_job,
 )
+from winopt.contracts.job import JobSpec
 
 
 @pytest.fixture

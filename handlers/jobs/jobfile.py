@@ -39,10 +39,10 @@ import sys
 import tomllib
 from collections.abc import Mapping, Sequence
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from winopt.contracts.job import DEFAULT_PRNG, JobSpec
 from winopt.optimizer.space import LIMITS, format_bounds, skips_that_cannot_hold
 from winopt.contracts.schemas import PRNG_CODES, TIME_OF_DAY
 from winopt.contracts.errors import UserError
@@ -90,46 +90,6 @@ class JobError(UserError):
         self.source, self.key, self.problem = source, key, problem
         where = f"{source}: {key}" if key else source
         super().__init__(f"{where}: {problem}")
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """A validated job: every value checked, the draws path absolute and resolved.
-
-    Window parameters are `(lo, hi)` pairs (a fixed value is `(v, v)`) or None for the
-    optimizer's default; `time_of_day` is None for the default (all three)."""
-
-    draws: str
-    trials: int
-    prng: str = "java_lcg"
-    strategy: str = "bayesian"
-    seed_start: int | None = None
-    seed_count: int | None = None
-    mod: int | None = None
-    time_of_day: tuple[str, ...] | None = None
-    bounds: dict[str, tuple[Any, Any]] = field(default_factory=dict)
-    name: str | None = None
-    rigs: tuple[str, ...] = ()
-    priority: int = 0
-    cores: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON types, for the job directory's state file."""
-        data = asdict(self)
-        data["time_of_day"] = list(self.time_of_day) if self.time_of_day else None
-        data["bounds"] = {k: list(v) for k, v in self.bounds.items()}
-        data["rigs"] = list(self.rigs)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> JobSpec:
-        """The inverse of `to_dict` (trusted input: written by `to_dict`)."""
-        values = dict(data)
-        tod = values.get("time_of_day")
-        values["time_of_day"] = tuple(tod) if tod else None
-        values["bounds"] = {k: tuple(v) for k, v in values.get("bounds", {}).items()}
-        values["rigs"] = tuple(values.get("rigs", ()))
-        return cls(**values)
 
 
 # ---------------------------------------------------------------------------- parsing
@@ -248,7 +208,7 @@ def _scalars(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
         out["seed_count"] = _int(raw, "seed_count", 1, MAX_SEED_COUNT, source)
     if out.get("seed_start", 0) + out.get("seed_count", 0) > SEED_LIMIT:
         raise JobError(source, "seed_count", "seed_start + seed_count passes 2**64")
-    problem = check_seed_range(out.get("prng", JobSpec.prng), out.get("seed_start", 0),
+    problem = check_seed_range(out.get("prng", DEFAULT_PRNG), out.get("seed_start", 0),
                                out.get("seed_count", 1))  # fmt: skip
     if problem:
         raise JobError(source, "seed_count" if "seed_count" in out else "seed_start", problem)

@@ -29,7 +29,7 @@ from winopt.contracts import lock_for, publish_bytes, publish_json
 from winopt.contracts.publish import dump_json, fsync_dir
 from winopt.contracts.beneath import Owner
 from winopt.handlers.jobs.draws import DRAWS_COPY
-from winopt.handlers.jobs.jobfile import JobSpec
+from winopt.contracts.job import JobSpec
 
 log = logging.getLogger("winopt.jobs")
 
