@@ -12,15 +12,16 @@ not a failed report. Published atomically: a reader never sees half a page.
 from __future__ import annotations
 
 import html
-import importlib
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import optuna.visualization as vis
 import orjson
+import plotly.graph_objects as go
+import plotly.offline
 
-from winopt.contracts.errors import UserError
 from winopt.contracts.publish import publish_bytes
 from winopt.contracts.schemas import SURVIVORS_NAME
 from winopt.handlers.report.trials import TrialFacts, best_trial, finished, trial_facts
@@ -30,22 +31,8 @@ REPORT_NAME = "report.html"
 MAX_SURVIVORS_PLOTTED = 100_000
 #: survivors files read at most (bytes); a larger one is left out with a line saying so
 MAX_SURVIVORS_BYTES = 512 << 20
-MISSING_EXTRA = "winopt report needs plotly: install winopt[report] (pip install 'winopt[report]')"
-
-
-def require_plotly() -> None:
-    """A one-line UserError when the `report` extra is not installed."""
-    try:
-        importlib.import_module("plotly")
-    except ImportError:
-        raise UserError(MISSING_EXTRA) from None
-
-
 def build_report(run_dir: Path, study: Any, snapshot: dict[str, Any] | None, *, title: str) -> bytes:
     """The report's bytes for `study` (an optuna.Study) of the run in `run_dir`."""
-    require_plotly()
-    import plotly.offline
-
     trials = trial_facts(study)
     sections = [
         ("history", "Optimization history (best so far)", _optuna_plot("plot_optimization_history", study)),
@@ -106,8 +93,6 @@ def _num(value: float | None) -> str:
 
 def _optuna_plot(name: str, study: Any) -> Any:
     """An optuna.visualization figure, or the line saying why there is none."""
-    import optuna.visualization as vis
-
     complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     if not complete:
         return "no finished trial yet"
@@ -122,8 +107,6 @@ def _optuna_plot(name: str, study: Any) -> Any:
 def _chance_figure(trials: list[TrialFacts]) -> Any:
     """Counts and chance expectations per trial on a log axis (a count of 0 cannot be
     drawn there: it is listed in the hover of its expectation)."""
-    import plotly.graph_objects as go
-
     done = [t for t in trials if t.state == "COMPLETE" and t.value is not None]
     if not done:
         return "no finished trial yet"
@@ -144,8 +127,6 @@ def _chance_figure(trials: list[TrialFacts]) -> Any:
 def _survivor_sections(run_dir: Path, snapshot: dict[str, Any] | None,
                        best: TrialFacts | None) -> list[tuple[str, str, Any]]:
     """The best trial's survivors: a skip histogram and the two rates."""
-    import plotly.graph_objects as go
-
     path = run_dir / SURVIVORS_NAME
     which = f"trial {best.number}" if best is not None else "best trial"
     try:

@@ -15,7 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from winopt.contracts.errors import UserError
-from winopt.contracts.schemas import CONFIG_NAME
+import optuna
+
+from winopt.contracts.schemas import CONFIG_NAME, read_snapshot
+from winopt.optimizer.objective import SIEVE_ATTR
+from winopt.optimizer.study import default_storage_url, default_study_name
 
 #: finished trials the pace is measured over (the newest): recent enough to follow a
 #: slowdown, enough to smooth one slow trial
@@ -51,8 +55,6 @@ def storage_url(run_dir: Path, storage: str | None = None) -> str:
     must exist: opening a missing SQLite file would create an empty one)."""
     if storage:
         return storage
-    from winopt.optimizer.study import default_storage_url
-
     db = run_dir / "optuna.db"
     if not db.is_file():
         raise UserError(f"{run_dir}: no optuna.db (a run made with --storage URL: give --storage URL)")
@@ -65,15 +67,11 @@ def study_name(run_dir: Path, snapshot: dict[str, Any] | None, given: str | None
         return given
     if snapshot and isinstance(snapshot.get("study_name"), str) and snapshot["study_name"]:
         return snapshot["study_name"]
-    from winopt.optimizer.study import default_study_name
-
     return default_study_name(run_dir)
 
 
 def read_snapshot_or_none(run_dir: Path) -> dict[str, Any] | None:
     """The run's optimal_window_config.json, None when there is none yet."""
-    from winopt.contracts.schemas import read_snapshot
-
     try:
         return read_snapshot(run_dir / CONFIG_NAME)
     except FileNotFoundError:
@@ -82,8 +80,6 @@ def read_snapshot_or_none(run_dir: Path) -> dict[str, Any] | None:
 
 def load_study(url: str, name: str) -> Any:
     """The study, read as it is (an `optuna.Study`); one line when it cannot be opened."""
-    import optuna
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         return optuna.load_study(study_name=name, storage=url)
@@ -95,8 +91,6 @@ def load_study(url: str, name: str) -> Any:
 
 def trial_facts(study: Any) -> list[TrialFacts]:
     """Every trial of the study, in number order."""
-    from winopt.optimizer.study import SIEVE_ATTR
-
     facts = []
     for trial in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
         attrs = trial.user_attrs.get(SIEVE_ATTR) or {}

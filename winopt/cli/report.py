@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 from pathlib import Path
 
 from winopt.cli.runref import add_run_arguments, resolve_run
+from winopt.contracts.errors import UserError
+
+MISSING_EXTRA = "winopt report needs plotly: install winopt[report] (pip install 'winopt[report]')"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,10 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from winopt.handlers.report.html import build_report, require_plotly, write_report
+    try:  # the extra first, before anything slow: one line when it is missing
+        importlib.import_module("plotly")
+    except ImportError:
+        raise UserError(MISSING_EXTRA) from None
+    from winopt.handlers.report.html import build_report, write_report
     from winopt.handlers.report.trials import load_study, read_snapshot_or_none, storage_url, study_name
 
-    require_plotly()  # before anything slow: the missing extra is the first thing said
     ref = resolve_run(args)
     snapshot = read_snapshot_or_none(ref.run_dir)
     study = load_study(storage_url(ref.run_dir, args.storage), study_name(ref.run_dir, snapshot, args.study))

@@ -17,18 +17,19 @@ line per note, for wide terminals and grep.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import orjson
 
 from winopt.contracts.access import denied
 from winopt.contracts.publish import pid_alive
 from winopt.daemon.config import DEFAULT_STATE_DIR, default_config_path, load_config
-from winopt.daemon.status import STATUS_NAME
+from winopt.contracts.state_dir import STATUS_NAME
+from winopt.contracts.status import decode_status
 from winopt.contracts.errors import UserError
 from winopt.handlers.jobs.refs import short_id
 from winopt.contracts.safe_text import safe_text
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     path = _state_dir(args) / STATUS_NAME
     try:
         data = path.read_bytes()
-        doc = orjson.loads(data)
+        doc = json.loads(data)
         if not isinstance(doc, dict):
             raise ValueError("not a JSON object")
     except PermissionError:
@@ -100,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(data.decode("utf-8"))
         return 0
     try:
+        decode_status(data)  # the schema's types (winopt.contracts.status)
         width = None if args.wide else terminal_width()
         table = render(doc, now=datetime.now(timezone.utc), all_jobs=args.all, width=width)
     except (AttributeError, TypeError, KeyError, ValueError, RecursionError) as exc:  # JSON, but not our layout
