@@ -30,7 +30,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from convert import make_survivors  # noqa: E402 - bench/convert.py's rows
 
-from winopt.contracts.publish import dump_json  # noqa: E402
 from winopt.contracts.schemas import NPZ_NAME, SURVIVORS_NAME  # noqa: E402
 
 BATCH = 20_000

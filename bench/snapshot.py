@@ -23,7 +23,8 @@ import optuna
 
 from winopt.optimizer.sieve.core import SieveParams, SieveResult
 from winopt.optimizer.snapshot import SnapshotWriter
-from winopt.optimizer.study import SIEVE_ATTR, RunSettings, StudyProgress, sieve_attr
+from winopt.optimizer.study import RunSettings, StudyProgress
+from winopt.optimizer.objective import SIEVE_ATTR, sieve_attr
 
 SETTINGS = RunSettings(prng="java_lcg", seed_start=0, seed_count=100_000, mod=1000,
                        draws_sha256="0" * 64)

@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 from winopt.contracts import publish_bytes
-from winopt.handlers.jobs.store import Spool, files_open_for_writing
+from winopt.handlers.jobs.spool import Spool
+from winopt.contracts.procs import files_open_for_writing
 
 JOB = 'draws = "history.json"\ntrials = 20\nwindow_size = [2, 30]\nname = "bench"\n'
 

@@ -42,7 +42,9 @@ from winopt.optimizer.draws import load_history  # noqa: E402
 from winopt.optimizer.sieve.core import run_sieve  # noqa: E402
 from winopt.optimizer.shared_storage import open_storage  # noqa: E402
 from winopt.optimizer.shared_study import SharedSpec, claim_trial, open_for_workers  # noqa: E402
-from winopt.optimizer.study import RunSettings, SearchSpace, sieve_params  # noqa: E402
+from winopt.optimizer.study import RunSettings
+from winopt.optimizer.space import SearchSpace
+from winopt.optimizer.objective import sieve_params
 
 #: one point: every trial costs the same
 FIXED = {"window_size": 6, "offset": 10, "skip_min": 0, "skip_max": 12,

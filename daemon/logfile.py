@@ -18,15 +18,15 @@ import logging
 import logging.handlers
 import os
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
 
+from winopt.contracts.clock import iso_from_timestamp
+from winopt.contracts.state_dir import LOG_NAME
 from winopt.daemon.journal import EscapeControls
 
-LOG_NAME = "daemon.jsonl"
 MAX_BYTES = 4 << 20
 BACKUPS = 3
 LOG_MODE = 0o640
@@ -44,7 +44,7 @@ class JsonLineFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
-            "at": datetime.fromtimestamp(record.created, timezone.utc).astimezone().isoformat(timespec="seconds"),
+            "at": iso_from_timestamp(record.created),
             "level": record.levelname.lower(),
             "message": record.getMessage(),
         }

@@ -4,42 +4,45 @@ The main thread owns the lifecycle and the timers; it sleeps in select() on a wa
 pipe until a signal, a watcher error or its next timer (reconcile, decision timer,
 systemd watchdog ping). File events go straight from the observer thread into the
 coalescing queue; worker threads do the work; the status writer publishes status.json.
-Work is organised as handlers, one per kind of thing watched (`Handler`: which changed
-files are its business, which directories it needs watched, what a reconcile re-examines,
-and the work itself). Watched run directories are the "run" handler; spool jobs and rig
-transfers plug in as more handlers without touching the loop.
+Work is organised as handlers, one adapter per feature (`winopt.daemon.handler.Handler`:
+which changed files are its business, which directories it needs watched, what a
+reconcile and the decision timer re-examine, the work itself and where its failure
+shows). The loop knows none of them by name: runs, spool jobs, clean requests and rig
+sync requests plug in the same way.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
 import filelock
+import msgspec
 
 from winopt import __version__
 from winopt.contracts.locks import lock_for
 from winopt.contracts.publish import sweep_temps
 from winopt.daemon import notify
 from winopt.daemon.coalesce import CoalescingQueue
-from winopt.daemon.cleaning import Cleaner
+from winopt.daemon.adapters.clean import Cleaner
 from winopt.daemon.config import DaemonConfig, run_names
 from winopt.daemon.adapters.rigs import RigDistribution
-from winopt.daemon.adapters.jobs import SPOOL_KIND, SpoolJobs
+from winopt.daemon.adapters.jobs import SpoolJobs
+from winopt.daemon.handler import Handler
 from winopt.daemon.journal import set_level, setup_logging
 from winopt.daemon.logfile import attach_log_file
 from winopt.daemon.repeats import RepeatedErrors
 from winopt.daemon.adapters.runs import WatchedRuns
 from winopt.daemon.adapters.studies import export_storage
-from winopt.daemon.status import DecisionLog, StatusBook, now_iso, read_status
+from winopt.daemon.status import DecisionLog, StatusBook
+from winopt.contracts.status import read_status
+from winopt.contracts.clock import now_iso
 from winopt.daemon.wakeup import Wakeup
 from winopt.daemon.watch import Watcher
 from winopt.contracts.errors import UserError
@@ -47,18 +50,6 @@ from winopt.contracts.errors import UserError
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
-@dataclass(frozen=True)
-class Handler:
-    """One kind of work the daemon does; its targets are queued as (kind, target) keys."""
-
-    work: Callable[[Any, frozenset[str]], None]  # (target, reasons) on a worker thread
-    route: Callable[[Path], Any | None]  # a changed file -> its target, or None (observer thread)
-    dirs: Callable[[], Iterable[Path]]  # directories this handler needs watched
-    targets: Callable[[], Iterable[Any]]  # what a reconcile looks at again
-    #: told (observer thread, before `route`) of each file renamed into a watched directory
-    moved: Callable[[Path], None] | None = None
 
 
 def prepare_state_dir(state_dir: Path) -> None:
@@ -86,9 +77,10 @@ class Daemon:
         #: a handler failing the same way at every event (a full disk) logs once a minute
         self._failures = RepeatedErrors(log)
 
-    def register(self, kind: str, handler: Handler) -> None:
-        """Add a kind of work (before `serve` starts watching, or followed by a reload)."""
-        self._handlers[kind] = handler
+    def register(self, handler: Handler) -> None:
+        """Add a feature's adapter (before `serve` starts watching, or followed by a
+        reload). Order matters: a changed file goes to the first handler that routes it."""
+        self._handlers[handler.kind] = handler
 
     # ------------------------------------------------------------ lifecycle
     def serve(self) -> int:
@@ -125,9 +117,8 @@ class Daemon:
         self._thresholds_now = cfg.make_thresholds()
         self.queue = CoalescingQueue(self._work, workers=cfg.workers, debounce=cfg.debounce,
                                      max_delay=cfg.max_delay, on_error=self._work_failed)
-        self.register("run", Handler(self.runs.process, self.runs.run_for, self.runs.watch_dirs, self.runs.dirs))
-        # before the spool jobs: `winopt sync` requests (spool/*.sync) are routed first-match
-        self.register("sync", Handler(self.rigs.work, self.rigs.route, self.rigs.dirs, self.rigs.targets))
+        self.register(self.runs)
+        self.register(self.rigs)  # before the spool jobs: `winopt sync` requests (spool/*.sync)
         self.watcher = Watcher(self._file_changed, self._watcher_error, moved=self._file_moved)
         self.book.update_daemon(
             pid=os.getpid(), version=__version__, started_at=now_iso(), state="starting",
@@ -139,10 +130,9 @@ class Daemon:
         self.runs.set_runs(run_names(cfg.watch), previous)
         self.jobs = SpoolJobs(cfg, self.book, self.runs, schedule=self.queue.record,
                               watches_changed=self.watches_changed)
-        self.register(SPOOL_KIND, Handler(self.jobs.scan, self.jobs.route, self.jobs.dirs, self.jobs.targets,
-                                         moved=self.jobs.moved))
+        self.register(self.jobs)
         self.cleaner = Cleaner(cfg.state_dir, self.jobs, self.book, cfg.jobs.keep)  # winopt clean, [jobs] keep
-        self.register("clean", Handler(self.cleaner.work, self.cleaner.route, self.cleaner.dirs, self.cleaner.targets))
+        self.register(self.cleaner)
         self.jobs.start()  # resumes the jobs a stop or crash interrupted
         self.watcher.start(self._watched_dirs())
         self.queue.start()
@@ -211,8 +201,9 @@ class Daemon:
             self._reconcile("timer")
         if self._timers["decide"] <= now:
             self._timers["decide"] = now + cfg.decide_interval
-            for d in self.runs.dirs():
-                self.queue.record(("run", d), "timer", delay=0)
+            for kind, handler in self._handlers.items():
+                for target in handler.due():
+                    self.queue.record((kind, target), "timer", delay=0)
 
     # ------------------------------------------------------------ liveness
     def _check_health(self) -> bool:
@@ -243,7 +234,7 @@ class Daemon:
 
     # ------------------------------------------------------------ events and work
     def _watched_dirs(self) -> list[Path]:
-        return list(dict.fromkeys(d for h in self._handlers.values() for d in h.dirs()))
+        return list(dict.fromkeys(d for h in self._handlers.values() for d in h.watched_dirs()))
 
     def _file_changed(self, path: Path) -> None:
         """Observer thread: map a changed file to its handler's target and record it;
@@ -260,8 +251,7 @@ class Daemon:
         """Observer thread: a file renamed into a watched directory (complete by
         construction); handlers that care hear it, then it is routed like any change."""
         for handler in self._handlers.values():
-            if handler.moved is not None:
-                handler.moved(path)
+            handler.moved(path)
         self._file_changed(path)
 
     def watches_changed(self) -> None:
@@ -303,9 +293,7 @@ class Daemon:
         self._failures.log(key, logging.ERROR, f"{kind} {target}: handler failed: {type(exc).__name__}: {detail}",
                            exc_info=exc, extra={"PATH": str(target), "EVENT": "handler_error"})
         self.book.count("handler_errors")
-        if kind == "run":
-            name = self.runs.name_for(target) or str(target)
-            self.book.update_run(name, state="error", error=f"handler failed: {type(exc).__name__}: {exc}")
+        self._handlers[kind].failed(target, exc)
 
     def _thresholds(self) -> Any:
         return self._thresholds_now
@@ -347,7 +335,7 @@ class Daemon:
                 log.warning("%s changed to %s: takes effect at the next restart", name, getattr(new, name),
                             extra={"EVENT": "reload"})
                 keep[name] = getattr(self.config, name)
-        return dataclasses.replace(new, **keep)
+        return msgspec.structs.replace(new, **keep)
 
     # ------------------------------------------------------------ status
     @staticmethod

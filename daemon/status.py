@@ -18,28 +18,21 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from winopt.contracts.publish import dump_json, fsync_dir, publish_bytes
+from winopt.contracts.clock import now_iso
+from winopt.contracts.state_dir import DECISIONS_NAME, STATUS_NAME
+from winopt.contracts.status import COUNTERS, STATUS_SCHEMA_VERSION
+from winopt.contracts.publish import append_durably, dump_json, fsync_dir, publish_bytes
 from winopt.daemon.repeats import RepeatedErrors
 
 log = logging.getLogger(__name__)
 
-STATUS_NAME = "status.json"
-DECISIONS_NAME = "decisions.jsonl"
 #: decisions.jsonl is rotated to decisions.jsonl.1 once it reaches this size
 DECISIONS_MAX_BYTES = 64 << 20
-STATUS_SCHEMA_VERSION = 1
-COUNTERS = ("events", "conversions", "conversion_errors", "decisions", "handler_errors", "reconciles")
-
-
-def now_iso() -> str:
-    """Local time with its offset, to the second (what people read in status files)."""
-    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
 class StatusBook:
@@ -87,7 +80,7 @@ class StatusBook:
             self._touch()
 
     def update_entry(self, section: str, name: str, /, **fields: Any) -> None:
-        """Merge `fields` into `section[name]` ("runs", "jobs", "rigs")."""
+        """Merge `fields` into `section[name]` ("runs", "jobs", "rejected", "rigs")."""
         with self._cond:
             self._doc[section].setdefault(name, {}).update(fields)
             self._touch()
@@ -216,14 +209,7 @@ class DecisionLog:
         line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)
         with self._rotating:
             self._rotate_if_full()
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o664)
-        try:
-            written = os.write(fd, line)
-            if written != len(line):  # a full disk mid-line: say so rather than pretend
-                raise OSError(f"short write to {self.path} ({written} of {len(line)} bytes)")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_durably(self.path, line)
 
     def _rotate_if_full(self) -> None:
         """Move a full log aside (a line in flight on the old descriptor lands there whole)."""
@@ -234,8 +220,3 @@ class DecisionLog:
         except FileNotFoundError:
             return
         fsync_dir(self.path.parent)
-
-
-def read_status(state_dir: Path) -> dict[str, Any]:
-    """The status document as last published (raises OSError / ValueError as they come)."""
-    return orjson.loads((state_dir / STATUS_NAME).read_bytes())

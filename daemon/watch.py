@@ -26,15 +26,12 @@ from watchdog.events import (
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.inotify import InotifyObserver
 
+from winopt.contracts.state_dir import is_temp_name
+
 log = logging.getLogger(__name__)
 
 #: the only events that mean "a file is complete": close-after-write and rename-into
 EVENT_FILTER: list[type[FileSystemEvent]] = [FileClosedEvent, FileMovedEvent]
-
-
-def is_temp_name(name: str) -> bool:
-    """Writers' temp files (`.name.tmp`, `x.tmp`): never a finished file."""
-    return name.startswith(".") or name.endswith(".tmp")
 
 
 class PathRecorder(FileSystemEventHandler):

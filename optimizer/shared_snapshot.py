@@ -33,7 +33,8 @@ from winopt.optimizer.shared_study import (
     set_open,
 )
 from winopt.optimizer.snapshot import PendingSurvivors, SnapshotWriter
-from winopt.optimizer.study import STARTED_ATTR, SieveObjective, scan_progress
+from winopt.optimizer.study import STARTED_ATTR, scan_progress
+from winopt.optimizer.objective import SieveObjective
 
 log = logging.getLogger(__name__)
 

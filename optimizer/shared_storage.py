@@ -5,6 +5,7 @@ heartbeat thread that outlives storage errors."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import random
 import threading
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import optuna
+import sqlalchemy.exc
 from optuna.storages import RDBStorage, RetryFailedTrialCallback
 
 from winopt.contracts.errors import UserError
@@ -38,8 +40,6 @@ T = TypeVar("T")
 def is_transient(exc: BaseException) -> bool:
     """A database error that goes away by itself (server restart, network cut), also when
     Optuna wrapped it (`StorageInternalError` from a failed commit)."""
-    import sqlalchemy.exc
-
     if any(sign in root_text(exc) for sign in PERMANENT_SIGNS):
         return False
     seen = 0
@@ -125,8 +125,6 @@ def with_driver(url: str) -> str:
     """`postgresql://` with the driver winopt installs (psycopg2, the `postgres` extra):
     SQLAlchemy 2.1 maps a bare `postgresql://` to psycopg 3."""
     if url.startswith("postgresql://"):
-        import importlib.util
-
         if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
             return "postgresql+psycopg2://" + url[len("postgresql://"):]
     return url

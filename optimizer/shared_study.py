@@ -32,19 +32,15 @@ from typing import Any
 
 import numpy as np
 import optuna
+import sqlalchemy
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from winopt.contracts.errors import UserError
 from winopt.optimizer.shared_storage import safe_url
-from winopt.optimizer.study import (
-    COUNTED_STATES,
-    SETTINGS_ATTR,
-    STARTED_ATTR,
-    RunSettings,
-    SearchSpace,
-    now_iso,
-)
+from winopt.contracts.clock import now_iso
+from winopt.optimizer.study import COUNTED_STATES, SETTINGS_ATTR, STARTED_ATTR, RunSettings, check_settings
+from winopt.optimizer.space import SearchSpace
 
 log = logging.getLogger(__name__)
 
@@ -111,15 +107,13 @@ def make_sampler(strategy: str) -> optuna.samplers.BaseSampler:
 def open_for_workers(storage: RDBStorage, name: str, spec: SharedSpec) -> optuna.Study:
     """Create (or load) study `name` and mark it open for workers with `spec`; a resume
     with other settings is refused (as `winopt optimize` refuses it)."""
-    from winopt.optimizer.study import check_settings
-
     study = optuna.create_study(storage=storage, study_name=name, direction="maximize",
                                 load_if_exists=True)
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
         raise UserError(f"study {name!r} exists but minimizes; use another --study")
     check_settings(study, spec.settings, safe_url(storage.url))
     if STARTED_ATTR not in study.user_attrs:
-        study.set_user_attr(STARTED_ATTR, now_iso())
+        study.set_user_attr(STARTED_ATTR, now_iso(precision="milliseconds"))
     # histories and space may be narrowed on a resume, as with `winopt optimize`
     if study.user_attrs.get(SHARED_ATTR) != spec.attrs():
         study.set_user_attr(SHARED_ATTR, spec.attrs())
@@ -175,8 +169,6 @@ def ask_lock(storage: RDBStorage, study_id: int, hold_limit: float = 10.0) -> It
     database."""
     url = storage.url
     if url.startswith("postgresql"):
-        import sqlalchemy
-
         with storage.engine.connect() as conn:
             conn.execute(sqlalchemy.text(
                 f"SET LOCAL idle_in_transaction_session_timeout = {int(hold_limit * 1000)}"))

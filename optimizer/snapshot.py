@@ -25,6 +25,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from winopt.contracts.clock import now_iso
 from winopt.contracts.publish import dump_json, publish_in_order, publish_json
 from winopt.contracts.schemas import (
     CONFIG_FIELDS,
@@ -35,13 +36,8 @@ from winopt.contracts.schemas import (
 )
 from winopt.optimizer.draws import SESSIONS
 from winopt.optimizer.sieve.core import SieveResult
-from winopt.optimizer.study import (
-    COUNTED_STATES,
-    RunSettings,
-    StudyProgress,
-    now_iso,
-    trial_summary,
-)
+from winopt.optimizer.study import COUNTED_STATES, RunSettings, StudyProgress
+from winopt.optimizer.objective import trial_summary
 from winopt.optimizer.survivors import survivor_records
 
 log = logging.getLogger(__name__)
@@ -161,7 +157,7 @@ class SnapshotWriter:
         """The run's last snapshot: complete, interrupted or failed."""
         self.status = status
         self.error = error
-        self.completed_at = now_iso() if status == "complete" else None
+        self.completed_at = now_iso(precision="milliseconds") if status == "complete" else None
         return self.write()
 
     def write(self) -> bool:
@@ -203,7 +199,7 @@ class SnapshotWriter:
             "study_name": self.study_name,
             "started_at": self.started_at,
             "completed_at": self.completed_at,
-            "last_updated": now_iso(),
+            "last_updated": now_iso(precision="milliseconds"),
             "completed_trials": self.counted,
             "total_trials": self.total_trials,
             "last_trial_number": self.last[0] if self.last else None,

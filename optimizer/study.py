@@ -1,4 +1,5 @@
-"""The Optuna side of `winopt optimize` (SPEC §2): search space, objective, storage, resume.
+"""The Optuna study of `winopt optimize` (SPEC §2): its fixed settings, storage, resume and
+progress (the search space is `winopt.optimizer.space`, a trial's work `objective`).
 
 Counting rule. `--trials N` is N *finished* trials in the study: COMPLETE ones plus PRUNED
 ones. A trial is PRUNED when its parameters cannot be evaluated on this history (a window
@@ -15,160 +16,28 @@ trial count may change between runs (narrowing a search is normal).
 
 from __future__ import annotations
 
-import datetime as dt
-import math
 import re
 import warnings
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
-from optuna.trial import FrozenTrial, Trial, TrialState
+from optuna.trial import FrozenTrial, TrialState
 
-from winopt.contracts.schemas import PRNG_CODES, TIME_OF_DAY, WINDOW_PARAMS
+from winopt.contracts.clock import now_iso
+from winopt.contracts.schemas import PRNG_CODES
 from winopt.contracts.errors import UserError
 from winopt.optimizer.sieve.generators import check_seed_range
-from winopt.optimizer.sieve.core import SieveParams, SieveResult, run_sieve
 
-#: SPEC §2 defaults of the existing pipeline. skip_max's lower end is raised per trial to
-#: the skip_min drawn, as `max(skip_min, 10)`.
-DEFAULT_BOUNDS: dict[str, tuple[Any, Any]] = {
-    "window_size": (2, 50),
-    "offset": (0, 100),
-    "skip_min": (0, 10),
-    "skip_max": (10, 250),
-    "forward_threshold": (0.15, 0.60),
-    "reverse_threshold": (0.15, 0.60),
-}
-INT_PARAMS = ("window_size", "offset", "skip_min", "skip_max")
-FLOAT_PARAMS = ("forward_threshold", "reverse_threshold")
 #: study user attribute holding the run's fixed settings
 SETTINGS_ATTR = "winopt_settings"
 STARTED_ATTR = "winopt_started_at"
-#: the trial user attribute the objective writes: what the sieve used and found, one dict
-#: (one storage commit per trial, not one per field)
-SIEVE_ATTR = "sieve"
 #: seconds between heartbeats, and after which a silent RUNNING trial is stale, for storages
 #: that other processes may share (explicit --storage URLs)
 HEARTBEAT_INTERVAL = 60
 GRACE_PERIOD = 180
-
-
-def now_iso() -> str:
-    """Local time, ISO 8601 with its UTC offset (SPEC §3 `last_updated`)."""
-    return dt.datetime.now().astimezone().isoformat(timespec="milliseconds")
-
-
-# --------------------------------------------------------------------------- search space
-
-
-def parse_bounds(name: str, text: str) -> tuple[Any, Any]:
-    """`"8"` (fixed) or `"4:12"` (narrowed) for parameter `name`, as numbers.
-
-    Raises a one-line `UserError` naming the option for anything else."""
-    kind = int if name in INT_PARAMS else float
-    parts = text.split(":")
-    try:
-        if len(parts) == 1:
-            low = high = kind(parts[0])
-        elif len(parts) == 2:
-            low, high = kind(parts[0]), kind(parts[1])
-        else:
-            raise ValueError
-    except ValueError:
-        noun = "an integer" if kind is int else "a number"
-        raise UserError(
-            f"--{name.replace('_', '-')} {text!r}: expected {noun} or LOW:HIGH"
-        ) from None
-    return low, high
-
-
-def parse_time_of_day(text: str) -> tuple[str, ...]:
-    """A comma list of time-of-day selections, e.g. `midday` or `all,evening`."""
-    chosen = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
-    unknown = [t for t in chosen if t not in TIME_OF_DAY]
-    if not chosen or unknown:
-        raise UserError(
-            f"--time-of-day {text!r}: expected a comma list of {', '.join(TIME_OF_DAY)}"
-        )
-    # one order whatever the user wrote: the choices are part of the study (see below)
-    return tuple(t for t in TIME_OF_DAY if t in chosen)
-
-
-def check_time_of_day_choices(study: optuna.Study, trials: Iterable[FrozenTrial],
-                              space: SearchSpace, where: str) -> None:
-    """Refuse a resume whose time_of_day choices differ from the study's: Optuna cannot
-    change a categorical parameter's choices within a study (every later trial would fail
-    with "CategoricalDistribution does not support dynamic value space")."""
-    stored = next((t.distributions["time_of_day"] for t in trials
-                   if "time_of_day" in t.distributions), None)
-    if stored is None or tuple(stored.choices) == tuple(space.time_of_day):
-        return
-    raise UserError(
-        f"{where}: study {study.study_name!r} samples time_of_day from "
-        f"{','.join(map(str, stored.choices))}, not {','.join(space.time_of_day)}; Optuna cannot "
-        "change a categorical's choices within a study: resume with --time-of-day "
-        f"{','.join(map(str, stored.choices))}, or use a new --out/--study"
-    )
-
-
-@dataclass(frozen=True)
-class SearchSpace:
-    """Bounds of every window parameter; `low == high` fixes a parameter."""
-
-    bounds: dict[str, tuple[Any, Any]] = field(default_factory=lambda: dict(DEFAULT_BOUNDS))
-    time_of_day: tuple[str, ...] = TIME_OF_DAY
-    #: True when time_of_day came from the user (then an empty selection is an error)
-    time_of_day_given: bool = False
-
-    def with_bounds(self, **given: tuple[Any, Any]) -> SearchSpace:
-        """A copy with some bounds replaced (None values are ignored)."""
-        bounds = dict(self.bounds)
-        bounds.update({k: v for k, v in given.items() if v is not None})
-        return replace(self, bounds=bounds)
-
-    def validate(self) -> None:
-        """One clear line for the first impossible bound."""
-        for name, (low, high) in self.bounds.items():
-            opt = f"--{name.replace('_', '-')}"
-            if low > high:
-                raise UserError(f"{opt} {low}:{high}: the low end is above the high end")
-            if name in FLOAT_PARAMS and not (0 < low and high <= 1):
-                raise UserError(f"{opt} {low}:{high}: thresholds lie in (0, 1]")
-            if name in INT_PARAMS and low < (1 if name == "window_size" else 0):
-                raise UserError(f"{opt} {low}:{high}: must be at least "
-                                f"{1 if name == 'window_size' else 0}")
-        skip_min_high = self.bounds["skip_min"][1]
-        skip_max_high = self.bounds["skip_max"][1]
-        if skip_max_high < skip_min_high:
-            raise UserError(
-                f"--skip-max upper bound {skip_max_high} is below --skip-min's upper bound "
-                f"{skip_min_high}: every skip_min drawn needs a skip_max >= it"
-            )
-
-    def suggest(self, trial: Trial) -> dict[str, Any]:
-        """The trial's parameters, in WINDOW_PARAMS order (define-by-run: skip_max's lower
-        end follows the skip_min drawn)."""
-        b = self.bounds
-        params: dict[str, Any] = {
-            "window_size": trial.suggest_int("window_size", *b["window_size"]),
-            "offset": trial.suggest_int("offset", *b["offset"]),
-            "skip_min": trial.suggest_int("skip_min", *b["skip_min"]),
-        }
-        low, high = b["skip_max"]
-        params["skip_max"] = trial.suggest_int("skip_max", max(low, params["skip_min"]), high)
-        for name in FLOAT_PARAMS:
-            params[name] = trial.suggest_float(name, *b[name])
-        params["time_of_day"] = trial.suggest_categorical("time_of_day", self.time_of_day)
-        return params
-
-    def describe(self) -> dict[str, Any]:
-        """Plain JSON form (for logs and the study's attributes)."""
-        return {**{k: list(v) for k, v in self.bounds.items()},
-                "time_of_day": list(self.time_of_day)}
 
 
 # --------------------------------------------------------------------------- fixed settings
@@ -258,7 +127,7 @@ def open_study(url: str, name: str, sampler: optuna.samplers.BaseSampler, *,
         raise UserError(
             f"--storage {url}: study {name!r} exists but minimizes; use another --study")
     if STARTED_ATTR not in study.user_attrs:
-        study.set_user_attr(STARTED_ATTR, now_iso())
+        study.set_user_attr(STARTED_ATTR, now_iso(precision="milliseconds"))
     return study
 
 
@@ -309,110 +178,3 @@ def scan_progress(trials: Iterable[FrozenTrial]) -> StudyProgress:
                 progress.best is None or trial.value > progress.best.value):
             progress.best = trial
     return progress
-
-
-# --------------------------------------------------------------------------- objective
-
-
-class StopRequested(Exception):
-    """Raised inside a trial when a signal asked the run to stop; the trial becomes FAIL
-    (not counted) and resume runs it again."""
-
-
-def sieve_params(settings: RunSettings, params: dict[str, Any]) -> SieveParams:
-    """The sieve's parameters for one trial's window parameters."""
-    return SieveParams(
-        prng=settings.prng,
-        window_size=int(params["window_size"]),
-        offset=int(params["offset"]),
-        skip_min=int(params["skip_min"]),
-        skip_max=int(params["skip_max"]),
-        forward_threshold=float(params["forward_threshold"]),
-        reverse_threshold=float(params["reverse_threshold"]),
-        seed_start=settings.seed_start,
-        seed_count=settings.seed_count,
-        mod=settings.mod,
-    )
-
-
-def used_params(result: SieveResult, time_of_day: str) -> dict[str, Any]:
-    """The window parameters the sieve actually used (offset possibly clamped), plain types."""
-    p = result.params
-    return {
-        "window_size": int(p.window_size), "offset": int(p.offset),
-        "skip_min": int(p.skip_min), "skip_max": int(p.skip_max),
-        "forward_threshold": float(p.forward_threshold),
-        "reverse_threshold": float(p.reverse_threshold),
-        "time_of_day": time_of_day,
-    }
-
-
-def sieve_attr(result: SieveResult, time_of_day: str) -> dict[str, Any]:
-    """The trial's SIEVE_ATTR: lets a later run describe the trial without re-sieving."""
-    chance = float(result.expected_chance_bidirectional)
-    return {
-        "used_params": used_params(result, time_of_day),
-        "forward_count": int(result.forward_count),
-        "reverse_count": int(result.reverse_count),
-        "expected_chance_bidirectional": chance if math.isfinite(chance) else None,
-        "notes": list(result.notes),
-    }
-
-
-class SieveObjective:
-    """Objective = bidirectional survivor count. Keeps each trial's `SieveResult` until the
-    snapshot writer takes it (`take`), so a new best's survivors are never recomputed."""
-
-    def __init__(self, histories: dict[str, np.ndarray], settings: RunSettings,
-                 space: SearchSpace, *, should_stop: Callable[[], bool] = lambda: False,
-                 device: str | None = None, cores: int | None = None) -> None:
-        self.histories = histories
-        self.settings = settings
-        self.space = space
-        self.should_stop = should_stop
-        self.device = device
-        self.cores = cores
-        self._results: dict[int, SieveResult] = {}
-
-    def __call__(self, trial: Trial) -> float:
-        self._check_stop()
-        params = self.space.suggest(trial)
-        draws = self.histories[params["time_of_day"]]
-        if len(draws) < 2 * params["window_size"]:  # this point cannot be evaluated
-            reason = (f"window_size {params['window_size']} needs {2 * params['window_size']} "
-                      f"draws; time_of_day {params['time_of_day']} has {len(draws)}")
-            trial.set_user_attr("infeasible", reason)
-            raise optuna.TrialPruned(reason)
-        result = self.sieve(params)
-        trial.set_user_attr(SIEVE_ATTR, sieve_attr(result, params["time_of_day"]))
-        self._results = {trial.number: result}  # only the trial in hand is kept
-        return float(result.bidirectional_count)
-
-    def sieve(self, params: dict[str, Any]) -> SieveResult:
-        """Run the sieve for window parameters `params` (deterministic: resume re-runs it)."""
-        draws = self.histories[params["time_of_day"]]
-        return run_sieve(draws, sieve_params(self.settings, params), device=self.device,
-                         cores=self.cores, progress=lambda _n: self._check_stop())
-
-    def take(self, number: int) -> SieveResult | None:
-        """The result of trial `number`, handed over once."""
-        return self._results.pop(number, None)
-
-    def _check_stop(self) -> None:
-        if self.should_stop():
-            raise StopRequested("stop requested by signal")
-
-
-def trial_summary(trial: FrozenTrial) -> dict[str, Any]:
-    """What the snapshot needs of a best trial, from its user attributes."""
-    attrs = trial.user_attrs.get(SIEVE_ATTR) or {}
-    params = attrs.get("used_params") or {k: trial.params.get(k) for k in WINDOW_PARAMS}
-    return {
-        "number": trial.number,
-        "value": trial.value,
-        "params": params,
-        "forward_count": attrs.get("forward_count"),
-        "reverse_count": attrs.get("reverse_count"),
-        "expected_chance_bidirectional": attrs.get("expected_chance_bidirectional"),
-        "notes": attrs.get("notes") or [],
-    }

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from winopt.contracts.schemas import OVERLAP_FIELDS, SURVIVOR_FIELDS
+from winopt.contracts.schemas import OVERLAP_FIELDS
+from winopt.contracts.survivors import SURVIVOR_FIELDS
 from winopt.optimizer.sieve.core import SieveResult
 
 SKIP_MODE = "constant"

@@ -24,7 +24,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from winopt.optimizer.snapshot import PendingSurvivors
-from winopt.optimizer.study import SieveObjective, StopRequested
+from winopt.optimizer.objective import SieveObjective, StopRequested
 from winopt.optimizer.shared_storage import Heartbeat, Stopped, retrying, safe_url
 from winopt.optimizer.shared_study import (
     SURVIVORS_ATTR,

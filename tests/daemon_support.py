@@ -188,3 +188,14 @@ class DaemonProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+def stop_all(daemons: list[DaemonProcess]) -> None:
+    """Stop every daemon still running (SIGTERM, which stops its children too), killing
+    one that does not stop within a minute: no test leaves a daemon behind."""
+    for d in daemons:
+        if d.alive():
+            try:
+                d.stop(timeout=60)
+            except subprocess.TimeoutExpired:
+                d.kill()

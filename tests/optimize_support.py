@@ -16,7 +16,8 @@ from winopt.contracts.publish import dump_json, publish_json
 from winopt.contracts.schemas import CONFIG_NAME, SURVIVORS_NAME
 from winopt.optimizer.draws import load_history
 from winopt.optimizer.sieve.core import run_sieve
-from winopt.optimizer.study import RunSettings, sieve_params
+from winopt.optimizer.study import RunSettings
+from winopt.optimizer.objective import sieve_params
 from winopt.optimizer.survivors import survivor_records
 from polling import wait_for  # noqa: F401 - re-exported
 

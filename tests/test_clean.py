@@ -25,12 +25,12 @@ import pytest
 
 from daemon_support import DaemonProcess, poll
 from jobs_support import toml_job, write_plain_history
-from members_support import Member, members  # noqa: F401 - fixture
-from test_spool_dropbox import Head, head  # noqa: F401 - fixture: a state dir as tmpfiles.d makes it, and members
+from members_support import Member
+from head_support import Head
 from winopt.daemon.config import ConfigError, parse_config
-from winopt.daemon.logfile import LOG_NAME
+from winopt.contracts.state_dir import LOG_NAME
 from winopt.handlers.jobs.refs import short_id
-from winopt.handlers.jobs.store import Spool
+from winopt.handlers.jobs.spool import Spool
 
 OLD = (datetime.now().astimezone() - timedelta(days=40)).isoformat(timespec="seconds")
 

@@ -26,7 +26,8 @@ from hypothesis import strategies as st
 
 from polling import poll
 from winopt.cli import main
-from winopt.contracts.schemas import OVERLAP_FIELDS, SURVIVOR_FIELDS
+from winopt.contracts.schemas import OVERLAP_FIELDS
+from winopt.contracts.survivors import SURVIVOR_FIELDS
 from winopt.optimizer.sieve.generators import FAMILIES, family, seed_state
 from winopt.optimizer.sieve.core import SieveParams, SieveResult
 from winopt.optimizer.survivors import survivor_records

@@ -16,6 +16,7 @@ import numpy as np
 import orjson
 import pytest
 
+from test_convert_old import CODES
 from winopt.cli import main
 from winopt.contracts.locks import lock_for, lock_path
 from winopt.contracts.publish import sha256_file
@@ -28,9 +29,9 @@ from winopt.contracts.schemas import (
     PRNG_CODES,
     PRNG_TYPE_CODES,
     SKIP_MODES,
-    SURVIVOR_FIELDS,
     SURVIVORS_NAME,
 )
+from winopt.contracts.survivors import SURVIVOR_FIELDS, Survivor
 from winopt.contracts.errors import UserError
 from winopt.handlers.convert import to_npz as convert_module
 from winopt.handlers.convert.to_npz import SurvivorsInFlux, convert, is_stale
@@ -158,13 +159,7 @@ def test_meta_lists_every_code_0_to_17(tmp_path):
     src = write(tmp_path / SURVIVORS_NAME, [survivor(1)])
     codes = convert(src).meta["encodings"]["prng_type"]
     assert sorted(codes.values()) == list(range(18))
-    assert codes == {
-        "java_lcg": 0, "java_lcg_reverse": 1, "mt19937": 2, "mt19937_reverse": 3,
-        "xorshift128": 4, "xorshift128_reverse": 5, "lcg32": 6, "lcg32_reverse": 7,
-        "minstd": 8, "minstd_reverse": 9, "randu": 10, "randu_reverse": 11,
-        "xorshift32": 12, "xorshift64": 13, "pcg32": 14, "xoshiro256pp": 15,
-        "philox4x32": 16, "sfc64": 17,
-    }  # fmt: skip
+    assert codes == CODES  # the table written out, in test_convert_old
     assert set(PRNG_CODES) <= set(codes)  # winopt's families are a subset, same codes
     assert all(codes[name] == code for name, code in PRNG_CODES.items())
 
@@ -538,7 +533,7 @@ def one_trial_rows(n: int = 50, **over: object) -> list[dict]:
 def general_arrays(path: Path) -> dict[str, np.ndarray]:
     """The arrays the general decoder gives (the fast path switched off)."""
     data = path.read_bytes()
-    rows = msgspec.json.Decoder(list[convert_module._Survivor]).decode(data)
+    rows = msgspec.json.Decoder(list[Survivor]).decode(data)
     arrays, warnings = convert_module.survivor_arrays(path, convert_module._Survivors(rows, {}))
     assert warnings == []
     return arrays

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import fields
 from pathlib import Path
 
 import pytest
+from msgspec.structs import fields
 
 from winopt.daemon.config import (
     ConfigError,
@@ -47,7 +47,7 @@ def test_documented_default_config_loads_and_matches_the_code_defaults() -> None
 
 def test_documented_thresholds_are_the_real_defaults(tmp_path: Path) -> None:
     """Uncommenting every `# key = value` of [decisions] changes nothing."""
-    from winopt.handlers.evaluate.rules import Thresholds
+    from winopt.handlers.evaluate.thresholds import Thresholds
 
     text = (REPO / "etc" / "daemon.toml").read_text()
     head, _, tail = text.partition("\n[decisions]")

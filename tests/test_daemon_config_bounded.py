@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from daemon_support import REPO, DaemonProcess, npz_source_sha, poll, write_trial
-from notify_support import FakeSystemd, fake_systemd  # noqa: F401 - the fixture
+from notify_support import FakeSystemd
 from winopt.contracts.bounded_read import toml_depth_problem
 from winopt.daemon.config import MAX_CONFIG_BYTES, ConfigError, load_config
 

@@ -23,7 +23,8 @@ from jobs_support import STANDIN, standin_command, toml_job, wait_for, write_pla
 from mount_support import fill, small_tmpfs
 from optimize_support import MOD, write_history
 from winopt.handlers.jobs.runner import JobRunner, disk_full, runs_job, terminate
-from winopt.handlers.jobs.store import JobEvent, JobStore, Spool
+from winopt.handlers.jobs.store import JobStore
+from winopt.handlers.jobs.spool import JobEvent, Spool
 
 #: the stand-in optimizer, failing its first FAILS runs (a file counts them) the way the
 #: real one does when SQLite finds the disk full

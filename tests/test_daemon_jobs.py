@@ -20,9 +20,10 @@ from typing import Any
 
 import pytest
 
-from daemon_support import REPO, DaemonProcess, poll
+from daemon_support import REPO, DaemonProcess, poll, stop_all
 from jobs_support import toml_job
 from optimize_support import MOD, write_history
+from winopt.contracts.status import unknown_keys
 from winopt.contracts.publish import sha256_file
 from winopt.contracts.schemas import NPZ_NAME
 from winopt.handlers.jobs.jobfile import MAX_JOB_BYTES
@@ -143,12 +144,7 @@ class Site:
     def close(self) -> None:
         """Stop every daemon (SIGTERM stops its children), then any optimizer a killed
         daemon left: no test leaves a process behind."""
-        for d in self.daemons:
-            if d.alive():
-                try:
-                    d.stop(timeout=60)
-                except subprocess.TimeoutExpired:
-                    d.kill()
+        stop_all(self.daemons)
         terminate([pid for pids in self.optimizers().values() for pid in pids], 10)
 
 
@@ -291,6 +287,8 @@ def drop_at_once(site: Site, d: DaemonProcess, valid: int, invalid: int, paralle
     for job_id in jobs:
         assert any(line.startswith(job_id) and " complete " in line for line in shown.stdout.splitlines()), shown.stdout
     assert f"{invalid} rejected" in shown.stdout
+    # every key the daemon wrote (daemon, runs, jobs, rejected, rigs) is in status.json's schema
+    assert unknown_keys(d.status()) == []
 
 
 def test_files_dropped_at_once_each_valid_job_completes_once_each_bad_one_is_rejected(site: Site) -> None:
@@ -590,7 +588,7 @@ class InProcess:
         config = DaemonConfig(state_dir=site.state,
                               jobs=JobsConfig(allowed_draws_dirs=(site.draws,), grace=0, **jobs_config))
         book = StatusBook(site.state)
-        from winopt.handlers.evaluate.rules import Thresholds
+        from winopt.handlers.evaluate.thresholds import Thresholds
 
         runs = WatchedRuns(book, DecisionLog(site.state), Thresholds)
         scheduled: list[tuple[tuple, str]] = []
@@ -604,13 +602,13 @@ class InProcess:
 
     def end(self, state: str, why: str) -> None:
         """The job ends on disk, then its runner event arrives."""
-        from winopt.handlers.jobs.store import JobEvent
+        from winopt.handlers.jobs.spool import JobEvent
 
         self.jobs.spool.store.transition(self.record.id, state, why)
         self.jobs._on_event(JobEvent(state, self.record.id, why))
 
     def late_start(self) -> None:
-        from winopt.handlers.jobs.store import JobEvent
+        from winopt.handlers.jobs.spool import JobEvent
 
         self.jobs._on_event(JobEvent("started", self.record.id, "attempt 1, pid 123"))
 

@@ -256,7 +256,8 @@ def test_kill_9_during_conversion_repeated(tmp_path: Path, run_dir: Path) -> Non
 def test_a_stalled_run_is_noticed_by_the_decision_timer(tmp_path: Path, run_dir: Path) -> None:
     """No file changes at all: the timer alone turns wait into retry "stalled"."""
     config = tmp_path / "stall.toml"
-    config.write_text("decide_interval = 1\n[decisions]\nstall_after = 3\n")
+    # stall_after: long enough that a loaded machine still decides "wait" first
+    config.write_text("decide_interval = 1\n[decisions]\nstall_after = 6\n")
     write_trial(run_dir, 1500, status="in_progress", completed=5, total=50)
     d = DaemonProcess(tmp_path / "state", [run_dir], args=["--config", str(config)]).start()
     try:

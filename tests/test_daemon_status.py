@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from polling import poll
-from winopt.daemon.status import DecisionLog, StatusBook, read_status
+from winopt.daemon.status import DecisionLog, StatusBook
+from winopt.contracts.status import read_status
 from winopt.cli.status import render
 
 
@@ -99,8 +100,8 @@ def test_readers_never_see_a_partial_status_file(tmp_path: Path) -> None:
     assert bad == [] and reads > 0
 
 
-def test_decision_lines_from_many_threads_never_interleave(tmp_path: Path) -> None:
-    log = DecisionLog(tmp_path)
+def append_from_four_threads(log: DecisionLog) -> None:
+    """200 decisions of 3 KB, 50 from each of four threads at once."""
 
     def append(n: int) -> None:
         for i in range(50):
@@ -111,6 +112,11 @@ def test_decision_lines_from_many_threads_never_interleave(tmp_path: Path) -> No
         t.start()
     for t in threads:
         t.join()
+
+
+def test_decision_lines_from_many_threads_never_interleave(tmp_path: Path) -> None:
+    log = DecisionLog(tmp_path)
+    append_from_four_threads(log)
     lines = (tmp_path / "decisions.jsonl").read_text().splitlines()
     assert len(lines) == 200
     records = [json.loads(line) for line in lines]
@@ -121,16 +127,7 @@ def test_decision_lines_from_many_threads_never_interleave(tmp_path: Path) -> No
 def test_decision_log_rotates_so_months_of_decisions_stay_bounded(tmp_path: Path) -> None:
     limit, line_bytes = 64 << 10, 3100
     log = DecisionLog(tmp_path, max_bytes=limit)
-
-    def append(n: int) -> None:
-        for i in range(50):
-            log.append({"run": f"r{n}", "i": i, "reasoning": "y" * 3000})
-
-    threads = [threading.Thread(target=append, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    append_from_four_threads(log)
     log.append({"run": "last", "i": 0})
     current, previous = tmp_path / "decisions.jsonl", tmp_path / "decisions.jsonl.1"
     assert previous.exists()

@@ -13,7 +13,8 @@ import pytest
 
 from daemon_support import poll
 from winopt.contracts.publish import publish_json
-from winopt.daemon.watch import Watcher, is_temp_name
+from winopt.daemon.watch import Watcher
+from winopt.contracts.state_dir import is_temp_name
 
 
 class Seen:

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from daemon_support import REPO, DaemonProcess, poll, snapshot
-from notify_support import FakeSystemd, fake_systemd  # noqa: F401 - the fixture
+from notify_support import FakeSystemd
 from jobs_support import toml_job
 from optimize_support import MOD, write_history
 from winopt.contracts.publish import publish_json

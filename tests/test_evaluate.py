@@ -15,14 +15,9 @@ from winopt.cli import main
 from winopt.contracts.schemas import CONFIG_NAME, SURVIVORS_NAME
 from winopt.contracts.errors import UserError
 from winopt.handlers.convert.to_npz import convert
-from winopt.handlers.evaluate.rules import (
-    EXIT_CODES,
-    Thresholds,
-    decide,
-    decision_for_bad_survivors,
-    evaluate,
-    parse_duration,
-)
+from winopt.contracts.strict import parse_duration
+from winopt.handlers.evaluate.rules import EXIT_CODES, decide, decision_for_bad_survivors, evaluate
+from winopt.handlers.evaluate.thresholds import Thresholds
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
 RECENT = (NOW - timedelta(minutes=5)).isoformat()

@@ -22,7 +22,8 @@ from winopt.optimizer.sieve.generators import (
     raw_outputs,
     seed_state,
 )
-from winopt.optimizer.sieve.jumps import gf2_byte_tables, stepper
+from winopt.optimizer.sieve.jumps import gf2_byte_tables
+from winopt.optimizer.sieve.steppers import stepper
 
 SPEC_VECTORS = {
     "java_lcg": [454757875, 3428499331, 68972694, 2852015737, 184400468],

@@ -52,9 +52,9 @@ def test_make_demo_installs_only_what_the_demo_needs(tmp_path: Path) -> None:
 
 def test_make_test_installs_what_the_tests_need(tmp_path: Path) -> None:
     script = dry_run("test", tmp_path)
-    assert {"rsync", "openssh-server", "iproute2", "gcc", "python3-dev", "libsystemd-dev",
+    assert {"rsync", "openssh-server", "iproute2", "gcc", "python3-dev", "libsystemd-dev", "chromium",
             "postgresql"} <= set(packages_checked(script))
-    assert "pip install -q -e '.[test,systemd,postgres]'" in script
+    assert "pip install -q -e '.[test,systemd,postgres,report,dashboard]'" in script
 
 
 def test_readme_opens_with_make_demo_and_make_test() -> None:

@@ -15,17 +15,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobs_support import toml_job, write_plain_history, write_session_history
+from winopt.optimizer.space import LIMITS as BOUNDS
 from winopt.handlers.jobs.jobfile import (
-    BOUNDS,
     KEYS,
     REQUIRED,
     JobError,
-    JobSpec,
     load_job,
     optimize_argv,
     parse_job_bytes,
     validate_job,
 )
+from winopt.contracts.job import JobSpec
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 from winopt.cli import main
 from winopt.contracts import lock_for, sha256_file
 from winopt.contracts.schemas import CONFIG_NAME, SURVIVORS_NAME
-from winopt.optimizer import study as study_module
+from winopt.optimizer import objective as study_module  # the trial runs the sieve there
 from winopt.optimizer.study import default_storage_url
 
 from optimize_support import optimize_argv, read_config, reference_survivors, write_history

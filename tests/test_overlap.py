@@ -10,7 +10,8 @@ import orjson
 import pytest
 
 from winopt.contracts.publish import dump_json
-from winopt.contracts.schemas import OVERLAP_FIELDS, SURVIVOR_FIELDS
+from winopt.contracts.schemas import OVERLAP_FIELDS
+from winopt.contracts.survivors import SURVIVOR_FIELDS
 from winopt.optimizer.sieve.generators import family
 from winopt.optimizer.sieve.reference import half_matches, run_reference
 from winopt.optimizer.sieve.core import SieveParams, SieveResult, prepare, run_sieve

@@ -139,7 +139,8 @@ def test_a_trial_orphaned_between_ask_and_first_heartbeat_is_failed_and_retried(
 
     from winopt.optimizer.shared_storage import open_storage
     from winopt.optimizer.shared_study import claim_trial, open_for_workers
-    from winopt.optimizer.study import RunSettings, SearchSpace
+    from winopt.optimizer.study import RunSettings
+    from winopt.optimizer.space import SearchSpace
 
     storage = open_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=1, grace_period=2)
     spec = SharedSpec(RunSettings("java_lcg", 0, 10, MOD, "x"), SearchSpace(), 2, "random",
@@ -160,10 +161,10 @@ def test_daemon_optuna_section_and_storage_flag(tmp_path: Path) -> None:
     path = tmp_path / "daemon.toml"
     path.write_text('[optuna]\nstorage = "postgresql://winopt:s3cret@head/winopt"\nartifacts = "/srv/a"\n')
     config = load_config(path)
-    assert config.optuna == {"storage": "postgresql://winopt:s3cret@head/winopt", "artifacts": "/srv/a"}
+    assert (config.optuna.storage, config.optuna.artifacts) == ("postgresql://winopt:s3cret@head/winopt", "/srv/a")
     assert "s3cret" not in f"{config.optuna}"  # a reload logs a changed value: never the password
     flagged = resolve_config(str(path), storage="postgresql://other@db/w")
-    assert flagged.optuna["storage"] == "postgresql://other@db/w" and flagged.optuna["artifacts"] == "/srv/a"
+    assert flagged.optuna.storage == "postgresql://other@db/w" and flagged.optuna.artifacts == "/srv/a"
     for bad, problem in [('[optuna]\nstorage = "mysql://x"\n', "optuna.storage: must be a postgresql://"),
                          ('[optuna]\nartifacts = "rel"\n', "optuna.artifacts: must be an absolute path"),
                          ('[optuna]\nstudy = "x"\n', "optuna.study: unknown key")]:

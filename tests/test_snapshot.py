@@ -16,15 +16,9 @@ from winopt.contracts import sha256_file
 from winopt.contracts.schemas import CONFIG_FIELDS, CONFIG_NAME, SURVIVORS_NAME
 from winopt.optimizer.draws import load_history
 from winopt.optimizer.snapshot import NO_TRIALS_NOTE, SnapshotWriter
-from winopt.optimizer.study import (
-    SIEVE_ATTR,
-    RunSettings,
-    SearchSpace,
-    SieveObjective,
-    open_study,
-    parse_bounds,
-    scan_progress,
-)
+from winopt.optimizer.study import RunSettings, open_study, scan_progress
+from winopt.optimizer.objective import SIEVE_ATTR, SieveObjective
+from winopt.optimizer.space import SearchSpace, parse_bounds
 
 from optimize_support import MOD, read_config, reference_survivors, write_history
 

@@ -17,12 +17,9 @@ from pathlib import Path
 import pytest
 
 from jobs_support import toml_job, wait_for, write_plain_history
-from winopt.handlers.jobs.store import (
-    JOB_ID_RE,
-    STATE_FILE,
-    Spool,
-    new_job_id,
-)
+from winopt.handlers.jobs.store import STATE_FILE
+from winopt.handlers.jobs.spool import Spool
+from winopt.handlers.jobs.ids import JOB_ID_RE, new_job_id
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -257,7 +254,7 @@ def _spec(spool: Spool, text: str):
 
 SCAN_LOOP = """
 import sys, time
-from winopt.handlers.jobs.store import Spool
+from winopt.handlers.jobs.spool import Spool
 spool = Spool(sys.argv[1], allowed_draws_dirs=[sys.argv[2]], grace=0)
 print("ready", flush=True)
 while True:

@@ -34,7 +34,7 @@ def main() -> int:
     stage()
     env = {**os.environ, "PYTHONPATH": str(STAGE)}
     lint = Path(sys.executable).with_name("lint-imports")
-    return subprocess.call([str(lint), "--no-cache", "--config", str(ROOT / "pyproject.toml")], cwd=STAGE, env=env)
+    return subprocess.call([str(lint), "--no-cache", str(ROOT / "pyproject.toml")], cwd=STAGE, env=env)
 
 
 if __name__ == "__main__":

@@ -32,16 +32,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from winopt.daemon.handler import RUN_KIND, SPOOL_KIND, Quiet
 from winopt.daemon.config import DaemonConfig
+from winopt.daemon.reports import JobReports
 from winopt.daemon.status import StatusBook
 from winopt.handlers.jobs.cleanup import remove_job_dir
 from winopt.handlers.jobs.runner import JobRunner
-from winopt.handlers.jobs.store import TERMINAL, JobEvent, JobRecord, Spool, cancel_requester
+from winopt.handlers.jobs.store import TERMINAL, JobRecord, cancel_requester
+from winopt.handlers.jobs.spool import JobEvent, Spool
 
 log = logging.getLogger(__name__)
 
 #: the daemon's handler kinds (its queue keys are `(kind, target)`), and the one spool target
-SPOOL_KIND, RUN_KIND = "spool", "run"
 SPOOL_TARGET = "spool"
 #: event kinds after which a job's child no longer runs (its directory needs no watch)
 ENDED = frozenset({*TERMINAL, "stopped", "interrupted", "retrying"})
@@ -72,8 +74,10 @@ class Runs(Protocol):
     def process(self, run_dir: Path, reasons: frozenset[str]) -> None: ...
 
 
-class SpoolJobs:
+class SpoolJobs(Quiet):
     """The spool handler's work, routing and events; `start` once, `stop` on SIGTERM."""
+
+    kind = SPOOL_KIND
 
     def __init__(
         self,
@@ -100,6 +104,7 @@ class SpoolJobs:
         self._finished: dict[str, FinishedKey] = {}  # finished jobs in status.json -> end order
         self._left_out: set[str] = set()  # finished jobs beyond finished_kept, not tracked
         runs.job_state = self._job_state
+        self.reports = JobReports()  # report.html when a job ends (issue 16)
 
     def _job_state(self, job_id: str) -> str | None:
         """The job's recorded state (None if it cannot be read: judge its run as usual)."""
@@ -132,6 +137,7 @@ class SpoolJobs:
         `running` on disk and resume at the next start), then record their last state."""
         running = list(self.runner.running())
         self.runner.stop()
+        self.reports.stop()
         for job_id in running:
             try:
                 self._runs.process(self.spool.store.dir(job_id), frozenset({"stop"}))
@@ -168,13 +174,13 @@ class SpoolJobs:
             with self._lock:
                 self._renamed.add(path.name)
 
-    def dirs(self) -> list[Path]:
+    def watched_dirs(self) -> list[Path]:
         return [self.spool.dir]
 
     def targets(self) -> list[str]:
         return [SPOOL_TARGET]
 
-    def scan(self, _target: Any, reasons: frozenset[str]) -> None:
+    def work(self, _target: Any, reasons: frozenset[str]) -> None:
         """Worker thread: take every ready spool file; look again when some were not."""
         with self._lock:
             renamed = set(self._renamed)
@@ -216,8 +222,10 @@ class SpoolJobs:
             if record.terminal:
                 self._finished[record.id] = finished_key(record)
                 self._drop_oldest()
+                if event.kind in TERMINAL:
+                    self.reports.request(record.id, self.spool.store.dir(record.id))
 
-    # ------------------------------------------------------------ clean-up (daemon/cleaning.py)
+    # ------------------------------------------------------------ clean-up (daemon/adapters/clean.py)
     def remove(self, job_id: str) -> None:
         """A finished job cleaned away: out of status.json (its run retired on its own
         queue key, so no worker writes it back), then its directory. Raises ValueError

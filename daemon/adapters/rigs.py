@@ -32,6 +32,8 @@ from typing import Any
 
 import orjson
 
+from winopt.daemon.handler import SYNC_KIND, Quiet
+from winopt.contracts.state_dir import SPOOL_DIR, SYNC_PREFIX, SYNC_SUFFIX, is_request
 from winopt.daemon.status import StatusBook
 from winopt.contracts.errors import UserError
 from winopt.contracts.beneath import UnsafeFile, read_regular
@@ -41,9 +43,6 @@ from winopt.handlers.rigs.config import Rig
 log = logging.getLogger(__name__)
 
 SECTION = "rigs"
-SPOOL_DIR = "spool"  # handlers.spool.SPOOL_DIR, not imported: that module pulls in the job machinery
-SYNC_SUFFIX = ".sync"
-SYNC_PREFIX = "sync-"
 #: the one queue target of sync requests: every request file is taken by one scan
 REQUESTS = "sync-requests"
 #: a request is a small JSON object; anything bigger is not one
@@ -94,12 +93,14 @@ def retry_policy(settings: Any) -> RetryPolicy:
                        jitter=settings.retry_jitter, config_tries=settings.config_tries)
 
 
-class RigDistribution:
+class RigDistribution(Quiet):
     """Runs' NPZ files to the rigs, the `rigs` status section, and sync requests.
 
     Its handler parts for the daemon: `route` (a changed file -> REQUESTS for a sync
     request), `work` (take the requests), `dirs` (the spool), `targets` (a reconcile also
     forgets runs the daemon no longer has)."""
+
+    kind = SYNC_KIND
 
     def __init__(self, book: StatusBook, state_dir: Path, rigs: Mapping[str, Rig], settings: Any) -> None:
         self._book = book
@@ -158,11 +159,11 @@ class RigDistribution:
     def route(self, path: Path) -> str | None:
         """A sync request dropped into the spool (temp names are not requests yet)."""
         name = path.name
-        if path.parent == self._spool and name.endswith(SYNC_SUFFIX) and not name.startswith("."):
+        if path.parent == self._spool and is_request(name, SYNC_SUFFIX):
             return REQUESTS
         return None
 
-    def dirs(self) -> list[Path]:
+    def watched_dirs(self) -> list[Path]:
         return [self._spool]
 
     def targets(self) -> list[str]:
@@ -173,7 +174,7 @@ class RigDistribution:
     def work(self, target: str, reasons: frozenset[str]) -> None:
         """Take every sync request in the spool (unlink, then resync)."""
         try:
-            paths = sorted(p for p in self._spool.glob(f"*{SYNC_SUFFIX}") if not p.name.startswith("."))
+            paths = sorted(p for p in self._spool.glob(f"*{SYNC_SUFFIX}") if is_request(p.name, SYNC_SUFFIX))
         except OSError as exc:
             log.error("%s: cannot list sync requests: %s", self._spool, exc, extra={"EVENT": "sync_request"})
             return

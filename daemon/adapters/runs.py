@@ -20,16 +20,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from winopt.handlers.convert.to_npz import DEFAULT_MAX_SURVIVORS_BYTES, SurvivorsInFlux, convert
+from winopt.handlers.evaluate.rules import DAEMON_RESUMER, RESUMER, decide, decision_for_bad_survivors, evaluate
+from winopt.daemon.handler import RUN_KIND, Quiet
+from winopt.contracts.npz_meta import npz_meta_path, read_npz_meta
+from winopt.contracts.snapshot import SnapshotError, SnapshotView, view
 from winopt.contracts.publish import sweep_temps
 from winopt.contracts.schemas import (
     CONFIG_NAME,
     NPZ_NAME,
     SURVIVORS_NAME,
-    npz_meta_path,
-    read_npz_meta,
     read_snapshot,
 )
-from winopt.daemon.status import DecisionLog, StatusBook, now_iso
+from winopt.daemon.progress import ProgressClock
+from winopt.daemon.status import DecisionLog, StatusBook
+from winopt.contracts.clock import now_iso
 from winopt.contracts.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -58,9 +63,12 @@ class _Seen:
     decision: tuple[str, str] | None = None  # (action, reasoning) last recorded
 
 
-class WatchedRuns:
+class WatchedRuns(Quiet):
     """Processes watched run directories; thread-safe across runs, one worker per run
-    at a time (the coalescing queue guarantees that)."""
+    at a time (the coalescing queue guarantees that). The daemon's "run" `Handler`:
+    a target is a run directory."""
+
+    kind = RUN_KIND
 
     def __init__(
         self,
@@ -87,6 +95,8 @@ class WatchedRuns:
         #: a spool job's state by id (set by the jobs handler): it decides whether the
         #: watcher judges the job's run at all, and who resumes it
         self.job_state: Callable[[str], str | None] | None = None
+        #: each run's rate and ETA in status.json (issue 16)
+        self._progress = ProgressClock()
 
     # ------------------------------------------------------------ set-up
     def set_runs(self, names: dict[Path, str], previous: dict[str, Any] | None = None) -> None:
@@ -145,6 +155,7 @@ class WatchedRuns:
             seen.decision = decision_key(old)
 
     def _forget(self, d: Path) -> None:
+        self._progress.forget(self._names[d])
         self._book.remove_run(self._names.pop(d))
         self._seen.pop(d, None)
         self._attrs.pop(d, None)
@@ -158,6 +169,28 @@ class WatchedRuns:
         """The runs that want an inotify watch (the config's, and running jobs)."""
         with self._lock:
             return [d for d in self._names if self._attrs[d]["watch"]]
+
+    # ------------------------------------------------------------ the daemon's Handler
+    def watched_dirs(self) -> list[Path]:
+        return self.watch_dirs()
+
+    def targets(self) -> list[Path]:
+        return self.dirs()
+
+    def due(self) -> list[Path]:
+        """Every run: a decision changes with time alone (a run stalls)."""
+        return self.dirs()
+
+    def route(self, path: Path) -> Path | None:
+        return self.run_for(path)
+
+    def work(self, run_dir: Path, reasons: frozenset[str]) -> None:
+        self.process(run_dir, reasons)
+
+    def failed(self, run_dir: Path, exc: BaseException) -> None:
+        """The run's status entry says its handler failed."""
+        name = self.name_for(run_dir) or str(run_dir)
+        self._book.update_run(name, state="error", error=f"handler failed: {type(exc).__name__}: {exc}")
 
     def rigs_for(self, run_dir: Path) -> tuple[str, ...] | None:
         """The rigs a run's NPZ goes to (None: every configured rig)."""
@@ -230,8 +263,6 @@ class WatchedRuns:
         survivors = run_dir / SURVIVORS_NAME
         if not survivors.exists():
             return None
-        from winopt.handlers.convert.to_npz import DEFAULT_MAX_SURVIVORS_BYTES, SurvivorsInFlux, convert
-
         expected = (snapshot or {}).get("survivors_sha256") or None
         fields = {**self._log_fields(name, run_dir), "PATH": str(survivors)}
         limit = self._max_bytes() if self._max_bytes is not None else DEFAULT_MAX_SURVIVORS_BYTES
@@ -269,13 +300,6 @@ class WatchedRuns:
         survivors file that does not convert escalates. A spool job gets none while queued
         or once cancelled (there is nothing for the watcher to judge), and the daemon is
         who resumes one that was stopped."""
-        from winopt.handlers.evaluate.rules import (
-            DAEMON_RESUMER,
-            RESUMER,
-            decide,
-            decision_for_bad_survivors,
-            evaluate,
-        )
 
         if job_state in UNJUDGED_JOB_STATES:
             return None
@@ -305,6 +329,7 @@ class WatchedRuns:
             path=str(run_dir),
             state=run_state(snapshot, error),
             snapshot=snapshot_summary(snapshot),
+            progress=self._progress.observe(name, snapshot),
             decision=decision,
             npz=npz_summary(run_dir / NPZ_NAME),
             error=error,
@@ -350,22 +375,21 @@ def run_state(snapshot: dict[str, Any] | None, error: str | None) -> str:
 
 
 def snapshot_summary(snapshot: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The snapshot's part of a run's status entry. `best` is None until a trial succeeds:
-    winopt writes its counts as 0 from the first snapshot on (the old watcher needs
-    integers), so a null `best_trial_number` is what says "no best yet"."""
-    from winopt.handlers.evaluate.rules import no_successful_trial
-
+    """The snapshot's part of a run's status entry, read as the watcher reads it (one
+    reader: the same best, the same "none yet"); a field of the wrong type shows as
+    unknown (None): the run's decision escalates it."""
     if snapshot is None:
         return None
-    best = snapshot.get("best_bidirectional_count", snapshot.get("best_value"))
-    if no_successful_trial(snapshot):
-        best = None
+    try:
+        snap: SnapshotView | None = view(snapshot)
+    except SnapshotError:
+        snap = None
     return {
         "status": snapshot.get("status"),
-        "completed_trials": snapshot.get("completed_trials"),
-        "total_trials": snapshot.get("total_trials"),
-        "best": best,
-        "last_updated": snapshot.get("last_updated"),
+        "completed_trials": snap.completed if snap else None,
+        "total_trials": snap.total if snap else None,
+        "best": snap.best if snap else None,
+        "last_updated": snap.last_updated if snap else None,
     }
 
 
@@ -375,7 +399,7 @@ def npz_summary(npz: Path) -> dict[str, Any] | None:
     if meta is None or not npz.exists():
         return None
     return {
-        "sha256": meta.get("npz_sha256"),
-        "count": meta.get("count"),
-        "converted_at": meta.get("converted_at"),
+        "sha256": meta.npz_sha256,
+        "count": meta.count,
+        "converted_at": meta.converted_at,
     }

@@ -11,21 +11,20 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
-from typing import Any
+
+from winopt.contracts.daemon_config import OptunaConfig
 
 log = logging.getLogger(__name__)
 
 
-def export_storage(optuna: Mapping[str, Any]) -> None:
+def export_storage(optuna: OptunaConfig) -> None:
     """Put `[optuna] storage` and `artifacts` (or `--storage`) into the environment the
     job runner gives its children; called once at start, before any child exists (a
     change takes a restart)."""
-    storage = optuna.get("storage")
-    if storage:
-        os.environ["WINOPT_STORAGE"] = storage
-    if optuna.get("artifacts"):
-        os.environ["WINOPT_ARTIFACTS"] = str(optuna["artifacts"])
+    if optuna.storage:
+        os.environ["WINOPT_STORAGE"] = optuna.storage
+    if optuna.artifacts:
+        os.environ["WINOPT_ARTIFACTS"] = optuna.artifacts
     if os.environ.get("WINOPT_STORAGE"):
         url = os.environ["WINOPT_STORAGE"]
         shown = url.split("://", 1)[0] + "://" + url.rsplit("@", 1)[-1] if "@" in url else url

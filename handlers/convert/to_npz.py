@@ -23,7 +23,7 @@ again to tell which.
 
 Two kinds of file come in. winopt's own (`winopt optimize`, SPEC §3: every field present)
 take the strict decoder above. A file the strict decoder refuses is read again by the
-old-pipeline decoder (`_OldSurvivor`, the section "old-pipeline files" below), which
+old-pipeline decoder (`OldSurvivor`, the section "old-pipeline files" below), which
 converts every file the old pipeline's converter (convert_survivors_to_binary.py v3.1)
 converted, to the values it wrote: missing fields take its defaults, `skip_range` may be
 an int, a [min, max] list or a "min-max" string, `_hybrid` and `_reverse` family names and
@@ -52,7 +52,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import math
 import os
 import re
 import stat
@@ -70,20 +69,30 @@ import msgspec
 import numpy as np
 
 from winopt import __version__
-from winopt.contracts import lock_for, publish_atomic, publish_json, sha256_file
+from winopt.contracts.npz_meta import NpzEncodings, NpzMeta, NpzSource, npz_meta_path, read_npz_meta
+from winopt.contracts.clock import now_iso
+from winopt.contracts import lock_for, publish_atomic, publish_bytes, sha256_file
+from winopt.contracts.publish import dump_json
 from winopt.contracts.schemas import (
     HYBRID_SUFFIX,
     NPZ_ARRAYS,
     NPZ_NAME,
-    NPZ_SCHEMA_VERSION,
     OVERLAP_FIELDS,
     PRNG_TYPE_CODES,
     SKIP_MODES,
     TIME_OF_DAY,
-    npz_meta_path,
-    read_npz_meta,
 )
 from winopt.contracts.errors import UserError, in_file
+from winopt.contracts.survivors import (
+    INT32_MAX,
+    INT32_MIN,
+    NO_INT,
+    NO_RATE,
+    OldSurvivor,
+    Survivor,
+    TRIAL_FIELDS,
+    UINT64_MAX,
+)
 from winopt.handlers.convert.json_pieces import CHUNK_BYTES, Where, decode_in_pieces
 from winopt.handlers.convert.npz_file import write_npz
 from winopt.handlers.convert.heap import return_free_memory
@@ -94,16 +103,6 @@ DEFAULT_MAX_SURVIVORS_BYTES = 4 << 30
 #: a conversion of a file this large hands the heap's free memory back afterwards
 RETURN_MEMORY_AFTER = 64 << 20
 _COLON = ord(":")
-_INT32_MAX = 2**31 - 1
-_INT32_MIN = -(2**31)
-_UINT64_MAX = 2**64 - 1
-
-_Count = Annotated[int, msgspec.Meta(ge=0, le=_INT32_MAX)]
-_Rate = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
-_Tally = Annotated[float, msgspec.Meta(ge=0.0)]
-_Family = Literal[tuple(PRNG_TYPE_CODES)]  # type: ignore[valid-type]
-_SkipMode = Literal[tuple(SKIP_MODES)]  # type: ignore[valid-type]
-_TimeOfDay = Literal[TIME_OF_DAY]  # type: ignore[valid-type]
 
 
 class SurvivorsInFlux(Exception):
@@ -111,64 +110,13 @@ class SurvivorsInFlux(Exception):
     progress. Not a `UserError`: nothing is wrong, try again at the next event."""
 
 
-class _Survivor(msgspec.Struct, gc=False, kw_only=True):
-    """One object of bidirectional_survivors.json as winopt writes it (SPEC §3), as the
-    strict decoder checks it; a file it refuses is read again as an old-pipeline file
-    (`_OldSurvivor`), which decides the error, if any.
-
-    Every field the NPZ stores is required; `time_of_day` is optional (not stored) and
-    unknown keys are ignored, so additive schema changes do not break conversion. Fields
-    are declared in the order the optimizer writes them (msgspec tries the next declared
-    field first), and the names are Literals (decoded to shared objects, checked inside
-    the decoder)."""
-
-    seed: Annotated[int, msgspec.Meta(ge=0)]  # <= 2**64-1 checked when filling the array
-    skip: _Count
-    forward_match_rate: _Rate
-    reverse_match_rate: _Rate
-    score: _Rate
-    window_size: _Count
-    offset: _Count
-    skip_min: _Count
-    skip_max: _Count
-    skip_range: _Count
-    time_of_day: _TimeOfDay | None = None
-    trial_number: _Count
-    prng_type: _Family
-    skip_mode: _SkipMode
-    forward_count: _Tally
-    reverse_count: _Tally
-    bidirectional_count: _Tally
-    intersection_count: _Tally
-    intersection_ratio: _Tally
-    forward_only_count: _Tally
-    reverse_only_count: _Tally
-    survivor_overlap_ratio: _Tally
-    bidirectional_selectivity: _Tally
-    intersection_weight: _Tally
-
-
-#: the fields one trial's file repeats on every row (SPEC §3: the trial's window, number,
-#: counts and overlap statistics); see _decode_one_trial
-TRIAL_FIELDS = (
-    "window_size",
-    "offset",
-    "skip_min",
-    "skip_max",
-    "skip_range",
-    "trial_number",
-    "forward_count",
-    "reverse_count",
-    "bidirectional_count",
-    *OVERLAP_FIELDS,
-)
-_SURVIVOR_TYPES = typing.get_type_hints(_Survivor, include_extras=True)
+_SURVIVOR_TYPES = typing.get_type_hints(Survivor, include_extras=True)
 
 
 @dataclass(frozen=True)
 class _Survivors:
     """Decoded rows, plus the fields the decoder proved equal on every row (and their
-    value), which need no pass over the rows. `old`: the rows are `_OldSurvivor`s (an
+    value), which need no pass over the rows. `old`: the rows are `OldSurvivor`s (an
     old-pipeline file, read with the old converter's defaults)."""
 
     rows: list[Any]
@@ -412,7 +360,7 @@ def _trial_decoder(constants: tuple[tuple[str, type, Any], ...]) -> msgspec.json
     """A decoder of rows whose trial fields hold these (name, type, value) constants."""
     values = {name: value for name, _, value in constants}
     fields: list[tuple[Any, ...]] = []
-    for name in _Survivor.__struct_fields__:
+    for name in Survivor.__struct_fields__:
         kind = _constant_type(values[name]) if name in values else _SURVIVOR_TYPES[name]
         fields.append((name, kind, None) if name == "time_of_day" else (name, kind))
     row = msgspec.defstruct("_TrialRow", fields, gc=False, kw_only=True)
@@ -430,7 +378,7 @@ def _constant_type(value: int | float) -> Any:
 
 
 def _first_row(data: bytes) -> dict[str, Any] | None:
-    """The first object of the list, decoded on its own: checked as a `_Survivor`, returned
+    """The first object of the list, decoded on its own: checked as a `Survivor`, returned
     as written (an int stays an int, 1.0 a float). None if that is not possible."""
     start = data.find(b"{")
     end = data.find(b"}", start)
@@ -438,7 +386,7 @@ def _first_row(data: bytes) -> dict[str, Any] | None:
         return None
     text = data[start : end + 1]
     try:
-        msgspec.json.Decoder(_Survivor).decode(text)
+        msgspec.json.Decoder(Survivor).decode(text)
         row = msgspec.json.decode(text)
     except msgspec.MsgspecError:
         return None
@@ -505,7 +453,7 @@ def _seed_array(path: Path, items: list[Any], where: Where = Where()) -> np.ndar
     try:
         seeds = np.fromiter(map(attrgetter("seed"), items), np.uint64, len(items))
     except OverflowError:
-        index = next(i for i, s in enumerate(items) if s.seed > _UINT64_MAX)
+        index = next(i for i, s in enumerate(items) if s.seed > UINT64_MAX)
         raise in_file(path, f"entry {where.entry + index}, seed: {items[index].seed} exceeds 2**64-1") from None
     if len(seeds) == 0 or int(seeds.max()) < 2**32:
         return seeds.astype(np.uint32)
@@ -536,64 +484,15 @@ def _coded(items: list[Any], key: str, codes: dict[str, int]) -> np.ndarray:
 # record's own [skip_min, skip_max] (0 need not be: skip_min may be above it); no old
 # reader depends on `skip`, since the old converter never wrote it.
 
-#: default of an int field a record leaves out: outside int32, so no decoded value equals it
-_NO_INT = 1 << 40
-#: default of a rate a record leaves out: outside [0, 1], which the decoder enforces
-_NO_RATE = -1.0
-#: default of a float a record leaves out (JSON has no NaN, so no decoded value is NaN)
-_NO_FLOAT = math.nan
-
-_Int32 = Annotated[int, msgspec.Meta(ge=_INT32_MIN, le=_INT32_MAX)]
-_OldFamily = Literal[  # type: ignore[valid-type]
-    (*PRNG_TYPE_CODES, *(name + HYBRID_SUFFIX for name in PRNG_TYPE_CODES))
-]
-
-
-class _OldSurvivor(msgspec.Struct, gc=False, kw_only=True):
-    """One object of an old-pipeline survivors file, as leniently as the old converter read
-    it (see the section comment); the defaults are markers no file value can take, so
-    `_old_arrays` can count what was defaulted. Unknown keys (sessions, time_of_day, ...)
-    are ignored; `prng_base` is checked only where it is used."""
-
-    seed: Annotated[int, msgspec.Meta(ge=0)]
-    skip: _Count = _NO_INT
-    forward_match_rate: _Rate = _NO_RATE
-    reverse_match_rate: _Rate = _NO_RATE
-    score: float = _NO_FLOAT
-    window_size: _Int32 = _NO_INT
-    offset: _Int32 = _NO_INT
-    skip_min: _Int32 = _NO_INT
-    skip_max: _Int32 = _NO_INT
-    skip_range: Any = msgspec.UNSET
-    trial_number: _Int32 = _NO_INT
-    prng_type: _OldFamily | msgspec.UnsetType = msgspec.UNSET
-    prng_base: Any = msgspec.UNSET
-    skip_mode: _SkipMode | msgspec.UnsetType = msgspec.UNSET
-    forward_count: float = _NO_FLOAT
-    reverse_count: float = _NO_FLOAT
-    bidirectional_count: float = _NO_FLOAT
-    intersection_count: float = _NO_FLOAT
-    intersection_ratio: float = _NO_FLOAT
-    forward_only_count: float = _NO_FLOAT
-    reverse_only_count: float = _NO_FLOAT
-    survivor_overlap_ratio: float = _NO_FLOAT
-    bidirectional_selectivity: float = _NO_FLOAT
-    intersection_weight: float = _NO_FLOAT
-    # keys the old Step 1 wrote that the NPZ does not hold: read (unchecked) only so that
-    # the duplicate-key check can count them (`_keys_filled`) without reading twice
-    sessions: Any = msgspec.UNSET
-    time_of_day: Any = msgspec.UNSET
-
-
 #: the decoders of a survivors list: winopt's (strict) and the old pipeline's (lenient)
-_STRICT = msgspec.json.Decoder(list[_Survivor])
-_OLD = msgspec.json.Decoder(list[_OldSurvivor])
+_STRICT = msgspec.json.Decoder(list[Survivor])
+_OLD = msgspec.json.Decoder(list[OldSurvivor])
 #: keys every strict row has (time_of_day is optional)
-_REQUIRED_KEYS = len(_Survivor.__struct_fields__) - 1
+_REQUIRED_KEYS = len(Survivor.__struct_fields__) - 1
 #: the old row's keys `_Defaults` does not count as missing or present (`_keys_filled`)
 _OLD_UNCOUNTED = ("prng_base", "sessions", "time_of_day")
 #: the old row's keys it does count: all but the seed and those
-_OLD_COUNTED = len(_OldSurvivor.__struct_fields__) - 1 - len(_OLD_UNCOUNTED)
+_OLD_COUNTED = len(OldSurvivor.__struct_fields__) - 1 - len(_OLD_UNCOUNTED)
 
 
 #: what a field missing from an old record becomes (the warning line says so); fields
@@ -649,7 +548,7 @@ class _Defaults:
         return f"{', '.join(names)} (to {words}) on {'all' if count == self.total else count}"
 
 
-_OLD_FIELD_ORDER = tuple(_OldSurvivor.__struct_fields__)
+_OLD_FIELD_ORDER = tuple(OldSurvivor.__struct_fields__)
 
 
 def _old_arrays(
@@ -681,7 +580,7 @@ def _column(rows: list[Any], key: str, dtype: Any) -> np.ndarray:
 def _old_ints(rows: list[Any], key: str, seen: _Defaults) -> np.ndarray:
     """An int32 field, 0 where missing."""
     values = _column(rows, key, np.int64)
-    missing = values == _NO_INT
+    missing = values == NO_INT
     seen.add(key, missing.sum())
     return np.where(missing, 0, values).astype(np.int32)
 
@@ -697,7 +596,7 @@ def _old_floats(rows: list[Any], key: str, seen: _Defaults) -> np.ndarray:
 def _old_skips(rows: list[Any], skip_min: np.ndarray, seen: _Defaults) -> np.ndarray:
     """`skip`, the record's skip_min (0 when that is missing too) where missing."""
     values = _column(rows, "skip", np.int64)
-    missing = values == _NO_INT
+    missing = values == NO_INT
     seen.add("skip", missing.sum())
     return np.where(missing, skip_min, values).astype(np.int32)
 
@@ -706,7 +605,7 @@ def _old_rates(rows: list[Any], seen: _Defaults) -> tuple[np.ndarray, np.ndarray
     """The two match rates: each from its own key, else the other's, else 0.0."""
     fwd = _column(rows, "forward_match_rate", np.float64)
     rev = _column(rows, "reverse_match_rate", np.float64)
-    no_fwd, no_rev = fwd == _NO_RATE, rev == _NO_RATE
+    no_fwd, no_rev = fwd == NO_RATE, rev == NO_RATE
     seen.add("forward_match_rate", no_fwd.sum())
     seen.add("reverse_match_rate", no_rev.sum())
     fwd_out = np.where(no_fwd, np.where(no_rev, 0.0, rev), fwd)
@@ -732,7 +631,7 @@ def _old_skip_ranges(path: Path, rows: list[Any], seen: _Defaults, where: Where 
 
 
 def _past_int32(value: int | None) -> bool:
-    return value is not None and not _INT32_MIN <= value <= _INT32_MAX
+    return value is not None and not INT32_MIN <= value <= INT32_MAX
 
 
 def old_skip_range(value: Any) -> int | None:
@@ -800,7 +699,7 @@ def _family_code(name: str, seen: _Defaults | None) -> int | None:
 
 def build_meta(
     source: _Source, count: int, dtypes: dict[str, np.dtype], npz_sha256: str, npz_size: int, warnings: list[str]
-) -> dict[str, Any]:
+) -> NpzMeta:
     """bidirectional_survivors_binary.meta.json (SPEC §3): what was converted, from what.
 
     `encodings` holds the code tables as the old converter's meta laid them out
@@ -808,37 +707,27 @@ def build_meta(
     the rigs learns codes its own table lacks (the rigs' loader knows 0-11), plus each
     array's dtype."""
     mtime = datetime.fromtimestamp(source.mtime_ns / 1e9, timezone.utc).astimezone()
-    return {
-        "schema_version": NPZ_SCHEMA_VERSION,
-        "count": count,
-        "source": {
-            "name": source.path.name,
-            "path": str(source.path.absolute()),
-            "sha256": source.sha256,
-            "size": source.size,
-            "mtime": mtime.isoformat(),
-            "mtime_ns": source.mtime_ns,
-        },
-        "npz_sha256": npz_sha256,
-        "npz_size": npz_size,
-        "encodings": {
-            "prng_type": dict(PRNG_TYPE_CODES),
-            "skip_mode": dict(SKIP_MODES),
-            "dtypes": {name: dtype.name for name, dtype in dtypes.items()},
-        },
-        "warnings": list(warnings),
-        "converted_at": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
-        "converter": f"winopt {__version__}",
-    }
+    return NpzMeta(
+        count=count,
+        source=NpzSource(name=source.path.name, path=str(source.path.absolute()), sha256=source.sha256,
+                         size=source.size, mtime=mtime.isoformat(), mtime_ns=source.mtime_ns),
+        npz_sha256=npz_sha256,
+        npz_size=npz_size,
+        encodings=NpzEncodings(prng_type=dict(PRNG_TYPE_CODES), skip_mode=dict(SKIP_MODES),
+                               dtypes={name: dtype.name for name, dtype in dtypes.items()}),
+        warnings=list(warnings),
+        converted_at=now_iso(),
+        converter=f"winopt {__version__}",
+    )
 
 
-def _npz_matches_meta(npz: Path, meta: dict[str, Any]) -> bool:
+def _npz_matches_meta(npz: Path, meta: NpzMeta) -> bool:
     """The NPZ on disk is the one the meta describes (a crash between the two renames
     leaves a new NPZ beside an old meta: that pair must count as stale)."""
     try:
-        if os.stat(npz).st_size != meta.get("npz_size"):
+        if os.stat(npz).st_size != meta.npz_size:
             return False
-        return sha256_file(npz) == meta.get("npz_sha256")
+        return sha256_file(npz) == meta.npz_sha256
     except OSError:
         return False
 
@@ -858,13 +747,12 @@ def is_stale(survivors: str | os.PathLike[str], npz: str | os.PathLike[str] | No
     survivors = Path(survivors)
     npz = Path(npz) if npz is not None else default_npz_path(survivors)
     meta = read_npz_meta(npz_meta_path(npz))
-    if meta is None or not _current(meta) or not _npz_matches_meta(npz, meta):
+    if meta is None or not meta.current or not _npz_matches_meta(npz, meta):
         return True
-    recorded = meta.get("source") or {}
     try:
-        if os.stat(survivors).st_size != recorded.get("size"):
+        if os.stat(survivors).st_size != meta.source.size:
             return True
-        return sha256_file(survivors) != recorded.get("sha256")
+        return sha256_file(survivors) != meta.source.sha256
     except OSError:
         return True
 
@@ -912,7 +800,7 @@ def _convert_open(
         _check_expected(source, expected_sha256)
         meta = read_npz_meta(meta_path)
         if _describes(meta, source) and _npz_matches_meta(npz, meta):
-            return ConvertResult(False, npz, meta_path, int(meta.get("count", 0)), meta, _meta_warnings(meta))
+            return ConvertResult(False, npz, meta_path, meta.count, msgspec.to_builtins(meta), list(meta.warnings))
     reading = _Reading(path, fh, st, max_bytes, pool)
     columns = _Columns(path)
     try:
@@ -931,8 +819,8 @@ def _convert_open(
         meta = build_meta(source, columns.count, dtypes, sha256_file(npz), npz.stat().st_size, warnings)
     finally:
         columns.clear()  # now, not when a traceback that holds this frame goes
-    publish_json(meta_path, meta)
-    return ConvertResult(True, npz, meta_path, meta["count"], meta, warnings)
+    publish_bytes(meta_path, dump_json(msgspec.to_builtins(meta)))
+    return ConvertResult(True, npz, meta_path, meta.count, msgspec.to_builtins(meta), warnings)
 
 
 def _check_expected(source: _Source, expected_sha256: str | None) -> None:
@@ -943,24 +831,9 @@ def _check_expected(source: _Source, expected_sha256: str | None) -> None:
         )
 
 
-def _describes(meta: dict[str, Any] | None, source: _Source) -> bool:
+def _describes(meta: NpzMeta | None, source: _Source) -> bool:
     """The meta was made from exactly these bytes, by this NPZ schema."""
-    return (
-        meta is not None
-        and _current(meta)
-        and (meta.get("source") or {}).get("sha256") == source.sha256
-    )
-
-
-def _current(meta: dict[str, Any]) -> bool:
-    """The meta (and so its NPZ) is of this NPZ_SCHEMA_VERSION."""
-    return meta.get("schema_version") == NPZ_SCHEMA_VERSION
-
-
-def _meta_warnings(meta: dict[str, Any]) -> list[str]:
-    """The meta's warning lines (none in a meta of another layout)."""
-    warnings = meta.get("warnings")
-    return [w for w in warnings if isinstance(w, str)] if isinstance(warnings, list) else []
+    return meta is not None and meta.current and meta.source.sha256 == source.sha256
 
 
 __all__ = [

@@ -6,7 +6,7 @@ look). `evaluate` reads the run's snapshot; `decide` is the same rule table on a
 already in hand; `decision_for_bad_survivors` covers a survivors file that fails to
 convert. The daemon calls them on worker threads: they share nothing and print nothing.
 
-Rules, first match wins (every number is a `Thresholds` field):
+Rules, first match wins (every number is a `Thresholds` field, thresholds.py):
 - config missing -> retry 0.0 "output file not yet created";
 - unreadable, not a JSON object, unknown status, or a used field of the wrong type ->
   escalate 0.0;
@@ -27,11 +27,8 @@ Rules, first match wins (every number is a `Thresholds` field):
 expected_chance_bidirectional. A best of 0 is never "at chance": nothing was found, which
 the rules above already judge, and a warning would only blur that.
 
-The best count is read from `best_bidirectional_count`, else `best_value`, else the
-pre-winopt `bidirectional_count`; a complete file without any of them counts as 0. A winopt
-snapshot (it has `schema_version`) whose `best_trial_number` is null has no successful trial
-yet: its counts are 0 only because the old watcher needs integers, so its best is "none
-yet", as before those counts were written.
+The best count, and "none yet" before any successful trial, are the snapshot reader's
+(`winopt.contracts.snapshot`), shared with the daemon's status.
 Timestamps without an offset (what the pre-winopt writer produced) are local time.
 
 `winopt evaluate` exits 0 for every decision (a decision is not an error); with
@@ -41,17 +38,16 @@ it (1 and 2 keep meaning crash and bad input).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from typing import Any
 
-from winopt.contracts.schemas import CONFIG_NAME, STATUSES, config_path, read_snapshot
-from winopt.contracts.errors import UserError, in_file
+from winopt.contracts.schemas import CONFIG_NAME, config_path, read_snapshot
+from winopt.contracts.errors import UserError
+from winopt.contracts.snapshot import SnapshotError, SnapshotView, view
+from winopt.handlers.evaluate.thresholds import Thresholds
 
 ACTIONS = ("proceed", "wait", "retry", "escalate")
 
@@ -63,168 +59,7 @@ RESUMER = "running the same command again"
 #: ... for a spool job the daemon runs (it resumes them by itself)
 DAEMON_RESUMER = "the daemon"
 
-#: where the best count may be, newest schema first
-BEST_KEYS = ("best_bidirectional_count", "best_value", "bidirectional_count")
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Every number of the SPEC §4 rules, with its default. Counts are survivor counts,
-    `stall_after` is seconds, confidences lie in [0, 1]; THRESHOLD_HELP says what each
-    one does."""
-
-    stall_after: float = 7200.0
-    promising: int = 1000
-    halfway: float = 0.5
-    proceed_high: int = 10000
-    proceed_mid: int = 1000
-    proceed_min: int = 50
-    chance_factor: float = 3.0
-    significance: float = 1e-6
-    confidence_significant: float = 0.95
-    confidence_significant_running: float = 0.8
-    confidence_stalled: float = 0.3
-    confidence_promising: float = 0.7
-    confidence_poor: float = 0.4
-    confidence_early: float = 0.5
-    confidence_high: float = 0.95
-    confidence_mid: float = 0.80
-    confidence_min: float = 0.60
-    confidence_few: float = 0.4
-    confidence_zero: float = 0.9
-    confidence_ended: float = 0.3
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            _check_value(f.name, getattr(self, f.name))
-        if not self.proceed_min <= self.proceed_mid <= self.proceed_high:
-            raise UserError(
-                "thresholds: need proceed_min <= proceed_mid <= proceed_high, got "
-                f"{self.proceed_min}, {self.proceed_mid}, {self.proceed_high}"
-            )
-
-    @classmethod
-    def from_mapping(
-        cls, values: Mapping[str, Any], source: str | os.PathLike[str] | None = None
-    ) -> Thresholds:
-        """Thresholds from a config table (the daemon's `[decisions]`, say): unknown keys
-        and bad values are errors naming `source`; `stall_after` may be "2h"."""
-        try:
-            return cls(**{k: cls.check_field(k, v) for k, v in values.items()})
-        except UserError as exc:
-            raise (in_file(source, str(exc)) if source is not None else exc) from None
-
-    @classmethod
-    def check_field(cls, name: str, value: Any) -> Any:
-        """One config value checked on its own (name, type, range) and returned as the
-        field holds it. The order of the proceed tiers needs the whole table, so only
-        `from_mapping` (or the constructor) checks that."""
-        known = {f.name: f for f in fields(cls)}
-        if name not in known:
-            raise UserError(f"unknown threshold {name!r} (known: {', '.join(known)})")
-        value = _coerce(known[name], value)
-        _check_value(name, value)
-        return value
-
-    def to_dict(self) -> dict[str, float]:
-        return dataclasses.asdict(self)
-
-
-def _check_value(name: str, value: Any) -> None:
-    """UserError("threshold NAME: ...") unless `value` is a valid value for `name`."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise UserError(f"threshold {name}: expected a number, got {value!r}")
-    low_allowed, high = _bounds(name)
-    if value < 0 or value > high or (value == 0 and not low_allowed):
-        limits = (
-            f"in {'[' if low_allowed else '('}0, {high:g}]"
-            if high < math.inf
-            else (">= 0" if low_allowed else "> 0")
-        )
-        raise UserError(f"threshold {name}: {value!r} must be {limits}")
-
-
-def _bounds(name: str) -> tuple[bool, float]:
-    """(whether 0 is allowed, the highest value) of a threshold; all are >= 0."""
-    if name.startswith("confidence_"):
-        return True, 1.0
-    if name in ("halfway", "significance"):
-        return False, 1.0
-    return name != "stall_after", math.inf
-
-
-#: what each Thresholds field does (the CLI's --help and the daemon config's docs)
-THRESHOLD_HELP: dict[str, str] = {
-    "stall_after": "in_progress without an update for longer than this is stalled (s, 90m, 2h)",
-    "promising": "in_progress: a best above this is worth waiting for",
-    "halfway": "in_progress: past this fraction of the trials, a best <= promising is retried",
-    "proceed_high": "complete: a best above this proceeds with confidence-high",
-    "proceed_mid": "complete: a best above this proceeds with confidence-mid",
-    "proceed_min": "complete: a best of at least this proceeds with confidence-min; below, retry",
-    "chance_factor": "warn 'at chance level' when 1 <= best <= this x the chance expectation",
-    "significance": "a best whose Poisson tail under the chance expectation is below this is "
-    "a finding: proceed (complete) or wait (in_progress), whatever the count",
-    # confidence of each rule's decision
-    "confidence_significant": "proceed, complete with a significant best",
-    "confidence_significant_running": "wait, in_progress with a significant best",
-    "confidence_stalled": "retry, in_progress and stalled",
-    "confidence_promising": "wait, in_progress with a promising best",
-    "confidence_poor": "retry, in_progress past halfway with a poor best",
-    "confidence_early": "wait, in_progress and too early to judge",
-    "confidence_high": "proceed, best > proceed-high",
-    "confidence_mid": "proceed, best > proceed-mid",
-    "confidence_min": "proceed, best >= proceed-min",
-    "confidence_few": "retry, complete with 1 .. proceed-min - 1",
-    "confidence_zero": "escalate, complete with 0 survivors",
-    "confidence_ended": "retry, interrupted or failed",
-}
-
-
-def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
-    """A config value for field `f`: durations may be strings, counts must be whole."""
-    if f.name == "stall_after" and isinstance(value, str):
-        try:
-            return parse_duration(value)
-        except UserError as exc:
-            raise UserError(f"threshold stall_after: {exc}") from None
-    if f.type in ("int", int) and isinstance(value, float) and value.is_integer():
-        return int(value)
-    if f.type in ("int", int) and not isinstance(value, int):
-        raise UserError(f"threshold {f.name}: expected a whole number, got {value!r}")
-    return value
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds from "7200", "90m", "2h", "1.5d"."""
-    match = _DURATION.match(text)
-    if not match:
-        raise UserError(f"bad duration {text!r} (use seconds or a number with s, m, h or d)")
-    return float(match[1]) * _UNIT_SECONDS[match[2]]
-
-
 # --- the decision ------------------------------------------------------------------------
-
-
-class _Malformed(Exception):
-    """A field the rules need has a value of the wrong type: escalate."""
-
-
-@dataclass(frozen=True)
-class _Snapshot:
-    """The fields of optimal_window_config.json that the rules use, leniently read."""
-
-    status: str
-    status_given: bool
-    completed: int | None
-    total: int | None
-    best: int | None
-    expected: float | None
-    last_updated: str | None
-    error: str | None
 
 
 def evaluate(
@@ -265,8 +100,8 @@ def decide(
     `resumer` says who resumes an interrupted run (the daemon, for its own jobs)."""
     now = _aware(now if now is not None else datetime.now(timezone.utc))
     try:
-        snap = _read_fields(raw)
-    except _Malformed as exc:
+        snap = view(raw)
+    except SnapshotError as exc:
         return _decision("escalate", 0.0, f"{path}: {exc}", path, now, rule="malformed")
     warnings: list[str] = []
     if not snap.status_given:
@@ -298,7 +133,7 @@ def decision_for_bad_survivors(
 
 
 def _apply_rules(
-    snap: _Snapshot, t: Thresholds, now: datetime, file_mtime: datetime | None, warnings: list[str],
+    snap: SnapshotView, t: Thresholds, now: datetime, file_mtime: datetime | None, warnings: list[str],
     resumer: str = "running the same command again",
 ) -> tuple[str, float, str, str]:
     """(action, confidence, reasoning, rule name) for a readable snapshot."""
@@ -317,7 +152,7 @@ def _apply_rules(
 
 
 def _in_progress(
-    snap: _Snapshot, t: Thresholds, now: datetime, file_mtime: datetime | None, warnings: list[str]
+    snap: SnapshotView, t: Thresholds, now: datetime, file_mtime: datetime | None, warnings: list[str]
 ) -> tuple[str, float, str, str]:
     """The in_progress rules: stalled, promising, poor past halfway, early."""
     updated = _updated_at(snap.last_updated, file_mtime, warnings)
@@ -368,7 +203,7 @@ def _in_progress(
     )
 
 
-def _complete(snap: _Snapshot, t: Thresholds, warnings: list[str]) -> tuple[str, float, str, str]:
+def _complete(snap: SnapshotView, t: Thresholds, warnings: list[str]) -> tuple[str, float, str, str]:
     """The complete tiers."""
     if snap.best is None:
         warnings.append("no best count in the file: counted as 0")
@@ -404,7 +239,7 @@ def _complete(snap: _Snapshot, t: Thresholds, warnings: list[str]) -> tuple[str,
     )
 
 
-def _significant(snap: _Snapshot, t: Thresholds) -> float | None:
+def _significant(snap: SnapshotView, t: Thresholds) -> float | None:
     """The Poisson tail of a best >= 1 when it is below `t.significance`, else None."""
     if snap.best is None or snap.best < 1 or snap.expected is None:
         return None
@@ -437,64 +272,6 @@ def _at_chance(best: int | None, expected: float | None, factor: float) -> bool:
     return best is not None and expected is not None and 1 <= best <= factor * expected
 
 
-def _read_fields(raw: Mapping[str, Any]) -> _Snapshot:
-    """The used fields, type-checked; a missing field is None (old files lack most)."""
-    status = raw.get("status")
-    if status is not None and status not in STATUSES:
-        raise _Malformed(f"unknown status {status!r} (known: {', '.join(STATUSES)})")
-    best_key = next((k for k in BEST_KEYS if raw.get(k) is not None), None)
-    if no_successful_trial(raw):
-        best_key = None
-    return _Snapshot(
-        status=status or "complete",
-        status_given=status is not None,
-        completed=_count(raw, "completed_trials"),
-        total=_count(raw, "total_trials"),
-        best=_count(raw, best_key) if best_key else None,
-        expected=_number(raw, "expected_chance_bidirectional"),
-        last_updated=_text(raw, "last_updated"),
-        error=_text(raw, "error"),
-    )
-
-
-def no_successful_trial(raw: Mapping[str, Any]) -> bool:
-    """A winopt snapshot written before any successful trial (its counts are 0, not a best).
-
-    Only winopt files carry `schema_version`; a pre-winopt file's null best_trial_number
-    (its incremental saves had one) says nothing about its `bidirectional_count`."""
-    return (raw.get("schema_version") is not None and "best_trial_number" in raw
-            and raw["best_trial_number"] is None)
-
-
-def _number(raw: Mapping[str, Any], key: str) -> float | None:
-    value = raw.get(key)
-    if value is None:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or value < 0
-        or not math.isfinite(value)
-    ):
-        raise _Malformed(f"{key} is {value!r}, expected a number >= 0")
-    return value
-
-
-def _count(raw: Mapping[str, Any], key: str) -> int | None:
-    """A whole count; Optuna's best_value is a float such as 1234.0, which is accepted."""
-    value = _number(raw, key)
-    if value is not None and float(value) != int(value):
-        raise _Malformed(f"{key} is {value!r}, expected a whole number")
-    return None if value is None else int(value)
-
-
-def _text(raw: Mapping[str, Any], key: str) -> str | None:
-    value = raw.get(key)
-    if value is not None and not isinstance(value, str):
-        raise _Malformed(f"{key} is {value!r}, expected a string")
-    return value
-
-
 def _updated_at(
     text: str | None, file_mtime: datetime | None, warnings: list[str]
 ) -> datetime | None:
@@ -514,12 +291,12 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.astimezone()
 
 
-def _trials(snap: _Snapshot) -> str:
+def _trials(snap: SnapshotView) -> str:
     done = "?" if snap.completed is None else snap.completed
     return f"{done}/{snap.total if snap.total is not None else '?'} trials"
 
 
-def _best(snap: _Snapshot) -> str:
+def _best(snap: SnapshotView) -> str:
     return "none yet" if snap.best is None else str(snap.best)
 
 
@@ -543,7 +320,7 @@ def _decision(
     *,
     rule: str,
     warnings: list[str] | None = None,
-    snap: _Snapshot | None = None,
+    snap: SnapshotView | None = None,
 ) -> dict[str, Any]:
     """The decision dict (SPEC §4): plain JSON types only."""
     return {

@@ -26,9 +26,11 @@ from typing import Any
 
 from winopt.contracts.publish import fsync_dir
 from winopt.contracts.beneath import owner_of
-from winopt.handlers.jobs.store import ERROR_SUFFIX, JOBS_DIR, REJECTED_DIR, JobRecord, JobStore, is_job_id
+from winopt.handlers.jobs.store import JobRecord, JobStore
+from winopt.handlers.jobs.ids import is_job_id
 
 #: decisions.jsonl rotated away (daemon/status.py `DecisionLog`)
+from winopt.contracts.state_dir import ERROR_SUFFIX, JOBS_DIR, REJECTED_DIR
 DECISION_LOG_RE = re.compile(r"decisions\.jsonl\.\d+")
 #: the most items one clean request may name (a request is read whole by the daemon)
 MAX_ITEMS = 100_000

@@ -41,17 +41,18 @@ import sys
 import tomllib
 from collections.abc import Mapping, Sequence
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from winopt.contracts.job import DEFAULT_PRNG, JobSpec
+from winopt.optimizer.space import LIMITS, format_bounds, skips_that_cannot_hold
 from winopt.contracts.schemas import PRNG_CODES, TIME_OF_DAY
 from winopt.contracts.errors import UserError
+from winopt.contracts.state_dir import JOB_SUFFIXES
 from winopt.handlers.jobs.draws import DEFAULT_MAX_DRAWS_BYTES, history_length, read_draws
 from winopt.optimizer.sieve.generators import check_seed_range
 
 #: suffix -> parser name; anything else in the spool is not a job file
-JOB_SUFFIXES = (".toml", ".json")
 #: a job file larger than this is not a job (a mistaken copy of a draw history, say)
 MAX_JOB_BYTES = 64 * 1024
 STRATEGIES = ("bayesian", "random")
@@ -68,19 +69,10 @@ MAX_SEED_COUNT = SEED_LIMIT - 1
 #: (resolved draws path) -> the file's bytes; raises UserError naming the file
 DrawsReader = Callable[[Path], bytes]
 
-#: window parameter -> (type, lowest allowed, highest allowed)
-BOUNDS: dict[str, tuple[type, float, float]] = {
-    "window_size": (int, 1, 10_000),
-    "offset": (int, 0, 1_000_000),
-    "skip_min": (int, 0, 100_000),
-    "skip_max": (int, 0, 100_000),
-    "forward_threshold": (float, 0.0, 1.0),
-    "reverse_threshold": (float, 0.0, 1.0),
-}
 REQUIRED = ("draws", "trials")
 KEYS = (
     "draws", "trials", "prng", "seed_start", "seed_count", "strategy", "mod",
-    "time_of_day", *BOUNDS, "name", "rigs", "priority", "cores", "workers",
+    "time_of_day", *LIMITS, "name", "rigs", "priority", "cores", "workers",
 )
 #: the most cores a job may ask for (more than a machine has is capped at run time)
 MAX_CORES = 4096
@@ -101,48 +93,6 @@ class JobError(UserError):
         self.source, self.key, self.problem = source, key, problem
         where = f"{source}: {key}" if key else source
         super().__init__(f"{where}: {problem}")
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """A validated job: every value checked, the draws path absolute and resolved.
-
-    Window parameters are `(lo, hi)` pairs (a fixed value is `(v, v)`) or None for the
-    optimizer's default; `time_of_day` is None for the default (all three)."""
-
-    draws: str
-    trials: int
-    prng: str = "java_lcg"
-    strategy: str = "bayesian"
-    seed_start: int | None = None
-    seed_count: int | None = None
-    mod: int | None = None
-    time_of_day: tuple[str, ...] | None = None
-    bounds: dict[str, tuple[Any, Any]] = field(default_factory=dict)
-    name: str | None = None
-    rigs: tuple[str, ...] = ()
-    priority: int = 0
-    cores: int | None = None
-    #: "local": a `winopt optimize` child; "rigs": `winopt study` (SPEC §7)
-    workers: str = "local"
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON types, for the job directory's state file."""
-        data = asdict(self)
-        data["time_of_day"] = list(self.time_of_day) if self.time_of_day else None
-        data["bounds"] = {k: list(v) for k, v in self.bounds.items()}
-        data["rigs"] = list(self.rigs)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> JobSpec:
-        """The inverse of `to_dict` (trusted input: written by `to_dict`)."""
-        values = dict(data)
-        tod = values.get("time_of_day")
-        values["time_of_day"] = tuple(tod) if tod else None
-        values["bounds"] = {k: tuple(v) for k, v in values.get("bounds", {}).items()}
-        values["rigs"] = tuple(values.get("rigs", ()))
-        return cls(**values)
 
 
 # ---------------------------------------------------------------------------- parsing
@@ -235,7 +185,7 @@ def validate_job(
         if key not in raw:
             raise JobError(source, key, "missing (every job needs draws and trials)")
     values = _scalars(raw, source)
-    bounds = {k: _bound(k, raw[k], source) for k in BOUNDS if k in raw}
+    bounds = {k: _bound(k, raw[k], source) for k in LIMITS if k in raw}
     _cross_check_bounds(bounds, source)
     tod = _time_of_day(raw["time_of_day"], source) if "time_of_day" in raw else None
     rigs = _rigs(raw.get("rigs", []), source, known_rigs)
@@ -245,7 +195,7 @@ def validate_job(
     except UserError as exc:
         raise JobError(source, "draws", str(exc)) from None
     check_draws(data, draws, source, mod=values.get("mod") or 1000, time_of_day=tod,
-                min_window=bounds.get("window_size", (1, 1))[0])
+                min_window=bounds.get("window_size", (LIMITS["window_size"][1],))[0])
     return JobSpec(draws=str(draws), time_of_day=tod, bounds=bounds, rigs=rigs, **values)
 
 
@@ -261,7 +211,7 @@ def _scalars(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
         out["seed_count"] = _int(raw, "seed_count", 1, MAX_SEED_COUNT, source)
     if out.get("seed_start", 0) + out.get("seed_count", 0) > SEED_LIMIT:
         raise JobError(source, "seed_count", "seed_start + seed_count passes 2**64")
-    problem = check_seed_range(out.get("prng", JobSpec.prng), out.get("seed_start", 0),
+    problem = check_seed_range(out.get("prng", DEFAULT_PRNG), out.get("seed_start", 0),
                                out.get("seed_count", 1))  # fmt: skip
     if problem:
         raise JobError(source, "seed_count" if "seed_count" in out else "seed_start", problem)
@@ -318,7 +268,7 @@ def _bound(key: str, value: Any, source: str) -> tuple[Any, Any]:
 
 
 def _bound_value(key: str, value: Any, source: str) -> Any:
-    kind, lo, hi = BOUNDS[key]
+    kind, lo, hi = LIMITS[key]
     if kind is int:
         if type(value) is not int:
             raise JobError(source, key, f"must be an integer or [lo, hi], got {_kind(value)}")
@@ -335,9 +285,8 @@ def _bound_value(key: str, value: Any, source: str) -> Any:
 def _cross_check_bounds(bounds: Mapping[str, tuple[Any, Any]], source: str) -> None:
     """skip_max must be able to reach every skip_min (the optimizer draws skip_max >=
     skip_min), so the highest skip_max must be at least the highest skip_min."""
-    skip_min_hi = bounds.get("skip_min", (0, 10))[1]
-    skip_max_hi = bounds.get("skip_max", (10, 250))[1]
-    if skip_max_hi < skip_min_hi:
+    if skips := skips_that_cannot_hold(dict(bounds)):
+        skip_min_hi, skip_max_hi = skips
         key = "skip_max" if "skip_max" in bounds else "skip_min"
         raise JobError(source, key, f"highest skip_max {skip_max_hi} is below the highest "
                        f"skip_min {skip_min_hi}: that range cannot hold")
@@ -453,7 +402,7 @@ def optimize_argv(
         if value is not None:
             argv += [_option(key), str(value)]
     for key, (lo, hi) in spec.bounds.items():
-        argv += [_option(key), str(lo) if lo == hi else f"{lo}:{hi}"]
+        argv += [_option(key), format_bounds(lo, hi)]
     if spec.time_of_day:
         argv += ["--time-of-day", ",".join(spec.time_of_day)]
     return argv

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from winopt.contracts.access import denied
 from winopt.contracts.errors import UserError
-from winopt.handlers.jobs.store import is_job_id
+from winopt.handlers.jobs.ids import is_job_id
 
 #: characters of a tail or start that select a job (fewer would match too many by chance)
 MIN_REF = 4

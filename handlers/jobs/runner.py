@@ -48,11 +48,15 @@ from typing import Any
 import orjson
 from filelock import FileLock, Timeout
 
+from winopt.contracts.procs import killpg
 from winopt.contracts import lock_for, publish_json
-from winopt.contracts.schemas import CONFIG_NAME, read_snapshot
+from winopt.contracts.schemas import CONFIG_NAME
+from winopt.contracts.snapshot import SnapshotError, read_view
 from winopt.contracts.errors import UserError
 from winopt.handlers.jobs.jobfile import optimize_argv
-from winopt.handlers.jobs.store import LOG_FILE, PID_FILE, JobEvent, JobRecord, JobStore, ScanResult, now_iso
+from winopt.handlers.jobs.store import LOG_FILE, PID_FILE, JobRecord, JobStore
+from winopt.handlers.jobs.spool import JobEvent, ScanResult
+from winopt.contracts.clock import now_iso
 
 log = logging.getLogger("winopt.jobs")
 
@@ -129,11 +133,10 @@ def describe_exit(rc: int) -> str:
 def snapshot_state(job_dir: Path) -> tuple[str | None, str | None]:
     """The snapshot's (status, error); (None, None) when there is none yet."""
     try:
-        snap = read_snapshot(job_dir / CONFIG_NAME)
-    except (FileNotFoundError, UserError):
+        _, snap = read_view(job_dir / CONFIG_NAME)
+    except (FileNotFoundError, UserError, SnapshotError):
         return None, None
-    status, error = snap.get("status"), snap.get("error")
-    return (status if isinstance(status, str) else None), (str(error) if error else None)
+    return (snap.status if snap.status_given else None), snap.error or None
 
 
 def last_log_line(job_dir: Path, limit: int = 300) -> str | None:
@@ -377,7 +380,7 @@ class JobRunner:
             children = list(self._children.values())
             waiters = list(self._waiters)
             for child in children:
-                _killpg(child.proc, signal.SIGTERM)
+                killpg(child.proc, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for child in children:
             try:
@@ -385,7 +388,7 @@ class JobRunner:
             except subprocess.TimeoutExpired:
                 log.warning("job %s: no exit %.0fs after SIGTERM; SIGKILL", child.job_id, timeout,
                             extra={"JOB_ID": child.job_id, "EVENT": "job_killed"})
-                _killpg(child.proc, signal.SIGKILL)
+                killpg(child.proc, signal.SIGKILL)
         for waiter in waiters:
             waiter.join()
         self._flush()
@@ -645,8 +648,8 @@ class JobRunner:
         if child.cancelling:
             return
         child.cancelling = True
-        _killpg(child.proc, signal.SIGTERM)
-        child.killer = threading.Timer(self.stop_timeout, _killpg, (child.proc, signal.SIGKILL))
+        killpg(child.proc, signal.SIGTERM)
+        child.killer = threading.Timer(self.stop_timeout, killpg, (child.proc, signal.SIGKILL))
         child.killer.daemon = True
         child.killer.start()
 
@@ -667,13 +670,3 @@ class JobRunner:
                     self.on_event(event)
                 except Exception:
                     log.exception("on_event failed for %s", event)
-
-
-def _killpg(proc: subprocess.Popen[bytes], sig: int) -> None:
-    """Signal the child's process group (it leads its own session), if it still runs."""
-    if proc.returncode is not None:
-        return
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass

@@ -26,10 +26,10 @@ from pathlib import Path
 from types import TracebackType
 
 from winopt.contracts.beneath import open_dir
+from winopt.contracts.state_dir import ACCEPTING_DIR, JOBS_DIR, REJECTED_DIR, SPOOL_DIR
 
 log = logging.getLogger("winopt.jobs")
 
-SPOOL_DIR, ACCEPTING_DIR, REJECTED_DIR, JOBS_DIR = "spool", "accepting", "rejected", "jobs"
 #: where older versions kept their staging and refused files, inside the spool
 LEGACY_DIRS = (f"{SPOOL_DIR}/.accepting", f"{SPOOL_DIR}/rejected")
 #: directory -> (mode it is created with, permission bits it must not have)

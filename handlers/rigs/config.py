@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from msgspec import Meta, Struct
 
 from winopt.contracts.errors import UserError, in_file
-
-LAYOUTS = ("per-run", "flat")
+from winopt.contracts.strict import SchemaError, convert
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
@@ -31,20 +32,29 @@ _BWLIMIT = re.compile(r"[0-9]+(\.[0-9]+)?[KMGkmg]?\Z")
 #: characters that rsync's `-e` splitting or a remote shell would misread in a path
 _UNSAFE_PATH = re.compile(r"[\x00-\x1f'\"\\`$]")
 
-#: key -> one-line meaning, also the list of allowed keys (unknown keys are errors)
-KEYS: dict[str, str] = {
-    "target": "local directory or [user@]host:/path/ (required)",
-    "layout": "'per-run' (TARGET/<run>/, default) or 'flat' (TARGET itself, one run)",
-    "run": "for layout 'flat': the one run whose files land in TARGET",
-    "port": "ssh port (default: ssh's own)",
-    "identity_file": "ssh private key",
-    "known_hosts": "known_hosts file used to verify the rig's host key",
-    "bwlimit": "rsync --bwlimit: KiB/s as a number, or with a unit such as '20M'",
-    "connect_timeout": "seconds to wait for the ssh connection (default 10)",
-    "io_timeout": "rsync --timeout: seconds without data before giving up (default 60)",
-    "transfer_timeout": "wall-clock seconds one rsync may run before it is killed (default 900)",
-}
 SSH_ONLY = ("port", "identity_file", "known_hosts", "connect_timeout")
+#: rigs keep their wording for numbers out of range
+PHRASES = {"range": "{value} is out of range {low}..{high}",
+           "missing": "missing (a local directory or [user@]host:/path/)"}
+
+
+class RigTable(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A `[rigs.NAME]` table as written (etc/daemon.toml documents each key); `rig_from_dict`
+    checks what types and ranges cannot say."""
+
+    target: str  # a local directory or [user@]host:/path/
+    layout: Literal["per-run", "flat"] = "per-run"  # TARGET/<run>/, or TARGET itself for the one `run`
+    run: str | None = None
+    port: Annotated[int, Meta(ge=1, le=65535)] | None = None  # None: ssh's own
+    identity_file: Any = None  # files, resolved and checked by rig_from_dict
+    known_hosts: Any = None
+    bwlimit: Any = None  # rsync --bwlimit: KiB/s, or with a unit such as '20M'
+    connect_timeout: Annotated[int, Meta(ge=1, le=600)] = 10  # seconds for the ssh connection
+    io_timeout: Annotated[int, Meta(ge=1, le=86400)] = 60  # rsync --timeout: seconds without data
+    transfer_timeout: Annotated[float, Meta(ge=1, le=7 * 86400)] = 900.0  # wall-clock seconds of one rsync
+
+
+KEYS = RigTable.__struct_fields__
 
 
 class RigError(UserError):
@@ -156,78 +166,43 @@ def rig_from_dict(name: str, table: Mapping[str, Any], *, base_dir: Path | None 
     def bad(key: str, problem: str) -> RigError:
         return RigError(f"rigs[{name}].{key}: {problem}")
 
-    unknown = sorted(set(table) - set(KEYS))
-    if unknown:
-        raise bad(unknown[0], f"unknown key (known: {', '.join(KEYS)})")
-    if "target" not in table:
-        raise bad("target", "missing (a local directory or [user@]host:/path/)")
     try:
-        user, host, path = parse_target(table["target"])
+        t = convert(dict(table), RigTable, phrases=PHRASES)
+    except SchemaError as exc:
+        raise bad(exc.key, exc.problem) from None
+    try:
+        user, host, path = parse_target(t.target)
     except ValueError as exc:
         raise bad("target", str(exc)) from None
-    if host is None:
-        for key in SSH_ONLY:
-            if key in table:
-                raise bad(key, "only applies to ssh targets (host:/path)")
-    fields: dict[str, Any] = {"name": name, "target": table["target"], "path": path, "host": host, "user": user}
-    fields.update(_layout(table, bad))
-    if "port" in table:
-        fields["port"] = _int(table["port"], 1, 65535, "port", bad)
-    for key in ("identity_file", "known_hosts"):
+    for key in SSH_ONLY if host is None else ():
         if key in table:
-            fields[key] = _existing_file(table[key], base_dir, key, bad)
-    if "bwlimit" in table:
-        fields["bwlimit"] = _bwlimit(table["bwlimit"], bad)
-    if "connect_timeout" in table:
-        fields["connect_timeout"] = float(_int(table["connect_timeout"], 1, 600, "connect_timeout", bad))
-    if "io_timeout" in table:
-        fields["io_timeout"] = _int(table["io_timeout"], 1, 86400, "io_timeout", bad)
-    if "transfer_timeout" in table:
-        fields["transfer_timeout"] = _number(table["transfer_timeout"], 1, 7 * 86400, "transfer_timeout", bad)
-    return Rig(**fields)
-
-
-def _layout(table: Mapping[str, Any], bad) -> dict[str, Any]:
-    layout = table.get("layout", "per-run")
-    if layout not in LAYOUTS:
-        raise bad("layout", f"{layout!r} is not one of {', '.join(LAYOUTS)}")
-    run = table.get("run")
-    if layout == "flat":
-        if run is None:
+            raise bad(key, "only applies to ssh targets (host:/path)")
+    if t.layout == "flat":
+        if t.run is None:
             raise bad("run", "required with layout 'flat' (the one run whose files land in target)")
         try:
-            check_run_name(run)
+            check_run_name(t.run)
         except UserError as exc:
             raise bad("run", str(exc)) from None
-    elif run is not None:
+    elif t.run is not None:
         raise bad("run", "only applies to layout 'flat'")
-    return {"layout": layout, "run": run}
+    files = {key: _existing_file(getattr(t, key), base_dir, key, bad)
+             for key in ("identity_file", "known_hosts") if getattr(t, key) is not None}  # fmt: skip
+    return Rig(
+        name=name, target=t.target, path=path, host=host, user=user, layout=t.layout, run=t.run, port=t.port,
+        bwlimit=None if t.bwlimit is None else _bwlimit(t.bwlimit, bad), connect_timeout=float(t.connect_timeout),
+        io_timeout=t.io_timeout, transfer_timeout=t.transfer_timeout, **files,
+    )  # fmt: skip
 
 
-def _int(value: Any, low: int, high: int, key: str, bad) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise bad(key, f"must be an integer, not {value!r}")
-    if not low <= value <= high:
-        raise bad(key, f"{value} is out of range {low}..{high}")
-    return value
-
-
-def _number(value: Any, low: float, high: float, key: str, bad) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise bad(key, f"must be a number of seconds, not {value!r}")
-    if not low <= value <= high:
-        raise bad(key, f"{value} is out of range {low:g}..{high:g}")
-    return float(value)
-
-
-def _bwlimit(value: Any, bad) -> str:
+def _bwlimit(value: Any, bad: Callable[[str, str], RigError]) -> str:
     text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
     if not isinstance(text, str) or not _BWLIMIT.match(text) or float(text.rstrip("KMGkmg")) <= 0:
         raise bad("bwlimit", f"{value!r} is not a positive rate (KiB/s, or e.g. '20M')")
     return text
 
 
-def _existing_file(value: Any, base_dir: Path | None, key: str, bad) -> Path:
+def _existing_file(value: Any, base_dir: Path | None, key: str, bad: Callable[[str, str], RigError]) -> Path:
     if not isinstance(value, str) or not value:
         raise bad(key, f"must be a file path, not {value!r}")
     path = Path(value).expanduser()

@@ -42,10 +42,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from winopt.contracts.procs import killpg
+from winopt.contracts.clock import now_iso
 from winopt.contracts.schemas import HOLDOUT_HISTORY_NAME, TRAIN_HISTORY_NAME
 from winopt.contracts.errors import UserError, in_file
 from winopt.handlers.rigs.config import Rig, check_run_name
@@ -143,10 +144,6 @@ class Attempt:
     version: Version | None = None  # the version actually sent
     raced: bool = False  # the NPZ was replaced mid-transfer: send again at once
     error: str | None = None  # a failure before rsync ran (meta missing, …)
-
-
-def _now_iso(offset_s: float = 0.0) -> str:
-    return (datetime.now().astimezone() + timedelta(seconds=offset_s)).isoformat(timespec="seconds")
 
 
 def file_identity(st: os.stat_result) -> Identity:
@@ -394,7 +391,7 @@ class Distributor:
             "in_flight": entry.in_flight,
             "attempts": entry.attempts,
             "transfers": entry.transfers,
-            "next_try": _now_iso(max(0.0, entry.due - now)) if backing_off else None,
+            "next_try": now_iso(offset_s=max(0.0, entry.due - now)) if backing_off else None,
             "last_error": entry.last_error,
             "last_exit": entry.last_exit,
             "last_success": entry.last_success,
@@ -528,7 +525,7 @@ class Distributor:
     def _succeeded(self, entry: Entry, generation: int, attempt: Attempt, now: float) -> None:
         assert attempt.result is not None and attempt.version is not None
         entry.sha256, entry.attempts = attempt.sha256, 0
-        entry.last_success, entry.last_error, entry.last_exit = _now_iso(), None, 0
+        entry.last_success, entry.last_error, entry.last_exit = now_iso(), None, 0
         entry.last_duration_s = round(attempt.result.duration, 3)
         entry.last_sent = attempt.result.sent
         if entry.generation == generation:
@@ -554,11 +551,7 @@ class Distributor:
         with self._cond:
             procs = [q.proc for q in self._queues.values() if q.proc is not None]
         for proc in procs:
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, sig)
-                except ProcessLookupError:
-                    pass
+            killpg(proc, sig)
 
     def _emit(self, changed: list[tuple[str, str]]) -> None:
         """Tell `on_change` (outside the lock); its errors are logged, never fatal."""

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from winopt.contracts.procs import killpg
 from winopt.contracts.errors import UserError
 from winopt.handlers.rigs.config import Rig
 
@@ -209,10 +210,7 @@ def _deathsig_prefix() -> list[str]:
 def _kill_group(proc: subprocess.Popen) -> tuple[str, str]:
     """SIGTERM the transfer's process group (rsync and its ssh), SIGKILL after a grace."""
     for sig, wait in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, None)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
+        killpg(proc, sig)
         try:
             return proc.communicate(timeout=wait)
         except subprocess.TimeoutExpired:

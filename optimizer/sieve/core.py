@@ -31,7 +31,7 @@ import numpy as np
 from winopt.contracts.errors import UserError
 from winopt.optimizer.sieve.chance import chance_level, min_matches
 from winopt.optimizer.sieve.generators import FAMILIES, check_seed_range, family
-from winopt.optimizer.sieve.jumps import stepper as make_stepper
+from winopt.optimizer.sieve.steppers import stepper as make_stepper
 from winopt.optimizer.sieve.parallel import RunCancel, new_run, process_map, worker_count
 from winopt.optimizer.sieve.schedule import build_schedule
 from winopt.optimizer.sieve.scan import Scanned, scan

@@ -299,21 +299,3 @@ def gf2_byte_tables(prng: str, n: int) -> np.ndarray:
             low = b & -b
             tables[j, b] = tables[j, b ^ low] ^ cols[8 * j + low.bit_length() - 1]
     return tables
-
-
-_STEPPERS: dict[str, type[Stepper]] = {
-    "java_lcg": Java48Stepper,
-    "lcg32": Prime31Stepper,
-    "minstd": Prime31Stepper,
-    "xorshift32": Xorshift32Stepper,
-    "xorshift64": Xorshift64Stepper,
-    "pcg32": Pcg32Stepper,
-}
-
-
-def stepper(prng: str, xp: ModuleType) -> Stepper:
-    """The array stepper for family `prng` on array module `xp`."""
-    from winopt.optimizer.sieve.wide_jumps import WIDE_STEPPERS  # they build on this module
-
-    kinds = {**_STEPPERS, **WIDE_STEPPERS}
-    return kinds[prng](family(prng), xp)

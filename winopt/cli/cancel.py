@@ -15,9 +15,11 @@ import os
 
 from winopt.contracts import publish_json
 from winopt.contracts.errors import UserError
-from winopt.handlers.jobs.jobfile import JOB_SUFFIXES
+from winopt.contracts.state_dir import JOB_SUFFIXES
 from winopt.handlers.jobs.refs import resolve_job_id
-from winopt.handlers.jobs.store import CANCEL_SUFFIX, JOBS_DIR, JobStore, may_cancel, now_iso
+from winopt.handlers.jobs.store import JobStore, may_cancel
+from winopt.contracts.clock import now_iso
+from winopt.contracts.state_dir import CANCEL_SUFFIX, JOBS_DIR
 from winopt.cli.submit import SUBMIT_MODE, add_daemon_arguments, daemon_settings, spool_dir
 
 

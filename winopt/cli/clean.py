@@ -9,7 +9,7 @@ What may go is decided by `handlers.cleanup` (a member: her own; root and the da
 user: anyone's, and rotated decision logs too; a running job: never). Members cannot
 write the state dir, so the command drops a request into the spool (`spool/clean-
 TOKEN.clean`), waits for the daemon to take it, and reports what is gone; the daemon
-checks every item again against the request file's owner (`daemon/cleaning.py`). Root
+checks every item again against the request file's owner (`daemon/adapters/clean.py`). Root
 (or the daemon's user) with no daemon running acts directly, holding the daemon's
 instance lock so none starts meanwhile.
 """
@@ -40,7 +40,9 @@ from winopt.handlers.jobs.cleanup import (
     remove_refused,
     state_owner,
 )
-from winopt.handlers.jobs.store import JOBS_DIR, REJECTED_DIR, JobStore, now_iso
+from winopt.handlers.jobs.store import JobStore
+from winopt.contracts.clock import now_iso
+from winopt.contracts.state_dir import JOBS_DIR, REJECTED_DIR
 from winopt.contracts.safe_text import safe_text
 from winopt.cli.table import ago
 
@@ -64,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from winopt.handlers.evaluate.rules import parse_duration
+    from winopt.contracts.strict import parse_duration
     from winopt.cli.submit import daemon_settings
 
     state_dir = daemon_settings(args).state_dir
@@ -140,7 +142,7 @@ def _directly(state_dir: Path, plan: Plan) -> Plan | None:
 def _through_daemon(state_dir: Path, plan: Plan, older_than: float | None, timeout: float) -> int:
     """Drop a request, wait for the daemon to take it, then report what is gone."""
     from winopt.contracts import publish_json
-    from winopt.daemon.cleaning import request_name
+    from winopt.daemon.adapters.clean import request_name
     from winopt.cli.submit import SUBMIT_MODE, spool_dir
 
     spool = spool_dir(state_dir)

@@ -8,31 +8,23 @@ it (1 and 2 keep meaning crash and bad input).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
+
+from msgspec.structs import fields
 
 from winopt.contracts.errors import UserError
-from winopt.handlers.evaluate.rules import (
-    EXIT_CODES,
-    THRESHOLD_HELP,
-    Thresholds,
-    evaluate,
-    format_decision,
-    parse_duration,
-)
+from winopt.contracts.strict import parse_duration
+from winopt.handlers.evaluate.rules import EXIT_CODES, evaluate, format_decision
+from winopt.handlers.evaluate.thresholds import THRESHOLD_HELP, Thresholds
+
 
 def add_threshold_arguments(parser: argparse.ArgumentParser) -> None:
     """One --flag per Thresholds field (--stall-after, --proceed-high, ...), default unset."""
     group = parser.add_argument_group("decision thresholds (defaults of SPEC §4)")
     for f in fields(Thresholds):
-        kind = (
-            parse_duration
-            if f.name == "stall_after"
-            else (int if f.type in ("int", int) else float)
-        )
+        kind = parse_duration if f.name == "stall_after" else get_args(f.type)[0]
         group.add_argument(
             "--" + f.name.replace("_", "-"),
             type=_cli_type(kind),
@@ -56,13 +48,9 @@ def _cli_type(kind: Any) -> Any:
 
 
 def thresholds_from_args(args: argparse.Namespace, base: Thresholds = Thresholds()) -> Thresholds:
-    """`base` with the threshold flags that were given."""
-    given = {
-        f.name: getattr(args, f.name)
-        for f in fields(Thresholds)
-        if getattr(args, f.name, None) is not None
-    }
-    return dataclasses.replace(base, **given)
+    """`base` with the threshold flags that were given (each checked, and the tiers' order)."""
+    given = {f.name: getattr(args, f.name) for f in fields(Thresholds) if getattr(args, f.name, None) is not None}
+    return Thresholds.from_mapping({**base.to_dict(), **given})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

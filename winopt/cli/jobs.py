@@ -21,11 +21,14 @@ from typing import Any
 
 import orjson
 
+from winopt.contracts.clock import iso_from_timestamp
 from winopt.contracts.access import denied
 from winopt.contracts.errors import UserError
 from winopt.handlers.jobs.cleanup import Rights, ended_at, refused_at, refused_names, state_owner
 from winopt.handlers.jobs.refs import short_id
-from winopt.handlers.jobs.store import JOBS_DIR, REJECTED_DIR, JobRecord, JobStore, Spool
+from winopt.handlers.jobs.store import JobRecord, JobStore
+from winopt.handlers.jobs.spool import Spool
+from winopt.contracts.state_dir import JOBS_DIR, REJECTED_DIR
 from winopt.contracts.safe_text import safe_text
 from winopt.cli.table import ago, fit_table, terminal_width, wrap_all
 
@@ -94,7 +97,7 @@ def _job_entry(record: JobRecord, live: dict[str, Any], jobs_dir: Path) -> dict[
     ended = ended_at(record) if record.terminal else None
     return {"id": record.id, "name": record.spec.name, "state": state, "owner": record.owner,
             "owner_uid": record.owner_uid, "accepted_at": record.accepted_at,
-            "ended_at": _iso(ended) if ended is not None else None, "dir": str(jobs_dir / record.id)}
+            "ended_at": iso_from_timestamp(ended) if ended is not None else None, "dir": str(jobs_dir / record.id)}
 
 
 def jobs_table(entries: list[dict[str, Any]], width: int | None) -> list[str]:
@@ -124,7 +127,7 @@ def rejected_entries(state_dir: Path, *, everyone: bool = False) -> list[dict[st
         if everyone or rights.privileged or uid == rights.uid:
             entry = spool.rejected_entry(name)
             entries.append({"name": name, "owner": entry["owner"], "owner_uid": uid,
-                            "at": _iso(refused_at(rejected_dir, name)), "reason": entry["reason"]})
+                            "at": iso_from_timestamp(refused_at(rejected_dir, name)), "reason": entry["reason"]})
     return sorted(entries, key=lambda e: (e["at"], e["name"]))
 
 
@@ -144,10 +147,6 @@ def _reason(entry: dict[str, Any]) -> str:
     """The reason without the `spool/NAME: ` it starts with (the FILE column has it)."""
     reason = " ".join(str(entry.get("reason") or "?").split())
     return reason.split(": ", 1)[-1] if reason.startswith("spool/") else reason
-
-
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
 def _age(iso: str | None, now: datetime) -> str:

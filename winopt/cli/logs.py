@@ -23,7 +23,8 @@ from typing import Any
 import orjson
 
 from winopt.contracts.access import denied
-from winopt.daemon.logfile import LOG_NAME, log_files
+from winopt.daemon.logfile import log_files
+from winopt.contracts.state_dir import LOG_NAME
 from winopt.contracts.errors import UserError
 from winopt.contracts.safe_text import safe_text
 
@@ -48,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from winopt.handlers.jobs.refs import resolve_job_id
-    from winopt.handlers.jobs.store import JOBS_DIR, LOG_FILE
+    from winopt.handlers.jobs.store import LOG_FILE
+    from winopt.contracts.state_dir import JOBS_DIR
     from winopt.cli.submit import daemon_settings
 
     if args.lines < 0:

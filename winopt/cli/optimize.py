@@ -43,23 +43,18 @@ from winopt.optimizer.histories import load_split, publish_histories
 from winopt.optimizer.snapshot import SnapshotWriter
 from winopt.optimizer.study import (
     COUNTED_STATES,
-    DEFAULT_BOUNDS,
     STARTED_ATTR,
     RunSettings,
-    SearchSpace,
-    SieveObjective,
-    StopRequested,
     check_settings,
-    check_time_of_day_choices,
     default_storage_url,
     default_study_name,
     fail_running_trials,
     make_sampler,
     open_study,
-    parse_bounds,
-    parse_time_of_day,
     scan_progress,
 )
+from winopt.optimizer.objective import SieveObjective, StopRequested
+from winopt.optimizer.space import DEFAULT_BOUNDS, SearchSpace, check_time_of_day_choices, parse_bounds, parse_time_of_day
 
 log = logging.getLogger("winopt.optimize")
 

@@ -17,22 +17,24 @@ line per note, for wide terminals and grep.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import orjson
 
 from winopt.contracts.access import denied
 from winopt.contracts.publish import pid_alive
 from winopt.daemon.config import DEFAULT_STATE_DIR, default_config_path, load_config
-from winopt.daemon.status import STATUS_NAME
+from winopt.contracts.state_dir import STATUS_NAME
+from winopt.contracts.status import decode_status
 from winopt.contracts.errors import UserError
 from winopt.handlers.jobs.refs import short_id
 from winopt.contracts.safe_text import safe_text
 from winopt.cli.table import ago, compact, fit_table, terminal_width, wrap, wrap_all
+from winopt.cli.eta import HELP as ETA_HELP, eta_cell, with_eta
 
 COLUMNS = ("RUN", "STATE", "TRIALS", "BEST", "DECISION", "NPZ AGE", "RIGS")
 JOB_COLUMNS = ("JOB", "STATE", "PRIO", "TRIALS", "BEST", "DECISION", "RIGS", "SINCE")
@@ -55,7 +57,7 @@ columns:
             it at its next start), complete, failed, cancelled
   PRIO      a job's priority: higher starts first
   TRIALS    trials finished / trials asked for
-  BEST      the best bidirectional survivor count so far
+""" + ETA_HELP + """  BEST      the best bidirectional survivor count so far
   DECISION  the watcher's decision and its confidence (see winopt evaluate)
   NPZ AGE   time since the run's survivors were last converted for the rigs
   RIGS      rigs holding the newest NPZ / rigs it goes to; rigs retrying or
@@ -67,6 +69,8 @@ ages: 42s, 7m, 3h, 2d."""
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = COLUMN_HELP
+    parser.add_argument("run", nargs="?", metavar="JOB|DIR",
+                        help="show this one run as winopt show does (a job id or its short form, or a run directory)")
     parser.add_argument("--state-dir", metavar="DIR", help="the daemon's state dir")
     parser.add_argument("--config", metavar="FILE", help="read state_dir from this daemon config")
     parser.add_argument("--json", action="store_true", help="print status.json as it is")
@@ -78,10 +82,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.run:  # one run: winopt show (issue 16)
+        from winopt.cli import show
+
+        return show.run(argparse.Namespace(**{**vars(args), "storage": None, "study": None}))
     path = _state_dir(args) / STATUS_NAME
     try:
         data = path.read_bytes()
-        doc = orjson.loads(data)
+        doc = json.loads(data)
         if not isinstance(doc, dict):
             raise ValueError("not a JSON object")
     except PermissionError:
@@ -93,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(data.decode("utf-8"))
         return 0
     try:
+        decode_status(data)  # the schema's types (winopt.contracts.status)
         width = None if args.wide else terminal_width()
         table = render(doc, now=datetime.now(timezone.utc), all_jobs=args.all, width=width)
     except (AttributeError, TypeError, KeyError, ValueError, RecursionError) as exc:  # JSON, but not our layout
@@ -123,8 +132,9 @@ def render(doc: dict[str, Any], *, now: datetime, all_jobs: bool = False, width:
     all_runs = doc.get("runs") or {}
     runs = {name: run for name, run in all_runs.items() if run.get("kind") != "job"}
     rows = [(*_row(name, run, now), _rigs_cell(name, rigs)) for name, run in sorted(runs.items())]
+    columns, rows = with_eta(COLUMNS, rows, [eta_cell(run, now) for _, run in sorted(runs.items())], width)
     if rows:
-        lines += _table(COLUMNS, rows, width)
+        lines += _table(columns, rows, width)
     elif not doc.get("jobs"):
         lines.append("no runs watched")
     for name, run in sorted(all_runs.items()):
@@ -179,7 +189,9 @@ def _jobs_lines(doc: dict[str, Any], rigs: dict[str, Any], now: datetime, all_jo
     if shown:
         runs = doc.get("runs") or {}
         rows = [_job_row(i, jobs[i], runs.get(i) or {}, rigs, now) for i in shown]
-        lines += _table(JOB_COLUMNS, [(_job_ref(i, width), *row[1:]) for i, row in zip(shown, rows)], width)
+        rows = [(_job_ref(i, width), *row[1:]) for i, row in zip(shown, rows)]
+        columns, rows = with_eta(JOB_COLUMNS, rows, [eta_cell(runs.get(i) or {}, now) for i in shown], width)
+        lines += _table(columns, rows, width)
     if hidden:
         lines.append(f"... and {hidden} older finished jobs (winopt status --all)")
     left_out = doc.get("jobs_left_out") or 0

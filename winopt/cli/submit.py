@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from winopt.contracts.access import denied
-from winopt.contracts.publish import dump_json, fsync_dir, temp_name
+from winopt.contracts.publish import dump_json, publish_bytes
 from winopt.contracts.errors import UserError
 from winopt.handlers.jobs.draws import DEFAULT_MAX_DRAWS_BYTES, read_draws
 from winopt.handlers.jobs.jobfile import check_name, parse_job_bytes, validate_job
-from winopt.handlers.jobs.store import SPOOL_DIR, id_name, new_job_id
+from winopt.handlers.jobs.ids import id_name, new_job_id
 
 #: the daemon (group winopt) reads it; nobody else may change it (the daemon refuses a
+from winopt.contracts.state_dir import SPOOL_DIR
 #: job file the group can write)
 SUBMIT_MODE = 0o640
 #: the commented example job, package data of `winopt`
@@ -132,15 +133,7 @@ def drop_new(spool: Path, name: str, data: bytes) -> None:
     """Put `data` into the spool as `name`: written and fsynced under a temp name that
     does not show `name`, then renamed into place (in the sticky spool the rename fails
     rather than replace someone else's file of that name)."""
-    tmp = temp_name(spool / "submit")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, SUBMIT_MODE)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.rename(tmp, spool / name)
+        publish_bytes(spool / name, data, SUBMIT_MODE, temp_for="submit")
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise UserError(f"{spool / name}: cannot drop the job into the spool: {exc.strerror or exc}") from None
-    fsync_dir(spool)

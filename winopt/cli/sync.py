@@ -79,7 +79,8 @@ def request_from_daemon(args: argparse.Namespace) -> int:
     --wait, until every rig has been checked)."""
     from winopt.contracts import publish_json
     from winopt.daemon.adapters.rigs import request_name
-    from winopt.daemon.status import now_iso, read_status
+    from winopt.contracts.status import read_status
+    from winopt.contracts.clock import now_iso
     from winopt.cli.submit import SUBMIT_MODE, daemon_settings, spool_dir
 
     if args.run is not None:

@@ -11,11 +11,9 @@ huge file costs a `stat`, never memory.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import pwd
-import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,21 +134,3 @@ def may_read(st: os.stat_result, owner: Owner) -> bool:
     if st.st_gid in owner.groups:
         return bool(st.st_mode & stat.S_IRGRP)
     return bool(st.st_mode & stat.S_IROTH)
-
-
-def publish_at(dir_fd: int, name: str, data: bytes, mode: int = 0o644) -> None:
-    """Write `data` to `name` in `dir_fd` atomically and durably (temp file, fsync,
-    rename, fsync of the directory), never through a symlink."""
-    tmp = f".{name[:200]}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp, dir_fd=dir_fd)
-        raise
-    os.fsync(dir_fd)

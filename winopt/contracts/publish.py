@@ -8,6 +8,8 @@ start with '.' and end with '.tmp', which every watcher and the spool ignore.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import re
 import secrets
@@ -30,9 +32,73 @@ def fsync_dir(directory: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+def temp_leaf(name: str) -> str:
+    """A unique hidden temp name for a file `name` (its first 200 characters, so that the
+    temp name stays within NAME_MAX): `.NAME.PID.HEX8.tmp`."""
+    return f".{name[:200]}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+
+
 def temp_name(target: Path) -> Path:
     """A unique hidden temp path beside `target` (same filesystem, so rename is atomic)."""
-    return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    return target.with_name(temp_leaf(target.name))
+
+
+def stage(tmp: str | os.PathLike[str], write: Writer, mode: int = 0o666, *, dir_fd: int | None = None) -> None:
+    """Create `tmp` (never through a symlink, never an existing file), fill it with
+    `write(fileobj)`, flush and fsync it: the first half of every publish. On any error
+    the temp file is removed."""
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise
+
+
+def move_at(src_dir_fd: int, name: str, dst_dir_fd: int, new_name: str) -> None:
+    """Rename `name` in one directory to `new_name` in another (descriptors: a path
+    swapped for a symlink cannot redirect it) and make both directories durable."""
+    os.rename(name, new_name, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
+    os.fsync(src_dir_fd)
+    if dst_dir_fd != src_dir_fd:
+        os.fsync(dst_dir_fd)
+
+
+def unlink_at(dir_fd: int, name: str) -> None:
+    """Remove `name` from a directory (gone already is fine) and make that durable."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name, dir_fd=dir_fd)
+    os.fsync(dir_fd)
+
+
+def publish_at(dir_fd: int, name: str, data: bytes, mode: int = 0o644) -> None:
+    """`publish_bytes` relative to a directory descriptor, never through a symlink."""
+    tmp = temp_leaf(name)
+    stage(tmp, lambda fh: fh.write(data), mode, dir_fd=dir_fd)
+    try:
+        move_at(dir_fd, tmp, dir_fd, name)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise
+
+
+def append_durably(path: str | os.PathLike[str], data: bytes, mode: int = 0o664) -> None:
+    """Append `data` (whole lines) to a log file and fsync it: what an append-only
+    record (decisions.jsonl) needs; a short write (a full disk) is an error, not a
+    half line passed over in silence."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, mode)
+    try:
+        written = os.write(fd, data)
+        if written != len(data):
+            raise OSError(f"short write to {path} ({written} of {len(data)} bytes)")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 #: what `temp_name` makes: .NAME.PID.HEX8.tmp
@@ -81,21 +147,20 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def publish_atomic(target: str | os.PathLike[str], write: Writer, mode: int = 0o666) -> Path:
+def publish_atomic(target: str | os.PathLike[str], write: Writer, mode: int = 0o666, *,
+                   temp_for: str | None = None) -> Path:
     """Publish the bytes that `write(fileobj)` produces at `target`, atomically and durably.
 
     `mode` is filtered by the umask like any created file, so a service with UMask=0002
     publishes group-writable files. On any error the temp file is removed and the old
-    target is untouched.
+    target is untouched. `temp_for`: name the temp file after this rather than the
+    target (a spool drop whose name nobody may see before it is whole). In a sticky
+    directory the rename fails rather than replace another user's file.
     """
     target = Path(target)
-    tmp = temp_name(target)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    tmp = temp_name(target.with_name(temp_for or target.name))
+    stage(tmp, write, mode)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -104,9 +169,10 @@ def publish_atomic(target: str | os.PathLike[str], write: Writer, mode: int = 0o
     return target
 
 
-def publish_bytes(target: str | os.PathLike[str], data: bytes, mode: int = 0o666) -> Path:
+def publish_bytes(target: str | os.PathLike[str], data: bytes, mode: int = 0o666, *,
+                  temp_for: str | None = None) -> Path:
     """Publish `data` at `target` atomically and durably."""
-    return publish_atomic(target, lambda fh: fh.write(data), mode)
+    return publish_atomic(target, lambda fh: fh.write(data), mode, temp_for=temp_for)
 
 
 def dump_json(obj: Any) -> bytes:
@@ -125,8 +191,6 @@ def publish_json(target: str | os.PathLike[str], obj: Any, mode: int = 0o666) ->
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file's bytes: the identity of a survivors file or NPZ (SPEC §3)."""
-    import hashlib
-
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
@@ -145,12 +209,8 @@ def publish_in_order(files: list[tuple[str | os.PathLike[str], bytes]], mode: in
         for target, data in files:
             target = Path(target)
             tmp = temp_name(target)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+            stage(tmp, lambda fh, data=data: fh.write(data), mode)
             staged.append((tmp, target))
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
         for tmp, target in staged:
             os.replace(tmp, target)
     except BaseException:

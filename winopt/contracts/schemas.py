@@ -91,28 +91,6 @@ OVERLAP_FIELDS = (
     "intersection_weight",  # |B| / (|F| + |R|)
 )
 
-#: keys of each object in bidirectional_survivors.json, in the order written
-SURVIVOR_FIELDS = (
-    "seed",
-    "skip",
-    "forward_match_rate",
-    "reverse_match_rate",
-    "score",
-    "window_size",
-    "offset",
-    "skip_min",
-    "skip_max",
-    "skip_range",
-    "time_of_day",
-    "trial_number",
-    "prng_type",
-    "skip_mode",
-    "forward_count",
-    "reverse_count",
-    "bidirectional_count",
-    *OVERLAP_FIELDS,
-)
-
 #: NPZ array -> (dtype, survivors JSON key it comes from). `seeds` is uint32 when every
 #: seed < 2**32, else uint64 (decided per file, never truncated).
 NPZ_ARRAYS: dict[str, tuple[str, str]] = {
@@ -216,22 +194,6 @@ def read_snapshot(path: str | os.PathLike[str]) -> dict[str, Any]:
     return obj
 
 
-def npz_meta_path(npz: str | os.PathLike[str]) -> Path:
-    """`STEM.meta.json` beside `STEM.npz` (bidirectional_survivors_binary.meta.json for the
-    default NPZ name)."""
-    npz = Path(npz)
-    stem = npz.name[: -len(".npz")] if npz.name.endswith(".npz") else npz.name
-    return npz.with_name(stem + ".meta.json")
-
-
-def read_npz_meta(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The NPZ meta as a dict, or None when it is missing, unreadable or not a JSON object
-    (all of which mean the same to its readers: the NPZ must be rebuilt)."""
-    try:
-        obj = orjson.loads(Path(path).read_bytes())
-    except (OSError, orjson.JSONDecodeError):
-        return None
-    return obj if isinstance(obj, dict) else None
 
 
 def _json_kind(obj: Any) -> str:

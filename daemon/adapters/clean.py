@@ -25,6 +25,9 @@ from typing import Any
 
 import orjson
 
+from winopt.daemon.handler import CLEAN_KIND, Quiet
+from winopt.contracts.publish import unlink_at
+from winopt.contracts.state_dir import CLEAN_SUFFIX, is_request
 from winopt.daemon.adapters.jobs import SpoolJobs
 from winopt.daemon.status import StatusBook
 from winopt.contracts.beneath import UnsafeFile, open_dir, read_regular
@@ -36,16 +39,18 @@ from winopt.handlers.jobs.cleanup import (
     duration_text,
     first,
     job_problem,
+    plan_older_than,
     refused_problem,
     remove_decision_log,
     remove_refused,
 )
-from winopt.handlers.jobs.store import REJECTED_DIR, SPOOL_DIR, JobStore, is_job_id, printable
-from winopt.handlers.jobs.store import _untrusted as untrusted  # the job file's rule: nobody else could write it
+from winopt.handlers.jobs.store import JobStore
+from winopt.handlers.jobs.ids import is_job_id, printable
+from winopt.contracts.state_dir import REJECTED_DIR, SPOOL_DIR
+from winopt.handlers.jobs.spool import _untrusted as untrusted
 
 log = logging.getLogger(__name__)
 
-CLEAN_SUFFIX = ".clean"
 CLEAN_TARGET = "clean"
 #: the largest clean request read (100000 names fit several times over)
 MAX_REQUEST_BYTES = 16 << 20
@@ -55,8 +60,10 @@ def request_name(token: str) -> str:
     return f"clean-{token}{CLEAN_SUFFIX}"
 
 
-class Cleaner:
+class Cleaner(Quiet):
     """The "clean" handler: requests in the spool, and the keep policy at reconciles."""
+
+    kind = CLEAN_KIND
 
     def __init__(self, state_dir: Path, jobs: SpoolJobs, book: StatusBook, keep: float | None) -> None:
         self.state_dir = state_dir
@@ -69,11 +76,11 @@ class Cleaner:
     # ------------------------------------------------------------ the daemon's Handler
     def route(self, path: Path) -> str | None:
         """Observer thread: a clean request renamed or written into the spool."""
-        if path.parent == self.spool and path.name.endswith(CLEAN_SUFFIX) and not path.name.startswith("."):
+        if path.parent == self.spool and is_request(path.name, CLEAN_SUFFIX):
             return CLEAN_TARGET
         return None
 
-    def dirs(self) -> list[Path]:
+    def watched_dirs(self) -> list[Path]:
         return [self.spool]
 
     def targets(self) -> list[str]:
@@ -97,7 +104,7 @@ class Cleaner:
     # ------------------------------------------------------------ requests
     def _requests(self) -> list[str]:
         try:
-            names = [n for n in os.listdir(self.spool) if n.endswith(CLEAN_SUFFIX) and not n.startswith(".")]
+            names = [n for n in os.listdir(self.spool) if is_request(n, CLEAN_SUFFIX)]
         except FileNotFoundError:
             return []
         return sorted(names)
@@ -134,11 +141,7 @@ class Cleaner:
         daemon's: it may remove anyone's file)."""
         if refusal:
             log.warning("%s", refusal, extra={"EVENT": "clean_refused"} | ({"USER": user} if user else {}))
-        try:
-            os.unlink(name, dir_fd=spool)
-        except FileNotFoundError:
-            pass
-        os.fsync(spool)
+        unlink_at(spool, name)
 
     # ------------------------------------------------------------ the work
     def carry_out(self, plan: Plan, rights: Rights, older_than: float | None, *, by: str) -> tuple[Plan, list[str]]:
@@ -176,8 +179,6 @@ class Cleaner:
 
     def apply_keep(self) -> None:
         """`[jobs] keep`: whatever is older goes, with the daemon's own rights."""
-        from winopt.handlers.jobs.cleanup import plan_older_than
-
         assert self.keep is not None
         rights = Rights(os.geteuid(), os.geteuid())
         plan = plan_older_than(self.state_dir, rights, self.keep)

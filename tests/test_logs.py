@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 from daemon_support import poll
-from members_support import members  # noqa: F401 - fixture
-from test_spool_dropbox import Head, head  # noqa: F401 - fixture: a state dir as tmpfiles.d makes it, and members
-from winopt.daemon.logfile import LOG_NAME, GroupLogHandler, log_files
+from head_support import Head
+from winopt.daemon.logfile import GroupLogHandler, log_files
+from winopt.contracts.state_dir import LOG_NAME
 from winopt.cli.logs import read_log, render
 from winopt.handlers.jobs.refs import short_id
 

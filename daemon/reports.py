@@ -1,0 +1,102 @@
+"""report.html in a job's directory when the job ends (issue 16).
+
+The page is written by a `winopt report DIR -o DIR/report.html` child, one at a time on
+this writer's own thread: plotting imports Optuna's visualization module and plotly and
+takes seconds, which the daemon's workers and its memory should not carry. A job whose
+study never started (cancelled while queued) gets no report; a host without the
+`report` extra gets one journal line saying what to install, once, and no report.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+REPORT_NAME = "report.html"
+#: seconds a report may take before its child is killed (a huge study on a slow disk)
+REPORT_TIMEOUT = 600.0
+_STOP = None
+
+
+class JobReports:
+    """Writes report.html for the job directories it is given, in order, one at a time."""
+
+    def __init__(self, *, timeout: float = REPORT_TIMEOUT, python: str | None = None) -> None:
+        self.timeout = timeout
+        self.python = python or sys.executable
+        self._queue: queue.Queue[tuple[str, Path] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._child: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._said_missing = False
+
+    def request(self, job_id: str, job_dir: Path) -> None:
+        """Write `job_dir`/report.html soon (the thread starts on first use)."""
+        with self._lock:
+            if self._stopping:
+                return
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="job-reports", daemon=True)
+                self._thread.start()
+        self._queue.put((job_id, job_dir))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop after the report in hand (its child is terminated: the daemon is going)."""
+        with self._lock:
+            self._stopping = True
+            child, thread = self._child, self._thread
+        self._queue.put(_STOP)
+        if child is not None and child.poll() is None:
+            child.terminate()
+        if thread is not None:
+            thread.join(timeout)
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not _STOP:
+            try:
+                self._write(*item)
+            except Exception as exc:  # noqa: BLE001 - one report's failure never stops the next
+                log.error("job %s: report.html not written: %s: %s", item[0], type(exc).__name__, exc,
+                          extra={"JOB_ID": item[0], "EVENT": "report_failed"})
+
+    def _write(self, job_id: str, job_dir: Path) -> None:
+        if not (job_dir / "optuna.db").is_file():
+            return  # the study never started: nothing to report
+        target = job_dir / REPORT_NAME
+        argv = [self.python, "-m", "winopt", "report", str(job_dir), "-o", str(target)]
+        with self._lock:
+            if self._stopping:
+                return
+            self._child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.PIPE)
+            child = self._child
+        try:
+            _, err = child.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.communicate()
+            log.error("job %s: report.html not written: winopt report took more than %.0f s", job_id,
+                      self.timeout, extra={"JOB_ID": job_id, "EVENT": "report_failed"})
+            return
+        finally:
+            with self._lock:
+                self._child = None
+        text = err.decode("utf-8", "replace").strip().splitlines()
+        why = text[-1].removeprefix("winopt: error: ") if text else f"exit status {child.returncode}"
+        if child.returncode == 0:
+            log.info("job %s: wrote %s", job_id, target, extra={"JOB_ID": job_id, "EVENT": "report_written",
+                                                                 "PATH": str(target)})
+        elif "install winopt[report]" in why:
+            if not self._said_missing:
+                self._said_missing = True
+                log.warning("jobs get no report.html: %s", why, extra={"EVENT": "report_failed"})
+        elif not self._stopping:
+            log.error("job %s: report.html not written: %s", job_id, why,
+                      extra={"JOB_ID": job_id, "EVENT": "report_failed"})

@@ -1,0 +1,37 @@
+"""`winopt report JOB|DIR [-o report.html]`: one self-contained HTML file about a run
+(issue 16; the page itself is `handlers.report.html`). Needs the extra winopt[report]."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+
+from winopt.cli.runref import add_run_arguments, resolve_run
+from winopt.contracts.errors import UserError
+
+MISSING_EXTRA = "winopt report needs plotly: install winopt[report] (pip install 'winopt[report]')"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_run_arguments(parser)
+    parser.add_argument("-o", "--output", metavar="FILE", default="report.html",
+                        help="where to write the page (default: report.html here)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:  # the extra first, before anything slow: one line when it is missing
+        importlib.import_module("plotly")
+    except ImportError:
+        raise UserError(MISSING_EXTRA) from None
+    from winopt.handlers.report.html import build_report, write_report
+    from winopt.handlers.report.trials import load_study, read_snapshot_or_none, storage_url, study_name
+
+    ref = resolve_run(args)
+    snapshot = read_snapshot_or_none(ref.run_dir)
+    study = load_study(storage_url(ref.run_dir, args.storage), study_name(ref.run_dir, snapshot, args.study))
+    data = build_report(ref.run_dir, study, snapshot, title=f"winopt run {ref.name}")
+    out = Path(args.output)
+    write_report(out, data)
+    print(out)
+    return 0
