@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from units_support import exposure, offline_exposure
 from daemon_support import poll
 
 REPO = Path(__file__).resolve().parents[1]
@@ -262,24 +263,10 @@ def wait_complete(box: Box, job_id: str, trials: int, timeout: float = 180) -> d
 
 
 # ---------------------------------------------------------------- host: the unit file
-def exposure(text: str) -> float:
-    found = re.search(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)", text)
-    assert found, f"no exposure level in:\n{text}"
-    return float(found.group(1))
-
-
 def test_unit_security_exposure_is_at_most_2_5() -> None:
-    analyze = shutil.which("systemd-analyze")
-    if not analyze:
-        pytest.skip("no systemd-analyze (Debian package systemd)")
-    version = subprocess.run([analyze, "--version"], capture_output=True, text=True).stdout
-    if int(re.search(r"systemd (\d+)", version).group(1)) < 250:  # type: ignore[union-attr]
-        pytest.skip(f"security --offline needs systemd >= 250: {version.splitlines()[0]}")
-    proc = subprocess.run([analyze, "security", "--offline=true", "--no-pager", str(UNIT_FILE)],
-                          capture_output=True, text=True)
-    score = exposure(proc.stdout + proc.stderr)
+    score, report = offline_exposure(UNIT_FILE)
     print(f"\nsystemd-analyze security --offline=true {UNIT_FILE.name}: exposure {score}")
-    assert score <= MAX_EXPOSURE, proc.stdout
+    assert score <= MAX_EXPOSURE, report
 
 
 # ---------------------------------------------------------------- box: install .. uninstall

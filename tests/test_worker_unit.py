@@ -4,13 +4,12 @@ credentials outside it (EnvironmentFile=, 0640 root:winopt), installed by `make 
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 
 from daemon_support import REPO
+from units_support import offline_exposure
 
 UNIT_FILE = REPO / "systemd" / "winopt-worker@.service"
 ENV_FILE = REPO / "etc" / "worker.env"
@@ -46,14 +45,5 @@ def test_make_install_installs_the_worker_unit_and_a_private_env_file(tmp_path: 
 
 
 def test_worker_unit_security_exposure_is_at_most_2_5() -> None:
-    analyze = shutil.which("systemd-analyze")
-    if not analyze:
-        pytest.skip("no systemd-analyze (Debian package systemd)")
-    version = subprocess.run([analyze, "--version"], capture_output=True, text=True).stdout
-    if int(re.search(r"systemd (\d+)", version).group(1)) < 250:  # type: ignore[union-attr]
-        pytest.skip(f"security --offline needs systemd >= 250: {version.splitlines()[0]}")
-    proc = subprocess.run([analyze, "security", "--offline=true", "--no-pager", str(UNIT_FILE)],
-                          capture_output=True, text=True)
-    found = re.search(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)", proc.stdout + proc.stderr)
-    assert found, proc.stdout + proc.stderr
-    assert float(found.group(1)) <= 2.5, proc.stdout
+    score, report = offline_exposure(UNIT_FILE)
+    assert score <= 2.5, report
