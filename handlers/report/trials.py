@@ -19,6 +19,7 @@ import optuna
 
 from winopt.contracts.schemas import CONFIG_NAME, read_snapshot
 from winopt.optimizer.objective import SIEVE_ATTR
+from winopt.optimizer.shared_storage import safe_url, with_driver
 from winopt.optimizer.study import default_storage_url, default_study_name
 
 #: finished trials the pace is measured over (the newest): recent enough to follow a
@@ -54,7 +55,7 @@ def storage_url(run_dir: Path, storage: str | None = None) -> str:
     """The run's Optuna storage: `storage`, else the run directory's optuna.db (which
     must exist: opening a missing SQLite file would create an empty one)."""
     if storage:
-        return storage
+        return with_driver(storage)
     db = run_dir / "optuna.db"
     if not db.is_file():
         raise UserError(f"{run_dir}: no optuna.db (a run made with --storage URL: give --storage URL)")
@@ -84,9 +85,9 @@ def load_study(url: str, name: str) -> Any:
     try:
         return optuna.load_study(study_name=name, storage=url)
     except KeyError:
-        raise UserError(f"{url}: no study {name!r} there (give --study NAME)") from None
+        raise UserError(f"{safe_url(url)}: no study {name!r} there (give --study NAME)") from None
     except Exception as exc:  # SQLAlchemy and driver errors: one line for a person
-        raise UserError(f"{url}: cannot open the study: {exc}".splitlines()[0]) from None
+        raise UserError(f"{safe_url(url)}: cannot open the study: {exc}".splitlines()[0]) from None
 
 
 def trial_facts(study: Any) -> list[TrialFacts]:

@@ -35,13 +35,14 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         raise UserError(MISSING_EXTRA) from None
     from winopt.handlers.report.trials import storage_url
+    from winopt.optimizer.shared_storage import safe_url, with_driver
 
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port {args.port}: expected 0 to 65535")
     if args.run is None:
         if not args.storage:
             raise UserError("give a run (JOB or DIR) or --storage URL")
-        url, where = args.storage, args.storage
+        url, where = with_driver(args.storage), safe_url(args.storage)
     else:
         from winopt.cli.runref import resolve_run
 
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         storage = optuna.storages.RDBStorage(url)
     except Exception as exc:  # SQLAlchemy and driver errors: one line for a person
-        raise UserError(f"{url}: cannot open the storage: {exc}".splitlines()[0]) from None
+        raise UserError(f"{safe_url(url)}: cannot open the storage: {exc}".splitlines()[0]) from None
     print(f"optuna-dashboard for {where} on http://{_url_host(args.host)}:{port}/ (Ctrl-C stops it)", flush=True)
     try:
         optuna_dashboard.run_server(storage, host=args.host, port=port)
