@@ -183,7 +183,7 @@ def test_the_histories_travel_with_the_npz_and_old_runs_send_without_them(tmp_pa
         submit(dist, "r1", run_dir, sha)
         old_sha = publish(old_dir, 5)
         submit(dist, "old", old_dir, old_sha)
-        assert dist.wait_for(lambda s: all_synced("r1", sha, ["a", "b"])(s) and all_synced("old", old_sha, ["a"])(s),
+        assert dist.wait_for(lambda s: all_synced("r1", sha, ["a", "b"])(s) and all_synced("old", old_sha, ["a", "b"])(s),
                              20), dist.snapshot()
         for rig in ("a", "b"):
             copy = tmp_path / rig / "r1"
