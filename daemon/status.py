@@ -168,8 +168,8 @@ class StatusBook:
             if str(exc) not in self._encode_errors:
                 self._encode_errors.add(str(exc))
                 log.error("status.json: %s; written as text", exc, extra={"EVENT": "status_failed"})
-            return orjson.dumps(doc, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
-                                | orjson.OPT_SERIALIZE_NUMPY)
+            return orjson.dumps(_text_safe(doc), default=str, option=orjson.OPT_INDENT_2
+                                | orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)
 
     def _writer(self) -> None:
         while True:
@@ -220,3 +220,15 @@ class DecisionLog:
         except FileNotFoundError:
             return
         fsync_dir(self.path.parent)
+
+
+def _text_safe(value: Any) -> Any:
+    """`value` with every string JSON can hold: a file name that is not UTF-8 (its bytes
+    decoded as surrogates) shows as `\\udcff` text rather than stop every write."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_text_safe(k): _text_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_text_safe(v) for v in value]
+    return value
