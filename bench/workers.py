@@ -109,7 +109,7 @@ def storage_seconds(url: str, draws: Path, n: int = 40) -> float:
     times = []
     for _ in range(n):
         t0 = time.perf_counter()
-        trial = claim_trial(study, storage, n, 60)
+        trial = claim_trial(study, storage, n)
         assert trial is not None
         space.suggest(trial)
         trial.set_user_attr("sieve", {"forward_count": 1, "reverse_count": 1})

@@ -31,6 +31,10 @@ MAX_RETRY = 5
 #: first and largest pause between tries when the database is unreachable
 BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 30.0
+#: longest a session may sit idle inside a transaction (seconds): a worker stopped
+#: (SIGSTOP, a laptop lid, a hung rig) between two statements holds its row locks and the
+#: ask lock; PostgreSQL ends its session after this, so the other workers go on
+IDLE_TX_LIMIT = 10
 #: connection errors that waiting does not cure: a wrong password, database or pg_hba.conf
 PERMANENT_SIGNS = ("authentication failed", "does not exist", "no pg_hba.conf entry",
                    "no password supplied", "permission denied")
@@ -108,9 +112,11 @@ def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL,
         if url.startswith("postgresql"):
             # a dead server must fail a connect within seconds, not the TCP default
             # and a server or rig gone from the network is noticed within a minute
-            engine_kwargs["connect_args"] = {"connect_timeout": 5, "keepalives": 1,
-                                             "keepalives_idle": 30, "keepalives_interval": 10,
-                                             "keepalives_count": 3}
+            # and a stopped process's open transaction (row locks) ends after IDLE_TX_LIMIT
+            engine_kwargs["connect_args"] = {
+                "connect_timeout": 5, "keepalives": 1, "keepalives_idle": 30,
+                "keepalives_interval": 10, "keepalives_count": 3,
+                "options": f"-c idle_in_transaction_session_timeout={IDLE_TX_LIMIT * 1000}"}
         try:
             return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
                               grace_period=grace_period,

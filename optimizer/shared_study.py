@@ -16,7 +16,8 @@ trial only under the study's ask lock (a PostgreSQL advisory lock on a connectio
 own; a file lock beside a SQLite database), and records the new trial's first heartbeat
 before it lets go. Finished trials can then never exceed the target; a failed trial frees
 its slot and its retry (Optuna's `RetryFailedTrialCallback`, queued WAITING) is what the
-next ask pops. (The storage itself, retries and heartbeats: `shared_storage`.)
+next ask pops. A trial seen under the lock with no heartbeat at all was asked by a worker
+that never started it: the next claim takes it over instead of asking a new one. (The storage itself, retries and heartbeats: `shared_storage`.)
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 import logging
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,23 +160,26 @@ def open_studies(storage: RDBStorage, cache: dict[int, OpenStudy] | None = None)
 
 
 @contextmanager
-def ask_lock(storage: RDBStorage, study_id: int, hold_limit: float = 10.0) -> Iterator[None]:
-    """Only one process at a time counts and asks in this study.
+def ask_lock(storage: RDBStorage, study_id: int) -> Iterator[Callable[[], None]]:
+    """Only one process at a time counts and asks in this study; yields `still_held()`,
+    which raises when the lock was lost meanwhile.
 
-    PostgreSQL: a transaction-level advisory lock on a connection of its own, with
-    `idle_in_transaction_session_timeout`, so a holder that stops (SIGSTOP, a rig cut off
-    the network, where TCP would keep its session for hours) loses the lock after
-    `hold_limit` seconds instead of blocking every worker. SQLite: a file lock beside the
-    database."""
+    PostgreSQL: a transaction-level advisory lock on a connection of its own. Every session
+    of a storage from `open_storage` carries `idle_in_transaction_session_timeout`, so a
+    holder that stops (SIGSTOP, a rig cut off the network, where TCP would keep its session
+    for hours) loses the lock, and any row lock it held in Optuna's own sessions, after
+    `IDLE_TX_LIMIT` seconds instead of blocking every worker. SQLite: a file lock beside
+    the database."""
     url = storage.url
     if url.startswith("postgresql"):
         with storage.engine.connect() as conn:
-            conn.execute(sqlalchemy.text(
-                f"SET LOCAL idle_in_transaction_session_timeout = {int(hold_limit * 1000)}"))
             conn.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:a, :b)"),
                          {"a": ADVISORY_CLASS, "b": study_id})
+            def still_held() -> None:
+                conn.execute(sqlalchemy.text("SELECT 1"))  # raises once the session is gone
+
             try:
-                yield
+                yield still_held
             finally:
                 try:
                     conn.rollback()  # ends the transaction: the lock goes with it
@@ -186,38 +190,30 @@ def ask_lock(storage: RDBStorage, study_id: int, hold_limit: float = 10.0) -> It
 
         db = Path(url.split("///", 1)[1])
         with FileLock(str(db) + f".ask-{study_id}.lock"):
-            yield
+            yield lambda: None
 
 
-def sweep_stale(study: optuna.Study, storage: RDBStorage) -> list[int]:
+def sweep_stale(study: optuna.Study, storage: RDBStorage) -> tuple[list[int], list[int]]:
     """Fail trials whose worker stopped beating (Optuna's `fail_stale_trials`, which runs
-    the retry callback), and RUNNING trials that never had a heartbeat: a worker records
-    its trial's first heartbeat under the same lock as its ask, so such a trial, seen
-    under the lock, is one whose worker died (or lost the database) between the two, and
-    Optuna never fails it. Returns the numbers failed. Called under the ask lock."""
+    the retry callback), and find RUNNING trials that never had a heartbeat: a worker
+    records its trial's first heartbeat under the same lock as its ask, so such a trial,
+    seen under the lock, is one whose worker died, stopped or lost the database between
+    the two, before running anything. Returns (numbers failed, ids of such orphans), both
+    found under the ask lock."""
     sid = study._study_id
     running = {t._trial_id: t for t in storage.get_all_trials(
         sid, deepcopy=False, states=(TrialState.RUNNING,))}
     if not running:
-        return []
+        return [], []
     stale = set(storage._get_stale_trial_ids(sid))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
     failed = [running[tid].number for tid in stale
               if tid in running and storage.get_trial(tid).state == TrialState.FAIL]
-    for tid, trial in running.items():
-        if tid in stale or _has_heartbeat(storage, tid):
-            continue
-        try:
-            if storage.set_trial_state_values(tid, state=TrialState.FAIL):
-                failed.append(trial.number)
-                callback = storage.get_heartbeat_stale_trial_callback()
-                if callback is not None:
-                    callback(study, storage.get_trial(tid))
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass
-    return sorted(failed)
+    orphans = [tid for tid in sorted(running)
+               if tid not in stale and not _has_heartbeat(storage, tid)]
+    return sorted(failed), orphans
 
 
 def _has_heartbeat(storage: RDBStorage, trial_id: int) -> bool:
@@ -228,25 +224,32 @@ def _has_heartbeat(storage: RDBStorage, trial_id: int) -> bool:
         return models.TrialHeartbeatModel.where_trial_id(trial_id, session) is not None
 
 
-def claim_trial(study: optuna.Study, storage: RDBStorage, target: int,
-                grace: float) -> optuna.Trial | None:
-    """Under the ask lock: fail stale trials, and ask for a trial when finished plus running
-    trials are below `target` (the trial's first heartbeat is recorded before the lock is
-    let go). None when the study has no free slot."""
-    with ask_lock(storage, study._study_id, hold_limit=max(10.0, grace)):
-        failed = sweep_stale(study, storage)
+def claim_trial(study: optuna.Study, storage: RDBStorage, target: int) -> optuna.Trial | None:
+    """Under the ask lock: fail stale trials; take over a trial whose asker never got to
+    its first heartbeat (it ran nothing, so its slot and its parameters are simply taken
+    on, with no failure to retry); or ask for a new trial when finished plus running
+    trials are below `target`. The trial's first heartbeat is recorded, and the lock
+    checked still held, before the lock is let go. None when the study has no free slot."""
+    with ask_lock(storage, study._study_id) as still_held:
+        failed, orphans = sweep_stale(study, storage)
         if failed:
             log.warning("study %s: trials %s stopped beating; failed, to be retried",
                         study.study_name, failed)
-        busy = len(storage.get_all_trials(
-            study._study_id, deepcopy=False,
-            states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)))
-        if busy >= target:
-            return None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "heartbeat is supposed to be used with optimize"
-            trial = study.ask()
+        if orphans:
+            trial = optuna.Trial(study, orphans[0])
+            log.warning("study %s: trial %d was asked but never started (its worker stopped "
+                        "or lost the database); taken over", study.study_name, trial.number)
+        else:
+            busy = len(storage.get_all_trials(
+                study._study_id, deepcopy=False,
+                states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)))
+            if busy >= target:
+                return None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "heartbeat is supposed to be used with optimize"
+                trial = study.ask()
         storage.record_heartbeat(trial._trial_id)
+        still_held()  # else another worker may have taken this trial over meanwhile
         return trial
 
 

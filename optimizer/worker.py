@@ -115,8 +115,7 @@ class Worker:
             wanted = True
             study = self._study(entry)
             trial = retrying(f"study {entry.name}: asking for a trial",
-                             lambda: claim_trial(study, self.storage, entry.spec.target,
-                                                 self.options.grace_period),
+                             lambda: claim_trial(study, self.storage, entry.spec.target),
                              stop=self.stop_event)
             if trial is None:
                 continue
@@ -211,7 +210,7 @@ class Worker:
                 study.tell(trial, state=state)
             else:  # cut short here: fail it and queue its retry as a stale one's, under
                 # the ask lock, so that no ask takes the freed slot before the retry is queued
-                with ask_lock(self.storage, entry.study_id, hold_limit=max(10.0, self.options.grace_period)):
+                with ask_lock(self.storage, entry.study_id):
                     study.tell(trial, state=state)
                     callback = self.storage.get_heartbeat_stale_trial_callback()
                     if callback is not None:

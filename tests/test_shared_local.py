@@ -131,10 +131,11 @@ def test_without_artifacts_the_head_re_runs_the_best_trials_sieve(tmp_path: Path
     assert (out / "bidirectional_survivors.json").read_bytes() == reference_survivors(config, draws)
 
 
-def test_a_trial_orphaned_between_ask_and_first_heartbeat_is_failed_and_retried(tmp_path: Path) -> None:
-    """A worker that dies between its ask and its first heartbeat leaves a RUNNING trial
-    Optuna never fails (no heartbeat, never stale). The next claim, under the same lock,
-    fails it and runs its retry first; and a full study gives no more trials."""
+def test_a_trial_orphaned_between_ask_and_first_heartbeat_is_taken_over(tmp_path: Path) -> None:
+    """A worker that dies (or loses the database) between its ask and its first heartbeat
+    leaves a RUNNING trial Optuna never fails (no heartbeat, never stale) and that ran
+    nothing. The next claim, under the same lock, takes it over: same trial, now beating,
+    nothing failed; and a full study gives no more trials."""
     import numpy as np
 
     from winopt.optimizer.shared_storage import open_storage
@@ -147,12 +148,14 @@ def test_a_trial_orphaned_between_ask_and_first_heartbeat_is_failed_and_retried(
                       {"all": np.arange(100) % MOD})
     study = open_for_workers(storage, "s", spec)
     orphan = storage.create_new_trial(study._study_id)  # asked, then the worker died
-    trial = claim_trial(study, storage, 2, 2)
-    assert trial is not None
-    assert storage.get_trial(orphan).state == optuna.trial.TrialState.FAIL
-    assert storage.get_trial(trial._trial_id).system_attrs.get("retry_history") == [0]
-    second = claim_trial(study, storage, 2, 2)
-    assert second is not None and claim_trial(study, storage, 2, 2) is None  # 2 running = full
+    trial = claim_trial(study, storage, 2)
+    assert trial is not None and trial._trial_id == orphan
+    assert storage.get_trial(orphan).state == optuna.trial.TrialState.RUNNING
+    assert orphan not in storage._get_stale_trial_ids(study._study_id)  # it beats now
+    second = claim_trial(study, storage, 2)
+    assert second is not None and second._trial_id != orphan
+    assert claim_trial(study, storage, 2) is None  # 2 running = full
+    assert not storage.get_all_trials(study._study_id, states=(optuna.trial.TrialState.FAIL,))
 
 
 def test_daemon_optuna_section_and_storage_flag(tmp_path: Path) -> None:

@@ -177,6 +177,52 @@ def test_a_wrong_database_is_one_line_not_a_wait(pg_cluster) -> None:
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
+def test_a_stopped_workers_open_transaction_blocks_no_one_for_long(pg_cluster) -> None:
+    """A worker stopped between two statements of one of Optuna's transactions (SIGSTOP, a
+    hung rig) holds its trial's and its study's row locks; without a limit every other
+    worker's sweep and ask waited on them until it woke (a chaos run timed out so). Its
+    session ends after IDLE_TX_LIMIT: the others fail its trial and ask a new one."""
+    import threading
+    import time
+
+    import optuna
+    import sqlalchemy
+
+    from winopt.optimizer.shared_storage import IDLE_TX_LIMIT, open_storage
+    from winopt.optimizer.shared_study import claim_trial
+
+    url = pg_cluster.new_database()
+    stopped = open_storage(url, heartbeat_interval=1, grace_period=2)
+    other = open_storage(url, heartbeat_interval=1, grace_period=2)
+    study = optuna.create_study(storage=stopped, study_name="s", direction="maximize")
+    trial = study.ask()
+    stopped.record_heartbeat(trial._trial_id)
+    conn = stopped.engine.connect()  # mid-transaction, as a stopped process leaves it
+    conn.execute(sqlalchemy.text("SELECT 1 FROM trials WHERE trial_id = :t FOR UPDATE"),
+                 {"t": trial._trial_id})
+    conn.execute(sqlalchemy.text("SELECT 1 FROM studies WHERE study_id = :s FOR UPDATE"),
+                 {"s": study._study_id})
+    wait_for(lambda: trial._trial_id in other._get_stale_trial_ids(study._study_id), 30,
+             "the stopped worker's trial to go stale")
+    claimed: list[object] = []
+    start = time.monotonic()
+    claimer = threading.Thread(target=lambda: claimed.append(claim_trial(
+        optuna.load_study(study_name="s", storage=other), other, 5)), daemon=True)
+    claimer.start()
+    claimer.join(IDLE_TX_LIMIT + 30)
+    try:
+        assert claimed and claimed[0] is not None, "the other worker is still blocked"
+        assert time.monotonic() - start < IDLE_TX_LIMIT + 30
+        assert other.get_trial(trial._trial_id).state == TrialState.FAIL
+        with pytest.raises(sqlalchemy.exc.OperationalError):  # its session was ended
+            conn.execute(sqlalchemy.text("SELECT 1"))
+    finally:
+        conn.invalidate()
+        conn.close()
+        stopped.engine.dispose()
+        other.engine.dispose()
+
+
 @pytest.mark.stress
 @pytest.mark.parametrize("seed", range(2))
 @pytest.mark.parametrize("shared", [{"trials": 24, "seed_count": 500_000}], indirect=True)
