@@ -107,7 +107,8 @@ class Daemon:
 
     def _start(self) -> None:
         cfg = self.config
-        export_storage(cfg.optuna)  # `workers = "rigs"` jobs' children reach the shared storage
+        # `workers = "rigs"` jobs' children reach the shared storage; without one they are refused
+        shared_storage = export_storage(cfg.optuna)
         sweep_temps(cfg.state_dir)  # a status.json temp that a kill -9 left (more at each reconcile)
         previous = self._previous_runs(cfg.state_dir)
         self.book = StatusBook(cfg.state_dir, min_interval=cfg.status_interval, on_written=self._status_written)
@@ -129,7 +130,7 @@ class Daemon:
         self.book.start()
         self.runs.set_runs(run_names(cfg.watch), previous)
         self.jobs = SpoolJobs(cfg, self.book, self.runs, schedule=self.queue.record,
-                              watches_changed=self.watches_changed)
+                              watches_changed=self.watches_changed, shared_storage=shared_storage)
         self.register(self.jobs)
         self.cleaner = Cleaner(cfg.state_dir, self.jobs, self.book, cfg.jobs.keep)  # winopt clean, [jobs] keep
         self.register(self.cleaner)

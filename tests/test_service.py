@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -28,6 +29,7 @@ import pytest
 
 from units_support import exposure, offline_exposure
 from daemon_support import poll
+from sdbox_support import until
 
 REPO = Path(__file__).resolve().parents[1]
 UNIT_FILE = REPO / "systemd" / "winopt-daemon.service"
@@ -488,9 +490,9 @@ port = {RIG_SSH_PORT}
         box.sh(f"systemctl reload {UNIT} && systemctl stop rig-sshd")
 
 
-def readme_block(holding: str) -> str:
-    """The README's sh block that holds `holding`, as an operator would paste it."""
-    blocks = (REPO / "README.md").read_text().split("```sh\n")[1:]
+def readme_block(holding: str, lang: str = "sh") -> str:
+    """The README's `lang` block that holds `holding`, as an operator would paste it."""
+    blocks = (REPO / "README.md").read_text().split(f"```{lang}\n")[1:]
     found = [block.split("```", 1)[0] for block in blocks if holding in block.split("```", 1)[0]]
     assert len(found) == 1, f"{len(found)} README blocks hold {holding!r}"
     return found[0]
@@ -593,6 +595,66 @@ def test_stop_succeeds_interrupts_the_job_and_start_completes_it(box: Box) -> No
 
     box.sh(f"systemctl start {UNIT}")
     wait_complete(box, job_id, LONG_TRIALS)
+
+
+@in_box
+def test_several_machines_as_the_readme_says(box: Box) -> None:
+    """README "Several machines" on one box standing in for the head node and a rig:
+    PostgreSQL with the role and database of step 1 (the password typed at the prompt),
+    the daemon's [optuna] keys of step 3, worker.env and the artifact drop-in of step 4, two
+    worker units, one `workers = "rigs"` job: exactly its trials, run by both units, the
+    snapshot published and converted by the head node's daemon."""
+    password = "s3cret pw"  # a space: the URL and worker.env must survive one
+    # step 1 as printed, with the password typed twice at createuser's prompt; for apt-get
+    # (the box has no network; make test installed the package) what it does at the end:
+    # start the server. No listen_addresses: the rig is this box
+    started = "systemctl start postgresql && " + until("runuser -u postgres -- pg_isready -q", 60)
+    step1 = readme_block("createuser --pwprompt").replace("apt-get install -y postgresql", started)
+    box.sh(f"printf '%s\\n%s\\n' '{password}' '{password}' | bash -euc {shlex.quote(step1)}")
+    box.sh("install -d -o winopt -g winopt /srv/winopt/artifacts")  # step 2, the head's export
+    step3 = readme_block("[optuna]", lang="toml").replace("PASSWORD", password.replace(" ", "%20"))
+    write_config(box, GOOD_CONFIG + step3)
+    box.sh(f"systemctl restart {UNIT}")
+    # step 4: worker.env as printed (the head is this box), the drop-in `systemctl edit`
+    # would make, two instances
+    step4 = readme_block("worker.env <<'END'")
+    env = step4.split("<<'END'\n", 1)[1].split("END\n", 1)[0]
+    env = env.replace("PASSWORD@10.0.0.1", f"{password.replace(' ', '%20')}@localhost")
+    box.sh(f"cat > /etc/winopt/worker.env <<'END'\n{env}END")
+    assert box.out("stat -c '%a %U %G' /etc/winopt/worker.env") == "640 root winopt"
+    box.sh("mkdir -p /etc/systemd/system/winopt-worker@.service.d && printf '[Service]\\n"
+           "ReadWritePaths=/srv/winopt/artifacts\\n' > /etc/systemd/system/winopt-worker@."
+           "service.d/artifacts.conf && systemctl daemon-reload")
+    enable = next(line for line in step4.splitlines() if line.startswith("systemctl enable"))
+    box.sh(enable.split("#", 1)[0])
+    try:
+        assert box.out("systemctl is-active winopt-worker@0 winopt-worker@1").split() == ["active"] * 2
+        assert "s3cret" not in box.out("ps -eo args")  # on no command line
+        job_id = submit(box, "alice", job_file("shared", 8, 200_000) + 'workers = "rigs"\n').stdout.strip()
+        snap = wait_complete(box, job_id, 8, timeout=300)
+        # the study in PostgreSQL: exactly 8 finished, run by both worker units
+        states = box.out(f"runuser -u postgres -- psql -d winopt -tAc \"SELECT t.state, count(*) "
+                         f"FROM trials t JOIN studies s USING (study_id) WHERE s.study_name = "
+                         f"'{job_id}' GROUP BY t.state\"")
+        finished = sum(int(n) for state, n in (line.split("|") for line in states.splitlines())
+                       if state in ("COMPLETE", "PRUNED"))
+        assert finished == 8, states
+        for unit in ("winopt-worker@0", "winopt-worker@1"):
+            told = box.out(f"journalctl -u {unit} --no-pager | grep -c 'study {job_id}: trial .* told'"
+                           " || true")
+            assert int(told or 0) >= 1, box.out(f"journalctl -u {unit} --no-pager | tail -n 20")
+        # the head node published and converted it as any run
+        job_dir = f"{STATE}/jobs/{job_id}"
+        sha = box.out(f"sha256sum {job_dir}/bidirectional_survivors.json").split()[0]
+        assert snap["survivors_sha256"] == sha
+        converted = poll(lambda: json.loads(box.sh(
+            f"cat {job_dir}/bidirectional_survivors_binary.meta.json", check=False).stdout or "{}"
+        ).get("source", {}).get("sha256") == sha, 60, 0.3)
+        assert converted, box.story()
+    finally:
+        box.sh("systemctl disable --now winopt-worker@0 winopt-worker@1", check=False)
+        write_config(box, GOOD_CONFIG)
+        box.sh(f"systemctl restart {UNIT}")
 
 
 @in_box

@@ -105,6 +105,40 @@ def test_a_rigs_job_runs_winopt_study_and_a_bad_workers_value_is_refused(tmp_pat
         validate_job({**base, "workers": "gpus"}, source="j.toml", allowed_draws_dirs=[tmp_path])
 
 
+def test_a_rigs_job_on_a_daemon_without_a_storage_is_refused_when_dropped(tmp_path: Path) -> None:
+    """A `workers = "rigs"` job on a daemon with no storage could only fail when it ran:
+    the daemon refuses it at once, beside a reason that says what to set; with a storage
+    (`WINOPT_STORAGE` in the daemon's environment) the same file is taken."""
+    from daemon_support import DaemonProcess, stop_all
+    from polling import wait_for
+    from jobs_support import toml_job
+
+    (tmp_path / "draws").mkdir()
+    draws = write_history(tmp_path / "draws" / "h.json")
+    for storage, taken in ((None, False), (f"sqlite:///{tmp_path / 's.db'}", True)):
+        state = tmp_path / ("with" if storage else "without")
+        config = tmp_path / f"{state.name}.toml"
+        config.write_text(f'state_dir = "{state}"\n[jobs]\nallowed_draws_dirs = ["{draws.parent}"]\n')
+        env = {"WINOPT_STORAGE": storage} if storage else {}
+        daemon = DaemonProcess(state, [], args=["--config", str(config)], env=env)
+        if not storage:
+            daemon.env.pop("WINOPT_STORAGE", None)
+        try:
+            daemon.start()
+            (state / "spool" / ".j.tmp").write_text(toml_job(draws=str(draws), trials=2, workers="rigs"))
+            (state / "spool" / ".j.tmp").rename(state / "spool" / "j.toml")
+            if taken:
+                wait_for(lambda: daemon.status().get("jobs"), 30, "the job taken")
+                assert not (state / "rejected" / "j.toml.error").exists()
+            else:
+                error = wait_for(lambda: (state / "rejected" / "j.toml.error").is_file()
+                                 and (state / "rejected" / "j.toml.error").read_text(), 30, "the refusal")
+                assert error.startswith('spool/j.toml: workers: "rigs" needs a shared storage'), error
+                assert "[optuna] storage" in error and not daemon.status().get("jobs")
+        finally:
+            stop_all([daemon])
+
+
 def test_without_artifacts_the_head_re_runs_the_best_trials_sieve(tmp_path: Path) -> None:
     """A worker with no artifact store uploads nothing; the head node re-runs the sieve for
     each new best (deterministic), and the published survivors are the best trial's."""

@@ -87,6 +87,7 @@ class SpoolJobs(Quiet):
         *,
         schedule: Record,
         watches_changed: Callable[[], None],
+        shared_storage: bool | None = None,
     ) -> None:
         self._book = book
         self._runs = runs
@@ -94,7 +95,8 @@ class SpoolJobs(Quiet):
         self._watches_changed = watches_changed
         jobs = config.jobs
         self.spool = Spool(config.state_dir, allowed_draws_dirs=config.draws_dirs(),
-                           known_rigs=list(config.rigs), grace=jobs.grace, max_draws_bytes=jobs.max_draws_bytes)
+                           known_rigs=list(config.rigs), grace=jobs.grace, max_draws_bytes=jobs.max_draws_bytes,
+                           shared_storage=shared_storage)
         self.runner = JobRunner(self.spool.store, max_parallel_jobs=jobs.max_parallel_jobs, gpus=jobs.gpus,
                                 stop_timeout=jobs.stop_timeout, on_event=self._on_event)
         self._renamed: set[str] = set()

@@ -17,10 +17,11 @@ from winopt.contracts.daemon_config import OptunaConfig
 log = logging.getLogger(__name__)
 
 
-def export_storage(optuna: OptunaConfig) -> None:
+def export_storage(optuna: OptunaConfig) -> bool:
     """Put `[optuna] storage` and `artifacts` (or `--storage`) into the environment the
     job runner gives its children; called once at start, before any child exists (a
-    change takes a restart)."""
+    change takes a restart). Whether `workers = "rigs"` jobs have a storage (from the
+    config or the daemon's own `WINOPT_STORAGE`)."""
     if optuna.storage:
         os.environ["WINOPT_STORAGE"] = optuna.storage
     if optuna.artifacts:
@@ -30,3 +31,5 @@ def export_storage(optuna: OptunaConfig) -> None:
         shown = url.split("://", 1)[0] + "://" + url.rsplit("@", 1)[-1] if "@" in url else url
         log.info("shared studies: workers = \"rigs\" jobs open studies in %s", shown,
                  extra={"EVENT": "storage"})
+        return True
+    return False

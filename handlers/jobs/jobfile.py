@@ -163,6 +163,7 @@ def validate_job(
     base_dir: str | os.PathLike[str] | None = None,
     known_rigs: Sequence[str] | None = None,
     read: DrawsReader | None = None,
+    shared_storage: bool | None = None,
 ) -> JobSpec:
     """Check every key of a parsed job and return the `JobSpec` it describes.
 
@@ -170,7 +171,8 @@ def validate_job(
     one of these; None skips that check (only `winopt submit` without a daemon config does
     that: the daemon always passes its list). `base_dir`: where a relative draws path is
     taken from (see `resolve_draws`). `known_rigs`: when given, every rig named must be
-    one of them. `read`: how the draws file's bytes are read (default: plainly, with the
+    one of them. `shared_storage`: when False, `workers = "rigs"` is refused (the daemon
+    has no storage to open the study in; None: not checked). `read`: how the draws file's bytes are read (default: plainly, with the
     caller's rights, at most `DEFAULT_MAX_DRAWS_BYTES`; the daemon reads beneath its
     allowed directory and keeps the bytes it checked). Raises `JobError` (never anything
     else) for any problem.
@@ -185,6 +187,9 @@ def validate_job(
         if key not in raw:
             raise JobError(source, key, "missing (every job needs draws and trials)")
     values = _scalars(raw, source)
+    if values.get("workers") == "rigs" and shared_storage is False:
+        raise JobError(source, "workers", '"rigs" needs a shared storage and this daemon has none: '
+                       'set [optuna] storage in daemon.toml and restart it, or use workers = "local"')
     bounds = {k: _bound(k, raw[k], source) for k in LIMITS if k in raw}
     _cross_check_bounds(bounds, source)
     tod = _time_of_day(raw["time_of_day"], source) if "time_of_day" in raw else None

@@ -136,7 +136,9 @@ class Spool:
     `allowed_draws_dirs`: where job draws files may live (a relative draws path is taken
     from the first of them); `known_rigs`: the rig names a job may list (None: any);
     `grace`: seconds a file written in place must rest before it is read;
-    `max_draws_bytes`: the largest draws file a job may name (`[jobs] max_draws_bytes`)."""
+    `max_draws_bytes`: the largest draws file a job may name (`[jobs] max_draws_bytes`);
+    `shared_storage`: whether `workers = "rigs"` jobs have a storage to run in (None: any
+    job is taken, as without a daemon)."""
 
     def __init__(
         self,
@@ -146,6 +148,7 @@ class Spool:
         known_rigs: Sequence[str] | None = None,
         grace: float = DEFAULT_GRACE,
         max_draws_bytes: int = DEFAULT_MAX_DRAWS_BYTES,
+        shared_storage: bool | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.dir = self.state_dir / SPOOL_DIR
@@ -156,6 +159,7 @@ class Spool:
         self.known_rigs = known_rigs
         self.grace = grace
         self.max_draws_bytes = max_draws_bytes
+        self.shared_storage = shared_storage
         self._scanning = threading.RLock()
         self._open_for_writing: set[str] | None = None
         self._dirs_noted: set[str] = set()  # directories in the spool already logged
@@ -367,7 +371,8 @@ class Spool:
             raw = parse_job_bytes(data, source, Path(name).suffix)
             base = self.allowed_draws_dirs[0] if self.allowed_draws_dirs else None
             spec = validate_job(raw, source=source, allowed_draws_dirs=self.allowed_draws_dirs,
-                                base_dir=base, known_rigs=self.known_rigs, read=draws)
+                                base_dir=base, known_rigs=self.known_rigs, read=draws,
+                                shared_storage=self.shared_storage)
             record = self.store.create(job_id, data, Path(name).suffix, spec, source=name, owner=owner,
                                        draws=draws.data)
         except JobError as exc:
