@@ -184,6 +184,7 @@ def test_a_stopped_workers_open_transaction_blocks_no_one_for_long(pg_cluster) -
     session ends after IDLE_TX_LIMIT: the others fail its trial and ask a new one."""
     import threading
     import time
+    import warnings
 
     import optuna
     import sqlalchemy
@@ -195,7 +196,9 @@ def test_a_stopped_workers_open_transaction_blocks_no_one_for_long(pg_cluster) -
     stopped = open_storage(url, heartbeat_interval=1, grace_period=2)
     other = open_storage(url, heartbeat_interval=1, grace_period=2)
     study = optuna.create_study(storage=stopped, study_name="s", direction="maximize")
-    trial = study.ask()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "heartbeat is supposed to be used with optimize"
+        trial = study.ask()
     stopped.record_heartbeat(trial._trial_id)
     conn = stopped.engine.connect()  # mid-transaction, as a stopped process leaves it
     conn.execute(sqlalchemy.text("SELECT 1 FROM trials WHERE trial_id = :t FOR UPDATE"),
