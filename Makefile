@@ -4,7 +4,7 @@
 # a venv (python3-venv) and winopt; the tests also the rigs' rsync and sshd, iproute2,
 # and a compiler with the headers that systemd-python builds with, headless chromium (the
 # report's test), PostgreSQL (the shared-study tests make a throw-away cluster), and the
-# extras test,systemd,postgres,report,dashboard.
+# extras test,systemd,postgres,report,dashboard,s3.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,7 +13,7 @@ DEMO_DEB_PACKAGES := python3-venv
 TEST_DEB_PACKAGES := python3-venv rsync openssh-server openssh-client libsystemd-dev pkg-config iproute2 gcc python3-dev chromium postgresql
 # what `make deps` installs (other targets pass their own list)
 DEB_PACKAGES ?= $(TEST_DEB_PACKAGES)
-EXTRAS ?= test,systemd,postgres,report,dashboard
+EXTRAS ?= test,systemd,postgres,report,dashboard,s3
 
 .PHONY: demo test test-fast stress deps venv clean man
 
@@ -78,7 +78,7 @@ man: $(VENV)/.demo-installed
 #                                      again = upgrade (the config is never overwritten)
 # sudo make uninstall                  removes all but state (/var/lib/winopt), config
 #                                      ($(CONFDIR), drop-ins) and the winopt user
-# make wheelhouse [WHEELHOUSE=DIR]     wheels of winopt[systemd,postgres,report,dashboard] and all it needs, built for
+# make wheelhouse [WHEELHOUSE=DIR]     wheels of winopt[systemd,postgres,report,dashboard,s3] and all it needs, built for
 #                                      $(SYSTEM_PYTHON), for offline installs (rigs, test boxes)
 # make install-docs [WINOPT_BIN=...]   man pages (winopt.1, winopt-COMMAND.1) into $(MANDIR)
 #                                      and bash completion into $(BASHCOMPDIR), written by the

@@ -34,6 +34,7 @@ from winopt.optimizer.shared_study import (
 )
 from winopt.optimizer.snapshot import PendingSurvivors, SnapshotWriter
 from winopt.optimizer.study import STARTED_ATTR, scan_progress
+from winopt.optimizer.artifacts import artifact_store
 from winopt.optimizer.objective import SieveObjective
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class StudyPublisher:
     """Publishes one shared study's snapshot into `out_dir`; `publish()` once per poll."""
 
     def __init__(self, storage: RDBStorage, study: optuna.Study, spec: SharedSpec,
-                 out_dir: Path, artifacts: Path | None = None) -> None:
+                 out_dir: Path, artifacts: str | None = None) -> None:
         self.storage = storage
         self.study = study
         self.spec = spec
@@ -146,12 +147,11 @@ class StudyPublisher:
         return PendingSurvivors.of(result, str(best.params["time_of_day"]), best.number)
 
     def _download(self, artifact_id: str) -> bytes | None:
-        from optuna.artifacts import FileSystemArtifactStore
         from optuna.artifacts.exceptions import ArtifactNotFound
 
-        store = FileSystemArtifactStore(str(self.artifacts))
+        assert self.artifacts is not None
         try:
-            with store.open_reader(artifact_id) as reader:
+            with artifact_store(self.artifacts).open_reader(artifact_id) as reader:
                 return decompress(reader.read())
         except (ArtifactNotFound, OSError, ValueError) as exc:
             log.debug("artifact %s: %s", artifact_id, exc)

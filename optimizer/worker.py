@@ -23,6 +23,7 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
+from winopt.optimizer.artifacts import artifact_store
 from winopt.optimizer.snapshot import PendingSurvivors
 from winopt.optimizer.objective import SieveObjective, StopRequested
 from winopt.optimizer.shared_storage import Heartbeat, Stopped, retrying, safe_url
@@ -47,7 +48,8 @@ class WorkerOptions:
     grace_period: float
     cores: int | None = None
     device: str | None = None
-    artifacts: Path | None = None
+    #: the artifact store: a directory or s3://BUCKET (`optimizer.artifacts`)
+    artifacts: str | None = None
     #: exit when no open study needs more trials (else wait for new studies)
     once: bool = False
     #: exit after this many trials told (None: never)
@@ -181,11 +183,10 @@ class Worker:
                         stop=self.stop_event)
         if best is not None and (value < best.value or (value == best.value and best.number < trial.number)):
             return
-        from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+        from optuna.artifacts import upload_artifact
 
         pending = PendingSurvivors.of(result, str(trial.params["time_of_day"]), trial.number)
-        self.options.artifacts.mkdir(parents=True, exist_ok=True)
-        store = FileSystemArtifactStore(str(self.options.artifacts))
+        store = artifact_store(self.options.artifacts, create=True)
         with tempfile.TemporaryDirectory(prefix="winopt-worker-") as tmp:
             path = Path(tmp) / f"survivors-{entry.name}-{trial.number}.json.z"
             path.write_bytes(compress(pending.data))

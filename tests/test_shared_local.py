@@ -165,6 +165,64 @@ def test_without_artifacts_the_head_re_runs_the_best_trials_sieve(tmp_path: Path
     assert (out / "bidirectional_survivors.json").read_bytes() == reference_survivors(config, draws)
 
 
+def test_survivors_travel_through_an_s3_bucket(tmp_path: Path) -> None:
+    """`--artifacts s3://BUCKET` (Optuna's Boto3ArtifactStore) for rigs that share no
+    filesystem, against a real S3 endpoint on loopback (moto's server; boto3 reads the
+    endpoint and keys from AWS_* as on a rig): each new best goes up to the bucket, the
+    head node takes the best trial's survivors from it (no re-run of the sieve), and the
+    objects are the published bytes, compressed."""
+    boto3 = pytest.importorskip("boto3")
+    server_mod = pytest.importorskip("moto.server")
+    import zlib
+
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        aws = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "rig",
+               "AWS_SECRET_ACCESS_KEY": "s3cret", "AWS_DEFAULT_REGION": "us-east-1"}
+        s3 = boto3.client("s3", endpoint_url=aws["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                          aws_access_key_id="rig", aws_secret_access_key="s3cret")
+        s3.create_bucket(Bucket="winopt-artifacts")
+        draws = write_history(tmp_path / "h.json")
+        env = {**subprocess_env(), **aws, "WINOPT_STORAGE": f"sqlite:///{tmp_path / 'shared.db'}",
+               "WINOPT_ARTIFACTS": "s3://winopt-artifacts"}
+        out = tmp_path / "run"
+        head = subprocess.Popen(winopt_cmd("study", "--draws", str(draws), "--out", str(out), "--trials", "4",
+                                           "--seed-count", "20000", "--mod", str(MOD), "--device", "cpu",
+                                           "--poll", "0.2", *FAST_SPACE),
+                                env=env, stdout=open(tmp_path / "study.log", "wb"), stderr=subprocess.STDOUT)
+        from polling import wait_for
+
+        wait_for(lambda: (out / "optimal_window_config.json").exists(), 60, "the first snapshot")
+        worker = subprocess.run(winopt_cmd("worker", "--cores", "1", "--device", "cpu", "--once", "--poll", "0.2"),
+                                env=env, capture_output=True, text=True, timeout=120)
+        assert worker.returncode == 0, worker.stderr
+        assert "survivors uploaded" in worker.stderr
+        assert head.wait(timeout=60) == 0
+        config = read_config(out)
+        assert config["status"] == "complete" and config["completed_trials"] == 4
+        assert "re-running its sieve" not in (tmp_path / "study.log").read_text()
+        published = (out / "bidirectional_survivors.json").read_bytes()
+        assert published == reference_survivors(config, draws)
+        objects = [o["Key"] for o in s3.list_objects_v2(Bucket="winopt-artifacts").get("Contents", [])]
+        bodies = [zlib.decompress(s3.get_object(Bucket="winopt-artifacts", Key=k)["Body"].read())
+                  for k in objects]
+        assert published in bodies, f"{len(objects)} objects, none the published survivors"
+    finally:
+        server.stop()
+
+
+def test_a_bad_artifact_store_is_one_line_at_start(tmp_path: Path) -> None:
+    for given, problem in (("s3://bucket/prefix", "give a bucket alone (s3://BUCKET)"),
+                           ("http://x/y", "give a directory or s3://BUCKET")):
+        proc = subprocess.run(winopt_cmd("worker", "--storage", f"sqlite:///{tmp_path / 's.db'}",
+                                         "--artifacts", given, "--once"),
+                              env=subprocess_env(), capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and problem in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
 def test_a_trial_orphaned_between_ask_and_first_heartbeat_is_taken_over(tmp_path: Path) -> None:
     """A worker that dies (or loses the database) between its ask and its first heartbeat
     leaves a RUNNING trial Optuna never fails (no heartbeat, never stale) and that ran

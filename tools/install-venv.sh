@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # install-venv.sh PYTHON PREFIX [WHEELHOUSE]: the service's venv in PREFIX, made with PYTHON,
-# with winopt[systemd,postgres,report,dashboard] installed from the wheels in WHEELHOUSE, or, without one, from wheels
+# with winopt[systemd,postgres,report,dashboard,s3] installed from the wheels in WHEELHOUSE, or, without one, from wheels
 # that wheelhouse.sh builds first in a temp dir. `make install` runs it.
 #
 # Nothing is left half-made:
@@ -48,6 +48,6 @@ if [ ! -e "$prefix" ]; then
     "$python" -m venv "$prefix"
 fi
 pip=("$prefix/bin/pip" --disable-pip-version-check install -q --no-index --find-links "$wheels")
-"${pip[@]}" --upgrade --force-reinstall --no-deps 'winopt[systemd,postgres,report,dashboard]'  # the same version, rebuilt
-"${pip[@]}" 'winopt[systemd,postgres,report,dashboard]'
+"${pip[@]}" --upgrade --force-reinstall --no-deps 'winopt[systemd,postgres,report,dashboard,s3]'  # the same version, rebuilt
+"${pip[@]}" 'winopt[systemd,postgres,report,dashboard,s3]'
 finished=1

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# wheelhouse.sh PYTHON DIR: wheels of winopt[systemd,postgres,report,dashboard] and everything it needs, built for
+# wheelhouse.sh PYTHON DIR: wheels of winopt[systemd,postgres,report,dashboard,s3] and everything it needs, built for
 # PYTHON (the interpreter `make install` makes the service's venv with), into DIR.
 # `make wheelhouse` and `make install` (without WHEELHOUSE=) run it.
 #
@@ -47,5 +47,5 @@ mkdir -p "$tmp/src" "$out"
 tar -C "$src" --exclude=./.git --exclude=./.venv --exclude=./build --exclude=./dist \
     --exclude='*.egg-info' --exclude=./demo-out --exclude=./.pytest_cache --exclude=./.hypothesis \
     --exclude=./tests --exclude=./bench -cf - . | tar -C "$tmp/src" -xf -
-"${pip[@]}" wheel -q --use-pep517 -w "$out" "$tmp/src[systemd,postgres,report,dashboard]"
+"${pip[@]}" wheel -q --use-pep517 -w "$out" "$tmp/src[systemd,postgres,report,dashboard,s3]"
 echo "wheelhouse: $(cd "$out" && pwd): $(ls "$out"/*.whl | wc -l) wheels for $("$python" -c 'import sys; print("Python %d.%d" % sys.version_info[:2])')"

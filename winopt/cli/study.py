@@ -24,7 +24,7 @@ from types import FrameType
 from filelock import Timeout
 
 from winopt.cli import optimize
-from winopt.cli.worker import setup_logging, storage_url
+from winopt.cli.worker import artifacts_of, setup_logging, storage_url
 from winopt.contracts import lock_for, sha256_file, sweep_temps
 from winopt.contracts.errors import UserError, in_file
 
@@ -37,8 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the shared storage the workers use (default: $WINOPT_STORAGE)")
     parser._option_string_actions["--sampler-seed"].help = (
         "ignored: the workers sample (TPE with constant_liar)")
-    parser.add_argument("--artifacts", type=Path, default=None, metavar="DIR",
-                        help="the workers' shared artifact directory (default: $WINOPT_ARTIFACTS; "
+    parser.add_argument("--artifacts", default=None, metavar="DIR|s3://BUCKET",
+                        help="the workers' shared artifact store (default: $WINOPT_ARTIFACTS; "
                              "none: re-run the sieve for each new best)")
     parser.add_argument("--poll", type=float, default=2.0, metavar="S",
                         help="seconds between two looks at the storage (default 2)")
@@ -59,8 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if args.trials < 1:
         raise UserError(f"--trials {args.trials}: must be at least 1")
     url = storage_url(args.storage)
-    artifacts = args.artifacts or (Path(os.environ["WINOPT_ARTIFACTS"])
-                                   if os.environ.get("WINOPT_ARTIFACTS") else None)
+    artifacts = artifacts_of(args.artifacts)
     histories, space = optimize.load_histories(args.draws, args.mod, space)
     split = load_split(args.draws, args.mod)
     settings = RunSettings(prng=args.prng, seed_start=args.seed_start, seed_count=args.seed_count,

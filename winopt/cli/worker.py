@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 import sys
-from pathlib import Path
 from types import FrameType
 
 from winopt.contracts.errors import UserError
@@ -27,9 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", default=None, metavar="URL",
                         help="shared Optuna storage, postgresql://USER:PASSWORD@HOST/DB "
                              "(default: $WINOPT_STORAGE)")
-    parser.add_argument("--artifacts", type=Path, default=None, metavar="DIR",
-                        help="shared directory of Optuna's FileSystemArtifactStore, where a "
-                             "new best trial's survivors go (default: $WINOPT_ARTIFACTS; none: "
+    parser.add_argument("--artifacts", default=None, metavar="DIR|s3://BUCKET",
+                        help="the shared artifact store where a new best trial's survivors go: "
+                             "a directory every machine mounts, or an S3 bucket (endpoint and "
+                             "keys from the AWS_* variables) (default: $WINOPT_ARTIFACTS; none: "
                              "the head node re-runs the sieve)")
     parser.add_argument("--cores", type=int, default=None, metavar="N",
                         help="CPU cores each trial's sieve uses (default: all this process may use)")
@@ -57,6 +57,14 @@ def storage_url(given: str | None) -> str:
     return url
 
 
+def artifacts_of(given: str | None) -> str | None:
+    """The artifact store: `--artifacts`, else $WINOPT_ARTIFACTS, checked at once."""
+    from winopt.optimizer.artifacts import check_artifacts
+
+    where = given or os.environ.get("WINOPT_ARTIFACTS") or None
+    return check_artifacts(where, "--artifacts" if given else "WINOPT_ARTIFACTS") if where else None
+
+
 def run(args: argparse.Namespace) -> int:
     from winopt.optimizer.shared_storage import open_storage, retrying
     from winopt.optimizer.worker import Worker, WorkerOptions
@@ -68,8 +76,7 @@ def run(args: argparse.Namespace) -> int:
                         f"--heartbeat-interval {args.heartbeat_interval}")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     url = storage_url(args.storage)
-    artifacts = args.artifacts or (Path(os.environ["WINOPT_ARTIFACTS"])
-                                   if os.environ.get("WINOPT_ARTIFACTS") else None)
+    artifacts = artifacts_of(args.artifacts)
     options = WorkerOptions(heartbeat_interval=args.heartbeat_interval,
                             grace_period=args.grace_period, cores=args.cores, device=args.device,
                             artifacts=artifacts, once=args.once, max_trials=args.max_trials,

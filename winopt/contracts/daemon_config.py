@@ -89,11 +89,12 @@ StorageUrl = Annotated[str, Meta(pattern=r"^(postgresql(\+\w+)?://|sqlite:///)",
 
 class OptunaConfig(_Table):
     """`[optuna]`: the shared study storage (SPEC §7) `workers = "rigs"` jobs open their
-    studies in, and the artifact directory every machine mounts. It holds a password:
+    studies in, and the artifact store (a directory every machine mounts, or s3://BUCKET). It holds a password:
     its repr (a reload logs changed values) shows the URL without it."""
 
     storage: StorageUrl | None = None
-    artifacts: Annotated[str, Meta(pattern=r"^/", description="an absolute path")] | None = None
+    artifacts: Annotated[str, Meta(pattern=r"^(/|s3://[^/]+/?$)",
+                                   description="an absolute path or s3://BUCKET")] | None = None
 
     def __repr__(self) -> str:
         url = self.storage
