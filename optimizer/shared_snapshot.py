@@ -112,8 +112,8 @@ class StudyPublisher:
             ok = writer.write()
         else:
             ok = writer.finish(status, error)
-        if not ok:
-            return done
+        if not ok:  # not written (a full disk, say): not done until it is, at a later poll
+            return False
         if best is not None and writer.survivors is not None:
             self.survivors = (best.number, writer.survivors.sha256, writer.survivors.count)
         self.published = now

@@ -19,6 +19,7 @@ import sqlalchemy.exc
 from optuna.storages import RDBStorage, RetryFailedTrialCallback
 
 from winopt.contracts.errors import UserError
+from winopt.contracts.urls import safe_url
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,8 @@ BACKOFF_CAP = 30.0
 IDLE_TX_LIMIT = 10
 #: connection errors that waiting does not cure: a wrong password, database or pg_hba.conf
 PERMANENT_SIGNS = ("authentication failed", "does not exist", "no pg_hba.conf entry",
-                   "no password supplied", "permission denied")
+                   "no password supplied", "permission denied", "invalid connection option",
+                   "invalid sslmode value", "invalid port number", "invalid integer value")
 T = TypeVar("T")
 
 
@@ -74,6 +76,7 @@ def retrying(what: str, fn: Callable[[], T], *, stop: threading.Event | None = N
             if not is_transient(exc):
                 raise
             tries += 1
+            _trouble()
             text = root_text(exc)
             log.warning("%s: database unreachable (%s); try %d again in %.1fs", what, text, tries + 1,
                         delay)
@@ -93,6 +96,19 @@ def root_text(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+_last_trouble = -float("inf")
+
+
+def since_trouble() -> float:
+    """Seconds since this process last found the database out of reach."""
+    return time.monotonic() - _last_trouble
+
+
+def _trouble() -> None:
+    global _last_trouble
+    _last_trouble = time.monotonic()
+
+
 class Stopped(Exception):
     """A stop was requested while waiting for the database."""
 
@@ -102,8 +118,12 @@ def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL,
     """The shared RDB storage: heartbeats, a retry for every trial failed as stale, and
     pooled connections checked before use (a database restart leaves dead ones)."""
     if not url.startswith(("postgresql", "sqlite")):
-        raise UserError(f"--storage {url.split('@')[-1]}: winopt worker supports PostgreSQL "
+        raise UserError(f"--storage {safe_url(url)}: winopt worker supports PostgreSQL "
                         "(postgresql://...) and SQLite (sqlite:///...) storages")
+    host = url.split("://", 1)[-1].partition("?")[0].partition("/")[0]
+    if host.count("@") > 1:
+        raise UserError(f"--storage {safe_url(url)}: the password holds '@': percent-encode "
+                        "it in the URL (@ is %40, : is %3A, / is %2F)")
     url = with_driver(url)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -134,16 +154,6 @@ def with_driver(url: str) -> str:
         if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
             return "postgresql+psycopg2://" + url[len("postgresql://"):]
     return url
-
-
-def safe_url(url: str) -> str:
-    """The URL without its password, for logs."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}@{host}"
 
 
 class Heartbeat:
@@ -179,4 +189,5 @@ class Heartbeat:
                     self.errors = 0
             except Exception as exc:  # noqa: BLE001 - the next beat tries again
                 self.errors += 1
+                _trouble()
                 log.warning("heartbeat of %s failed (%s); beating on", self.name, root_text(exc))

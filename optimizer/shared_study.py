@@ -38,7 +38,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from winopt.contracts.errors import UserError
-from winopt.optimizer.shared_storage import safe_url
+from winopt.optimizer.shared_storage import GRACE_PERIOD, safe_url, since_trouble
 from winopt.contracts.clock import now_iso
 from winopt.optimizer.study import COUNTED_STATES, SETTINGS_ATTR, STARTED_ATTR, RunSettings, check_settings
 from winopt.optimizer.space import SearchSpace
@@ -123,6 +123,16 @@ def open_for_workers(storage: RDBStorage, name: str, spec: SharedSpec) -> optuna
     return study
 
 
+def close_study(storage: RDBStorage, name: str) -> bool:
+    """Study `name` takes no more trials; False when there is no such study."""
+    try:
+        study = optuna.load_study(study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler())
+    except KeyError:
+        return False
+    set_open(study, False)
+    return True
+
+
 def set_open(study: optuna.Study, value: bool) -> None:
     if study.user_attrs.get(OPEN_ATTR) is not value:
         study.set_user_attr(OPEN_ATTR, value)
@@ -135,24 +145,32 @@ class OpenStudy:
     spec: SharedSpec
 
 
-def open_studies(storage: RDBStorage, cache: dict[int, OpenStudy] | None = None) -> list[OpenStudy]:
+def open_studies(storage: RDBStorage,
+                 cache: dict[int, tuple[Any, OpenStudy | None]] | None = None) -> list[OpenStudy]:
     """The studies in `storage` marked open, oldest first (specs parsed once per study
-    when `cache` is given)."""
+    when `cache` is given). A study whose attributes this winopt cannot read (opened by a
+    newer head node, or by hand) is passed over with one warning, never an error: the
+    other studies are served."""
+    cache = {} if cache is None else cache
     found = []
     for frozen in storage.get_all_studies():
         attrs = frozen.user_attrs
         if attrs.get(OPEN_ATTR) is not True:
             continue
         sid = frozen._study_id
-        entry = cache.get(sid) if cache is not None else None
-        if entry is None or entry.spec.attrs() != attrs.get(SHARED_ATTR):
-            spec = SharedSpec.from_attrs(attrs)
-            if spec is None:
-                continue
-            entry = OpenStudy(frozen.study_name, sid, spec)
-            if cache is not None:
-                cache[sid] = entry
-        found.append(entry)
+        key = (attrs.get(SHARED_ATTR), attrs.get(SETTINGS_ATTR))
+        if sid not in cache or cache[sid][0] != key:
+            try:
+                spec = SharedSpec.from_attrs(attrs)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("study %s: cannot serve it (its attributes are not what this "
+                            "winopt reads: %s: %s); passed over", frozen.study_name,
+                            type(exc).__name__, exc)
+                spec = None
+            cache[sid] = (key, OpenStudy(frozen.study_name, sid, spec) if spec else None)
+        entry = cache[sid][1]
+        if entry is not None:
+            found.append(entry)
     return sorted(found, key=lambda s: s.study_id)
 
 
@@ -194,26 +212,65 @@ def ask_lock(storage: RDBStorage, study_id: int) -> Iterator[Callable[[], None]]
 
 
 def sweep_stale(study: optuna.Study, storage: RDBStorage) -> tuple[list[int], list[int]]:
-    """Fail trials whose worker stopped beating (Optuna's `fail_stale_trials`, which runs
-    the retry callback), and find RUNNING trials that never had a heartbeat: a worker
-    records its trial's first heartbeat under the same lock as its ask, so such a trial,
-    seen under the lock, is one whose worker died, stopped or lost the database between
-    the two, before running anything. Returns (numbers failed, ids of such orphans), both
-    found under the ask lock."""
+    """Fail trials whose worker stopped beating, queue the retry of every failed trial
+    that has none, and find RUNNING trials that never had a heartbeat: a worker records
+    its trial's first heartbeat under the same lock as its ask, so such a trial, seen under
+    the lock, is one whose worker died, stopped or lost the database between the two,
+    before running anything. Returns (numbers failed, ids of such orphans), both found
+    under the ask lock.
+
+    Nothing is failed as stale within a grace period of a database outage (this process
+    had one, or the server started since): the workers' heartbeats could not be recorded
+    either, and their trials are alive."""
     sid = study._study_id
     running = {t._trial_id: t for t in storage.get_all_trials(
         sid, deepcopy=False, states=(TrialState.RUNNING,))}
-    if not running:
-        return [], []
-    stale = set(storage._get_stale_trial_ids(sid))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-    failed = [running[tid].number for tid in stale
-              if tid in running and storage.get_trial(tid).state == TrialState.FAIL]
+    failed = []
+    if running and not just_back(storage):
+        for tid in storage._get_stale_trial_ids(sid):
+            try:
+                if tid in running and storage.set_trial_state_values(tid, state=TrialState.FAIL):
+                    failed.append(running[tid].number)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass  # another process failed it (or its worker told it) first
+    queue_missing_retries(study, storage)
     orphans = [tid for tid in sorted(running)
-               if tid not in stale and not _has_heartbeat(storage, tid)]
+               if running[tid].number not in failed and not _has_heartbeat(storage, tid)]
     return sorted(failed), orphans
+
+
+def queue_missing_retries(study: optuna.Study, storage: RDBStorage) -> list[int]:
+    """Queue the retry (Optuna's `RetryFailedTrialCallback`) of every failed trial that has
+    none: failing a trial and queueing its retry are two commits, and a connection lost
+    between them (or a process killed) would leave the trial without one. Idempotent: a
+    trial is retried when some trial names it in its `retry_history`. The numbers queued."""
+    sid = study._study_id
+    failed = storage.get_all_trials(sid, deepcopy=False, states=(TrialState.FAIL,))
+    callback = storage.get_heartbeat_stale_trial_callback()
+    if not failed or callback is None:
+        return []
+    retried = {n for t in storage.get_all_trials(sid, deepcopy=False)
+               for n in t.system_attrs.get("retry_history", ())}
+    queued = []
+    for trial in failed:
+        if trial.number not in retried:
+            callback(study, trial)  # nothing when its chain has had MAX_RETRY retries
+            queued.append(trial.number)
+    return queued
+
+
+def just_back(storage: RDBStorage) -> bool:
+    """Whether the database was out of reach within the last grace period: this process
+    had a transient error, or the PostgreSQL server started since."""
+    grace = float(storage.grace_period or GRACE_PERIOD)
+    if since_trouble() < grace:
+        return True
+    if storage.url.startswith("postgresql"):
+        with storage.engine.connect() as conn:
+            up = conn.execute(sqlalchemy.text(
+                "SELECT EXTRACT(EPOCH FROM now() - pg_postmaster_start_time())")).scalar()
+        return up is not None and float(up) < grace
+    return False
 
 
 def _has_heartbeat(storage: RDBStorage, trial_id: int) -> bool:

@@ -72,7 +72,7 @@ class Worker:
         self.options = options
         self.stop_event = threading.Event()
         self.counts = WorkerCounts()
-        self._cache: dict[int, OpenStudy] = {}
+        self._cache: dict[int, tuple[Any, OpenStudy | None]] = {}
         self._studies: dict[int, optuna.Study] = {}
 
     def stop(self) -> None:
@@ -109,16 +109,22 @@ class Worker:
         for entry in studies:
             if self.stop_event.is_set():
                 return False, True
-            remaining = entry.spec.target - retrying(
-                "counting trials", lambda: finished_count(self.storage, entry.study_id),
-                stop=self.stop_event)
-            if remaining <= 0:
+            try:
+                remaining = entry.spec.target - retrying(
+                    "counting trials", lambda: finished_count(self.storage, entry.study_id),
+                    stop=self.stop_event)
+                if remaining <= 0:
+                    continue
+                wanted = True
+                study = self._study(entry)
+                trial = retrying(f"study {entry.name}: asking for a trial",
+                                 lambda: claim_trial(study, self.storage, entry.spec.target),
+                                 stop=self.stop_event)
+            except KeyError as exc:  # the study was deleted meanwhile: forget it
+                log.warning("study %s: gone from the storage (%s); passed over", entry.name, exc)
+                self._cache.pop(entry.study_id, None)
+                self._studies.pop(entry.study_id, None)
                 continue
-            wanted = True
-            study = self._study(entry)
-            trial = retrying(f"study {entry.name}: asking for a trial",
-                             lambda: claim_trial(study, self.storage, entry.spec.target),
-                             stop=self.stop_event)
             if trial is None:
                 continue
             self._run_trial(entry, study, trial)

@@ -223,6 +223,102 @@ def test_a_bad_artifact_store_is_one_line_at_start(tmp_path: Path) -> None:
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
+def test_a_rigs_job_that_ends_has_its_study_closed_by_the_daemon(tmp_path: Path, monkeypatch) -> None:
+    """Only a running `winopt study` closed its study (at the target, or cancelled while
+    it ran): a rigs job cancelled between runs, failed or killed left it open, and the
+    workers served it first forever. The daemon's end-of-job thread closes it with
+    `winopt study --close ID` (a study not there: nothing to close)."""
+    import numpy as np
+
+    from winopt.daemon.reports import JobReports
+    from winopt.optimizer.shared_storage import open_storage
+    from winopt.optimizer.shared_study import open_for_workers
+    from winopt.optimizer.study import RunSettings
+    from winopt.optimizer.space import SearchSpace
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    storage = open_storage(url)
+    spec = SharedSpec(RunSettings("java_lcg", 0, 10, MOD, "x"), SearchSpace(), 3, "random",
+                      {"all": np.arange(100) % MOD})
+    open_for_workers(storage, "20261202-job-abcd", spec)
+    monkeypatch.setenv("WINOPT_STORAGE", url)
+    monkeypatch.setenv("PYTHONPATH", subprocess_env().get("PYTHONPATH", ""))
+    reports = JobReports()
+    job_dir = tmp_path / "20261202-job-abcd"
+    job_dir.mkdir()
+    reports.request("20261202-job-abcd", job_dir, close_study=True)
+    from polling import wait_for
+
+    def is_open() -> bool:
+        return optuna.load_study(study_name="20261202-job-abcd", storage=url).user_attrs[OPEN_ATTR]
+
+    try:
+        wait_for(lambda: not is_open(), 60, "the study closed")
+    finally:
+        reports.stop()
+    gone = subprocess.run(winopt_cmd("study", "--close", "no-such-job"), capture_output=True, text=True,
+                          env={**subprocess_env(), "WINOPT_STORAGE": url}, timeout=60)
+    assert gone.returncode == 0 and "is not there" in gone.stderr, gone.stderr
+    missing = subprocess.run(winopt_cmd("study", "--out", str(tmp_path / "o")), capture_output=True,
+                             text=True, env={**subprocess_env(), "WINOPT_STORAGE": url}, timeout=60)
+    assert missing.returncode == 2 and "required: --draws, --trials" in missing.stderr, missing.stderr
+
+
+def test_a_failed_trial_whose_retry_was_lost_is_queued_at_the_next_claim(tmp_path: Path) -> None:
+    """Failing a trial and queueing its retry are two commits: a connection lost between
+    them left a failed trial with no retry. The next claim queues it, and runs it first."""
+    import numpy as np
+
+    from winopt.optimizer.shared_storage import open_storage
+    from winopt.optimizer.shared_study import claim_trial, open_for_workers
+    from winopt.optimizer.study import RunSettings
+    from winopt.optimizer.space import SearchSpace
+
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=1, grace_period=2)
+    spec = SharedSpec(RunSettings("java_lcg", 0, 10, MOD, "x"), SearchSpace(), 2, "random",
+                      {"all": np.arange(100) % MOD})
+    study = open_for_workers(storage, "s", spec)
+    first = claim_trial(study, storage, 2)
+    assert first is not None
+    storage.set_trial_state_values(first._trial_id, state=optuna.trial.TrialState.FAIL)  # no retry
+    retry = claim_trial(study, storage, 2)
+    assert retry is not None
+    assert storage.get_trial(retry._trial_id).system_attrs.get("retry_history") == [first.number]
+    assert claim_trial(study, storage, 2) is not None and claim_trial(study, storage, 2) is None
+    assert len(storage.get_all_trials(study._study_id)) == 3  # queued once, not at every claim
+
+
+def test_an_open_study_this_winopt_cannot_read_is_passed_over(tmp_path: Path) -> None:
+    """A study opened by a newer head node (or by hand) must not stop the workers: it is
+    passed over with a warning and the other open studies are served."""
+    import numpy as np
+
+    from winopt.optimizer.shared_storage import open_storage
+    from winopt.optimizer.shared_study import open_for_workers, open_studies
+    from winopt.optimizer.study import SETTINGS_ATTR, RunSettings
+    from winopt.optimizer.space import SearchSpace
+
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    spec = SharedSpec(RunSettings("java_lcg", 0, 10, MOD, "x"), SearchSpace(), 2, "random",
+                      {"all": np.arange(100) % MOD})
+    newer = open_for_workers(storage, "newer", spec)
+    newer.set_user_attr(SETTINGS_ATTR, {**newer.user_attrs[SETTINGS_ATTR], "sieve_version": 2})
+    open_for_workers(storage, "good", spec)
+    cache: dict = {}
+    assert [s.name for s in open_studies(storage, cache)] == ["good"]
+    assert [s.name for s in open_studies(storage, cache)] == ["good"]  # and again, from the cache
+
+
+def test_a_password_holding_a_raw_at_sign_is_one_line_not_a_wait(tmp_path: Path) -> None:
+    from winopt.contracts.urls import safe_url
+
+    proc = subprocess.run(winopt_cmd("worker", "--storage", "postgresql://w:s3c@ret@127.0.0.1/db", "--once"),
+                          env=subprocess_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "percent-encode" in proc.stderr, proc.stderr
+    assert "s3c" not in proc.stderr and "ret" not in proc.stderr.split("percent")[0], proc.stderr
+    assert safe_url("postgresql://u@h/db?sslmode=require&password=s3cret") == "postgresql://u@h/db?sslmode=require"
+
+
 def test_a_trial_orphaned_between_ask_and_first_heartbeat_is_taken_over(tmp_path: Path) -> None:
     """A worker that dies (or loses the database) between its ask and its first heartbeat
     leaves a RUNNING trial Optuna never fails (no heartbeat, never stale) and that ran

@@ -225,7 +225,8 @@ class SpoolJobs(Quiet):
                 self._finished[record.id] = finished_key(record)
                 self._drop_oldest()
                 if event.kind in TERMINAL:
-                    self.reports.request(record.id, self.spool.store.dir(record.id))
+                    self.reports.request(record.id, self.spool.store.dir(record.id),
+                                         close_study=record.spec.workers == "rigs")
 
     # ------------------------------------------------------------ clean-up (daemon/adapters/clean.py)
     def remove(self, job_id: str) -> None:

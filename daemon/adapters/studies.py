@@ -13,6 +13,7 @@ import logging
 import os
 
 from winopt.contracts.daemon_config import OptunaConfig
+from winopt.contracts.urls import safe_url
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +28,8 @@ def export_storage(optuna: OptunaConfig) -> bool:
     if optuna.artifacts:
         os.environ["WINOPT_ARTIFACTS"] = optuna.artifacts
     if os.environ.get("WINOPT_STORAGE"):
-        url = os.environ["WINOPT_STORAGE"]
-        shown = url.split("://", 1)[0] + "://" + url.rsplit("@", 1)[-1] if "@" in url else url
-        log.info("shared studies: workers = \"rigs\" jobs open studies in %s", shown,
+        log.info("shared studies: workers = \"rigs\" jobs open studies in %s",
+                 safe_url(os.environ["WINOPT_STORAGE"]),
                  extra={"EVENT": "storage"})
         return True
     return False

@@ -29,6 +29,8 @@ from winopt.contracts import lock_for, sha256_file, sweep_temps
 from winopt.contracts.errors import UserError, in_file
 
 log = logging.getLogger("winopt.study")
+#: seconds `--close` waits for a database that is away
+CLOSE_PATIENCE = 60.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,10 +44,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "none: re-run the sieve for each new best)")
     parser.add_argument("--poll", type=float, default=2.0, metavar="S",
                         help="seconds between two looks at the storage (default 2)")
+    parser.add_argument("--close", default=None, metavar="NAME",
+                        help="close study NAME to the workers and exit (the daemon does this "
+                             "when a workers = \"rigs\" job ends); needs no other option")
+    for flag in ("--draws", "--out", "--trials"):  # required, but for --close
+        parser._option_string_actions[flag].required = False
+
+
+def close(args: argparse.Namespace) -> int:
+    """`--close NAME`: the study takes no more trials (waiting up to a minute for a
+    database that is away; a study that does not exist is closed already)."""
+    from winopt.optimizer.shared_storage import Stopped, open_storage, retrying, safe_url
+    from winopt.optimizer.shared_study import close_study
+
+    setup_logging("study", args.verbose)
+    url = storage_url(args.storage)
+    give_up = threading.Event()
+    timer = threading.Timer(CLOSE_PATIENCE, give_up.set)
+    timer.daemon = True
+    timer.start()
+    try:
+        storage = retrying("opening the storage", lambda: open_storage(url), stop=give_up)
+        closed = retrying(f"closing study {args.close}", lambda: close_study(storage, args.close),
+                          stop=give_up)
+    except Stopped:
+        raise UserError(f"study {args.close}: the database {safe_url(url)} was out of reach for "
+                        f"{CLOSE_PATIENCE:.0f} s; not closed (run winopt study --close again)") from None
+    log.info("study %r %s in %s", args.close, "closed to the workers" if closed else
+             "is not there (nothing to close)", safe_url(url))
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     import optuna
+
+    if args.close is not None:
+        return close(args)
+    missing = [flag for flag in ("draws", "out", "trials") if getattr(args, flag) is None]
+    if missing:
+        raise UserError("the following arguments are required: "
+                        + ", ".join(f"--{flag}" for flag in missing))
 
     from winopt.optimizer.histories import load_split, publish_histories
     from winopt.optimizer.shared_snapshot import StudyPublisher

@@ -15,6 +15,7 @@ from msgspec import Meta, Struct
 
 from winopt.contracts.errors import UserError
 from winopt.contracts.strict import FLOAT_MAX, convert, parse_duration, shown
+from winopt.contracts.urls import safe_url
 
 DEFAULT_STATE_DIR = Path("/var/lib/winopt")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -97,8 +98,7 @@ class OptunaConfig(_Table):
                                    description="an absolute path or s3://BUCKET")] | None = None
 
     def __repr__(self) -> str:
-        url = self.storage
-        shown_url = url.split("://", 1)[0] + "://" + url.rsplit("@", 1)[-1] if url and "@" in url else url
+        shown_url = safe_url(self.storage) if self.storage else self.storage
         return f"OptunaConfig(storage={shown_url!r}, artifacts={self.artifacts!r})"
 
 
