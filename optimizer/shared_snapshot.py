@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,12 +55,15 @@ class StudyPublisher:
     """Publishes one shared study's snapshot into `out_dir`; `publish()` once per poll."""
 
     def __init__(self, storage: RDBStorage, study: optuna.Study, spec: SharedSpec,
-                 out_dir: Path, artifacts: str | None = None) -> None:
+                 out_dir: Path, artifacts: str | None = None, *,
+                 should_stop: Callable[[], bool] = lambda: False) -> None:
         self.storage = storage
         self.study = study
         self.spec = spec
         self.out_dir = Path(out_dir)
         self.artifacts = artifacts
+        #: a re-sieve ends with `StopRequested` when this says so (a signal to the head)
+        self.should_stop = should_stop
         self.started_at = study.user_attrs.get(STARTED_ATTR) or ""
         self.published: Published | None = None
         #: (best trial number, sha256, count) of the survivors on disk
@@ -141,7 +145,8 @@ class StudyPublisher:
         else:
             log.info("study %s: trial %d has no survivors artifact here: re-running its sieve",
                      self.study.study_name, best.number)
-        objective = SieveObjective(self.spec.histories, self.spec.settings, self.spec.space)
+        objective = SieveObjective(self.spec.histories, self.spec.settings, self.spec.space,
+                                   should_stop=self.should_stop)
         result = objective.sieve(best.params)
         self.sieved += 1
         return PendingSurvivors.of(result, str(best.params["time_of_day"]), best.number)

@@ -319,6 +319,45 @@ def test_a_password_holding_a_raw_at_sign_is_one_line_not_a_wait(tmp_path: Path)
     assert safe_url("postgresql://u@h/db?sslmode=require&password=s3cret") == "postgresql://u@h/db?sslmode=require"
 
 
+@pytest.mark.stress
+def test_a_head_stopped_while_it_re_sieves_the_best_stops_at_once(tmp_path: Path) -> None:
+    """With no artifact store the head node re-runs the best trial's sieve; a SIGTERM then
+    (a daemon stop, a cancel) ends it within seconds, not after the whole sieve and the
+    daemon's SIGKILL."""
+    import signal
+    import time
+
+    from polling import wait_for
+
+    draws = write_history(tmp_path / "h.json")
+    env = {k: v for k, v in subprocess_env().items() if k != "WINOPT_ARTIFACTS"}
+    env["WINOPT_STORAGE"] = f"sqlite:///{tmp_path / 'shared.db'}"
+    out = tmp_path / "run"
+    slow = ["--window-size", "6", "--offset", "0", "--skip-min", "0", "--skip-max", "12",
+            "--forward-threshold", "0.15", "--reverse-threshold", "0.15"]
+    head_log = tmp_path / "study.log"
+    head = subprocess.Popen(winopt_cmd("study", "--draws", str(draws), "--out", str(out), "--trials", "2",
+                                       "--seed-count", "30000000", "--mod", str(MOD), "--device", "cpu",
+                                       "--cores", "1", "--poll", "0.2", *slow),
+                            env=env, stdout=open(head_log, "wb"), stderr=subprocess.STDOUT)
+    wait_for(lambda: (out / "optimal_window_config.json").exists(), 60, "the first snapshot")
+    worker = subprocess.Popen(winopt_cmd("worker", "--cores", "1", "--device", "cpu", "--max-trials", "1",
+                                         "--poll", "0.2"), env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        assert worker.wait(timeout=300) == 0
+        wait_for(lambda: "re-running its sieve" in head_log.read_text(), 60, "the head re-sieving")
+        started = time.monotonic()
+        head.send_signal(signal.SIGTERM)
+        assert head.wait(timeout=60) == 128 + signal.SIGTERM
+        assert time.monotonic() - started < 10, head_log.read_text()
+    finally:
+        for proc in (head, worker):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
 def test_a_trial_orphaned_between_ask_and_first_heartbeat_is_taken_over(tmp_path: Path) -> None:
     """A worker that dies (or loses the database) between its ask and its first heartbeat
     leaves a RUNNING trial Optuna never fails (no heartbeat, never stale) and that ran

@@ -87,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
 
     from winopt.optimizer.histories import load_split, publish_histories
     from winopt.optimizer.shared_snapshot import StudyPublisher
-    from winopt.optimizer.shared_storage import Stopped, open_storage, retrying, safe_url
+    from winopt.optimizer.objective import StopRequested
+    from winopt.optimizer.shared_storage import Stopped, open_storage, retrying, root_text, safe_url
     from winopt.optimizer.shared_study import SharedSpec, open_for_workers, set_open
     from winopt.optimizer.study import RunSettings, default_study_name
 
@@ -132,24 +133,33 @@ def run(args: argparse.Namespace) -> int:
         storage = retrying("opening the storage", lambda: open_storage(url), stop=stop)
         study = retrying("opening the study", lambda: open_for_workers(storage, name, spec), stop=stop)
         publish_histories(out, split)
-        publisher = StudyPublisher(storage, study, spec, out, artifacts)
+        publisher = StudyPublisher(storage, study, spec, out, artifacts, should_stop=stop.is_set)
         log.info("study %r open to workers in %s: target %d trials", name, safe_url(url), args.trials)
         while True:
-            if retrying("publishing", publisher.publish, stop=stop):
-                log.info("complete: %d trials", args.trials)
-                return 0
+            try:
+                if retrying("publishing", publisher.publish, stop=stop):
+                    log.info("complete: %d trials", args.trials)
+                    return 0
+            except (Stopped, StopRequested):  # a signal while waiting or re-sieving
+                break
             if stop.wait(args.poll):
                 break
-        # a signal: one last snapshot that says so (skipped when the database is away)
+        # a signal: one last snapshot that says so (skipped when the database is away, or
+        # when it would need a sieve)
         reason = f"interrupted by {signal.Signals(signum[0]).name}"
         if job_cancelled(out):  # `winopt cancel`: the workers stop taking its trials
-            set_open(study, False)
             reason = "cancelled"
-            log.info("job cancelled: study %r closed to the workers", name)
+            try:
+                set_open(study, False)
+                log.info("job cancelled: study %r closed to the workers", name)
+            except Exception as exc:  # noqa: BLE001 - the daemon closes it again when the job ends
+                log.warning("job cancelled: study %r not closed here (%s)", name, root_text(exc))
         if publisher.publish(final_status="interrupted", error=reason):
             return 0
     except Stopped:
         pass
+    except StopRequested:
+        log.warning("no last snapshot: it needed the best trial's sieve, and a stop was asked for")
     except Exception as exc:
         if publisher is None or not signum:
             raise
