@@ -36,6 +36,8 @@ BACKOFF_CAP = 30.0
 #: (SIGSTOP, a laptop lid, a hung rig) between two statements holds its row locks and the
 #: ask lock; PostgreSQL ends its session after this, so the other workers go on
 IDLE_TX_LIMIT = 10
+#: tries to open a storage whose tables another process is creating at the same moment
+SCHEMA_RACE_TRIES = 5
 #: connection errors that waiting does not cure: a wrong password, database or pg_hba.conf
 PERMANENT_SIGNS = ("authentication failed", "does not exist", "no pg_hba.conf entry",
                    "no password supplied", "permission denied", "invalid connection option",
@@ -137,14 +139,27 @@ def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL,
                 "connect_timeout": 5, "keepalives": 1, "keepalives_idle": 30,
                 "keepalives_interval": 10, "keepalives_count": 3,
                 "options": f"-c idle_in_transaction_session_timeout={IDLE_TX_LIMIT * 1000}"}
-        try:
-            return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
-                              grace_period=grace_period,
-                              failed_trial_callback=RetryFailedTrialCallback(max_retry=max_retry))
-        except Exception as exc:
-            if is_transient(exc):
-                raise  # the caller waits for the server
-            raise UserError(f"--storage {safe_url(url)}: {root_text(exc)}") from exc
+        for attempt in range(SCHEMA_RACE_TRIES):
+            try:
+                return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                                  grace_period=grace_period,
+                                  failed_trial_callback=RetryFailedTrialCallback(max_retry=max_retry))
+            except Exception as exc:
+                if is_transient(exc):
+                    raise  # the caller waits for the server
+                if _schema_race(exc) and attempt + 1 < SCHEMA_RACE_TRIES:
+                    time.sleep(random.uniform(0.2, 1.0))  # another process is creating the tables
+                    continue
+                raise UserError(f"--storage {safe_url(url)}: {root_text(exc)}") from exc
+    raise AssertionError("unreachable")
+
+
+def _schema_race(exc: BaseException) -> bool:
+    """Two processes creating Optuna's tables in an empty database at once (a head node
+    and its workers starting together): the loser sees the winner's rows or tables."""
+    text = root_text(exc)
+    return isinstance(exc, (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError)) or any(
+        sign in text for sign in ("UNIQUE constraint failed", "already exists", "duplicate key"))
 
 
 def with_driver(url: str) -> str:

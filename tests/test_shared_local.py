@@ -358,6 +358,32 @@ def test_a_head_stopped_while_it_re_sieves_the_best_stops_at_once(tmp_path: Path
                 proc.wait()
 
 
+def test_a_storage_whose_tables_another_process_is_creating_opens_on_a_second_try(
+        tmp_path: Path, monkeypatch) -> None:
+    """A head node and its workers starting together on an empty database all create
+    Optuna's tables: the loser saw "UNIQUE constraint failed: alembic_version" and exited
+    2 (seen with a head and one worker on SQLite). Here the race is lost once, on purpose,
+    the way it happened: the other process's rows in the way of our insert."""
+    import sqlalchemy.exc
+
+    import winopt.optimizer.shared_storage as shared_storage
+
+    real = shared_storage.RDBStorage
+    lost: list[bool] = []
+
+    def racing(url: str, **kwargs: object) -> object:
+        if not lost:
+            lost.append(True)
+            real(url, **kwargs)  # the other process wins: its tables and rows are there
+            raise sqlalchemy.exc.IntegrityError("INSERT INTO alembic_version", {},
+                                                Exception("UNIQUE constraint failed: alembic_version.version_num"))
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(shared_storage, "RDBStorage", racing)
+    storage = shared_storage.open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    assert lost and storage.get_all_studies() == []
+
+
 def test_a_trial_orphaned_between_ask_and_first_heartbeat_is_taken_over(tmp_path: Path) -> None:
     """A worker that dies (or loses the database) between its ask and its first heartbeat
     leaves a RUNNING trial Optuna never fails (no heartbeat, never stale) and that ran
