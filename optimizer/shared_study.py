@@ -52,6 +52,8 @@ OPEN_ATTR = "winopt_open"
 #: trial user attribute a worker sets when it uploaded the trial's survivors:
 #: {"artifact_id", "sha256", "count", "encoding"}
 SURVIVORS_ATTR = "survivors"
+#: trial system attribute: the grace period (s) of the worker running it
+GRACE_ATTR = "winopt_grace"
 #: advisory lock class id ("wino"), the second key is the study id
 ADVISORY_CLASS = 0x77696E6F
 
@@ -227,7 +229,7 @@ def sweep_stale(study: optuna.Study, storage: RDBStorage) -> tuple[list[int], li
         sid, deepcopy=False, states=(TrialState.RUNNING,))}
     failed = []
     if running and not just_back(storage):
-        for tid in storage._get_stale_trial_ids(sid):
+        for tid in _stale_ids(storage, sid, running):
             try:
                 if tid in running and storage.set_trial_state_values(tid, state=TrialState.FAIL):
                     failed.append(running[tid].number)
@@ -237,6 +239,22 @@ def sweep_stale(study: optuna.Study, storage: RDBStorage) -> tuple[list[int], li
     orphans = [tid for tid in sorted(running)
                if running[tid].number not in failed and not _has_heartbeat(storage, tid)]
     return sorted(failed), orphans
+
+
+def _stale_ids(storage: RDBStorage, study_id: int, running: dict[int, FrozenTrial]) -> list[int]:
+    """Running trials whose heartbeat is older than their own worker's grace period (it
+    records it on the trial), and never younger than this worker's: a worker started by
+    hand with a short --grace-period must not fail the trials of rigs that beat slowly."""
+    own = storage.grace_period
+    graces = {tid: float(t.system_attrs.get(GRACE_ATTR) or own) for tid, t in running.items()}
+    stale: list[int] = []
+    try:
+        for grace in sorted(set(graces.values())):
+            storage.grace_period = max(own, grace)
+            stale += [tid for tid in storage._get_stale_trial_ids(study_id) if graces.get(tid) == grace]
+    finally:
+        storage.grace_period = own
+    return stale
 
 
 def queue_missing_retries(study: optuna.Study, storage: RDBStorage) -> list[int]:
@@ -306,6 +324,7 @@ def claim_trial(study: optuna.Study, storage: RDBStorage, target: int) -> optuna
                 warnings.simplefilter("ignore")  # "heartbeat is supposed to be used with optimize"
                 trial = study.ask()
         storage.record_heartbeat(trial._trial_id)
+        storage.set_trial_system_attr(trial._trial_id, GRACE_ATTR, storage.grace_period)
         still_held()  # else another worker may have taken this trial over meanwhile
         return trial
 

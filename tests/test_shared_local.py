@@ -384,6 +384,38 @@ def test_a_storage_whose_tables_another_process_is_creating_opens_on_a_second_tr
     assert lost and storage.get_all_studies() == []
 
 
+def test_a_worker_with_a_short_grace_period_fails_no_trial_of_a_patient_one(tmp_path: Path) -> None:
+    """Stale means older than the grace period of the trial's own worker (recorded on the
+    trial), never sooner: a worker started by hand with --grace-period 2 fails a trial of
+    its kind after 2 s, and leaves alone one whose worker beats every 20 s."""
+    import numpy as np
+
+    from polling import wait_for
+    from winopt.optimizer.shared_storage import open_storage
+    from winopt.optimizer.shared_study import claim_trial, open_for_workers
+    from winopt.optimizer.study import RunSettings
+    from winopt.optimizer.space import SearchSpace
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    patient = open_storage(url, heartbeat_interval=20, grace_period=60)
+    hasty = open_storage(url, heartbeat_interval=1, grace_period=2)
+    spec = SharedSpec(RunSettings("java_lcg", 0, 10, MOD, "x"), SearchSpace(), 5, "random",
+                      {"all": np.arange(100) % MOD})
+    study = open_for_workers(patient, "s", spec)
+    slow = claim_trial(study, patient, 5)
+    quick = claim_trial(optuna.load_study(study_name="s", storage=hasty), hasty, 5)
+    assert slow is not None and quick is not None  # neither beats again from here
+
+    def state(trial: optuna.Trial) -> optuna.trial.TrialState:
+        return hasty.get_trial(trial._trial_id).state
+
+    hasty_study = optuna.load_study(study_name="s", storage=hasty)
+    wait_for(lambda: claim_trial(hasty_study, hasty, 5) is not None and state(quick).is_finished(),
+             30, "the hasty worker's own trial failed as stale")
+    assert state(quick) == optuna.trial.TrialState.FAIL
+    assert state(slow) == optuna.trial.TrialState.RUNNING  # 2 s old, its worker allows 60
+
+
 def test_a_trial_orphaned_between_ask_and_first_heartbeat_is_taken_over(tmp_path: Path) -> None:
     """A worker that dies (or loses the database) between its ask and its first heartbeat
     leaves a RUNNING trial Optuna never fails (no heartbeat, never stale) and that ran
