@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", metavar="URL",
                         help="shared Optuna storage (postgresql://...) for `workers = \"rigs\"` jobs, "
                              "published by this daemon (default: the config's [optuna] storage, "
-                             "else $WINOPT_STORAGE)")
+                             "else $WINOPT_STORAGE; a password given here shows in ps: "
+                             "keep it in the config or the environment)")
     parser.add_argument("--check-config", action="store_true",
                         help="only check the config (with the other flags) as a reload would, print "
                              "one line and exit: 0 when the daemon would take it, 2 when not (the "
