@@ -542,4 +542,8 @@ def test_poisson_tail() -> None:
     assert poisson_tail(1, 5.4e-14) == pytest.approx(5.4e-14, rel=1e-6)
     assert poisson_tail(2, 1e-10) == pytest.approx(5e-21, rel=1e-6)
     assert poisson_tail(5, 50.0) == pytest.approx(1.0, abs=1e-12)
+    # at or below chance with counts in the billions: the terms near the mean only (this
+    # summed all k terms and took minutes); P(X >= mean - 0.1 sd) ~ 0.5398
+    assert poisson_tail(10**9, 10**9 + 0.1 * 10**4.5) == pytest.approx(0.5398, abs=1e-3)
+    assert poisson_tail(10**19, 1e300) == 1.0 and poisson_tail(10**9, 0.99e9) == 0.0
     assert poisson_tail(33320, 30000.0) < 1e-6 < poisson_tail(30100, 30000.0)

@@ -250,21 +250,35 @@ def _significant(snap: SnapshotView, t: Thresholds) -> float | None:
 def poisson_tail(k: int, mean: float) -> float:
     """P(X >= k) for X ~ Poisson(mean), accurate when tiny: the terms from k upward are
     summed (each is the one before times mean / j, so they shrink once j > mean), starting
-    from the k-th term computed in logs; far from the tail (mean >= k) 1 - P(X < k)."""
+    from the k-th term computed in logs; when k is at or below the mean, 1 - P(X < k), its
+    terms summed from k - 1 downward (each the one before times j / mean). Either way only
+    the terms that matter are visited, a few times sqrt(mean) at most, so a count in the
+    billions costs milliseconds, not minutes."""
     if k <= 0:
         return 1.0
     if mean <= 0.0:
         return 0.0
     if mean >= k:
-        below = sum(math.exp(j * math.log(mean) - mean - math.lgamma(j + 1)) for j in range(k))
-        return max(0.0, 1.0 - below)
-    term = math.exp(k * math.log(mean) - mean - math.lgamma(k + 1))
-    total, j = 0.0, k
+        return max(0.0, 1.0 - _terms(k - 1, mean, down=True))
+    return min(1.0, _terms(k, mean, down=False))
+
+
+def _terms(start: int, mean: float, *, down: bool) -> float:
+    """The Poisson(mean) probabilities from `start` up (or down to 0), until they no longer
+    change the sum."""
+    term = math.exp(start * math.log(mean) - mean - math.lgamma(start + 1))
+    total, j = 0.0, start
     while term > total * 1e-17 and term > 0.0:
         total += term
-        j += 1
-        term *= mean / j
-    return min(1.0, total)
+        if down:
+            if j == 0:
+                break
+            term *= j / mean
+            j -= 1
+        else:
+            j += 1
+            term *= mean / j
+    return total
 
 
 def _at_chance(best: int | None, expected: float | None, factor: float) -> bool:
