@@ -65,6 +65,40 @@ def test_a_run_started_again_in_its_directory_starts_a_new_measure() -> None:
     assert again["rate_per_hour"] == 30.0  # 5 in 10 minutes since its own start
 
 
+def test_a_resumed_run_is_not_measured_across_its_downtime() -> None:
+    """A run at 60 trials an hour, down for 13 hours, then on again at the same pace: the
+    rate was measured across the outage (a few trials an hour, the ETA days away) until 20
+    new trials had pushed the old samples out. Now it starts again from the resume."""
+    clock = ProgressClock()
+    for i in range(1, 11):
+        clock.observe("r", snap(i, i))  # a trial a minute
+    assert clock.observe("r", snap(11, 11 + 13 * 60)) is None  # back: nothing measured yet
+    clock.observe("r", snap(12, 12 + 13 * 60))
+    assert clock.observe("r", snap(13, 13 + 13 * 60))["rate_per_hour"] == 60.0
+    # and a run the daemon saw interrupted, then in progress again, starts afresh too
+    other = ProgressClock()
+    other.observe("o", snap(5, 5))
+    other.observe("o", snap(6, 6))
+    other.observe("o", snap(6, 7, status="interrupted"))
+    assert other.observe("o", snap(7, 30)) is None
+
+
+def test_show_s_pace_leaves_out_the_downtime_between_trials() -> None:
+    from winopt.handlers.report.trials import TrialFacts, pace
+
+    def trial(n: int, start_min: float) -> TrialFacts:
+        start = T0 + timedelta(minutes=start_min)
+        return TrialFacts(number=n, state="COMPLETE", value=1.0, params={}, started=start,
+                          completed=start + timedelta(seconds=50))
+
+    # 10 trials of 50 s a minute apart, 2 hours down, 10 more: 60 an hour, not 8
+    trials = [trial(i, i) for i in range(10)] + [trial(10 + i, 130 + i) for i in range(10)]
+    assert pace(trials) == pytest.approx(20 * 3600 / (2 * (9 * 60 + 50)), rel=1e-9)
+    # two workers side by side: twice the throughput of one
+    pair = [trial(i, i) for i in range(10)] + [trial(10 + i, i) for i in range(10)]
+    assert pace(pair) == pytest.approx(20 * 3600 / (9 * 60 + 50), rel=1e-9)
+
+
 # ---------------------------------------------------------------- the ETA column
 def status_doc(eta: str | None) -> dict:
     run = {"kind": "watched", "state": "running",

@@ -127,14 +127,33 @@ def best_trial(trials: list[TrialFacts]) -> TrialFacts | None:
 
 
 def pace(trials: list[TrialFacts], window: int = PACE_TRIALS) -> float | None:
-    """Trials per hour over the newest `window` finished trials (their first start to
-    their last end); None before one has finished."""
+    """Trials per hour over the newest `window` finished trials: their number over the
+    time the run was busy with them, the union of their [start, end] (parallel workers
+    overlap) plus the short gaps between; a gap longer than DOWNTIME_FACTOR median trials
+    and a minute is the run being down (stopped, crashed) and does not count. None before
+    one has finished."""
     done = sorted((t for t in finished(trials) if t.completed and t.started), key=lambda t: t.completed)
     recent = done[-window:]
     if not recent:
         return None
-    span = (recent[-1].completed - min(t.started for t in recent)).total_seconds()
-    return len(recent) * 3600.0 / span if span > 0 else None
+    spans = sorted((t.started, t.completed) for t in recent)
+    lengths = sorted((end - start).total_seconds() for start, end in spans)
+    downtime = max(DOWNTIME_FACTOR * lengths[len(lengths) // 2], MIN_DOWNTIME)
+    busy, (start, end) = 0.0, spans[0]
+    for s, e in spans[1:]:
+        if s <= end:
+            end = max(end, e)
+            continue
+        gap = (s - end).total_seconds()
+        busy += (end - start).total_seconds() + (gap if gap <= downtime else 0.0)
+        start, end = s, e
+    busy += (end - start).total_seconds()
+    return len(recent) * 3600.0 / busy if busy > 0 else None
+
+
+#: see `pace`: a gap this many median trials long (and a minute at least) is downtime
+DOWNTIME_FACTOR = 10.0
+MIN_DOWNTIME = 60.0
 
 
 def _aware(moment: datetime | None) -> datetime | None:
