@@ -150,6 +150,22 @@ def test_one_job_per_gpu(spool: Spool, standin: Path) -> None:
     assert max_overlap([(s, e) for s, e, _ in spans]) == 2
 
 
+def test_a_rigs_job_takes_no_slot_and_no_gpu(spool: Spool, standin: Path) -> None:
+    """A `workers = "rigs"` job's child only publishes what the workers do: it runs beside
+    the local jobs without a GPU, and the local jobs keep the one slot and GPU."""
+    ids = accept(spool, {"trials": 20}, {"trials": 20, "workers": "rigs"}, {"trials": 20, "workers": "rigs"},
+                 {"trials": 3})
+    runner = JobRunner(spool.store, max_parallel_jobs=1, gpus=[0], command=standin_command(standin))
+    runner.start()
+    assert runner.wait_idle(60)
+    spans = {job_id: runs(spool, job_id) for job_id in ids}
+    assert [gpu for _, _, gpu in spans[ids[0]] + spans[ids[3]]] == ["0", "0"]
+    assert {gpu for job_id in ids[1:3] for _, _, gpu in spans[job_id]} == {"-"}
+    first = spans[ids[0]][0]
+    assert all(first[0] < s < first[1] for job_id in ids[1:3] for s, _, _ in spans[job_id])  # beside it
+    assert max_overlap([(s, e) for job_id in (ids[0], ids[3]) for s, e, _ in spans[job_id]]) == 1
+
+
 def test_the_child_environment_is_the_jobs_not_the_daemons(spool: Spool, tmp_path: Path) -> None:
     (job_id,) = accept(spool, {"trials": 1})
     dump = ("import json, os, sys; out = sys.argv[2]; json.dump(dict(os.environ), open(out + '/env.json', 'w'));"

@@ -247,6 +247,9 @@ class _Child:
     gpu: str | None
     cancelling: bool = False
     killer: threading.Timer | None = None
+    #: a `workers = "rigs"` job's `winopt study`: it publishes what the workers do, so it
+    #: takes no slot and no GPU of this machine
+    publisher: bool = False
 
 
 class JobRunner:
@@ -291,6 +294,7 @@ class JobRunner:
         self._free_gpus: list[str] | None = [str(g) for g in gpus] if gpus else None
         self._gpus = {str(g) for g in gpus}
         self._heap: list[tuple[tuple[Any, ...], str]] = []
+        self._publishers: set[str] = set()  # queued jobs whose child is a `winopt study`
         self._queued: dict[str, tuple[Any, ...]] = {}
         self._children: dict[str, _Child] = {}
         self._waiters: list[threading.Thread] = []
@@ -452,15 +456,29 @@ class JobRunner:
             return
         rank = (0 if record.state == "running" else 1, -record.priority, record.accepted_ns, record.id)
         self._queued[record.id] = rank
+        if record.spec.workers == "rigs":
+            self._publishers.add(record.id)
         heapq.heappush(self._heap, (rank, record.id))
 
+    def _room(self) -> bool:
+        """A slot (and a GPU, when jobs run on GPUs) for a job that runs its own trials."""
+        local = sum(not child.publisher for child in self._children.values())
+        return local < self.slots and (self._free_gpus is None or bool(self._free_gpus))
+
     def _fill(self) -> None:
-        """Start queued jobs while there are free slots."""
-        while not self._stopping and len(self._children) < self.slots and self._heap \
-                and (self._free_gpus is None or self._free_gpus):
+        """Start queued jobs while there are free slots, in queue order; a `workers =
+        "rigs"` job needs none (its trials run on the rigs), so it starts even when the
+        local jobs ahead of it wait."""
+        waiting: list[tuple[tuple[Any, ...], str]] = []
+        while not self._stopping and self._heap:
             rank, job_id = heapq.heappop(self._heap)
             if self._queued.get(job_id) != rank:
                 continue  # cancelled or re-queued since
+            if job_id not in self._publishers and not self._room():
+                waiting.append((rank, job_id))
+                if self._publishers.isdisjoint(j for _, j in self._heap):
+                    break  # only local jobs left, and no room for them
+                continue
             del self._queued[job_id]
             try:
                 self._spawn(job_id)
@@ -470,6 +488,8 @@ class JobRunner:
                     continue
                 log.exception("job %s: could not start", job_id, extra={"JOB_ID": job_id})
                 self._fail_to_start(job_id, f"could not start: {exc}")
+        for item in waiting:
+            heapq.heappush(self._heap, item)
         self._changed.notify_all()
 
     def _requeue_later(self, job_id: str, delay: float, *, when_room: bool = False) -> None:
@@ -517,7 +537,9 @@ class JobRunner:
 
     def _start_child(self, record: JobRecord, job_dir: Path, lock: FileLock, lock_fd: int) -> None:
         resuming = record.state == "running"
-        gpu = self._free_gpus.pop(0) if self._free_gpus is not None else None
+        publisher = record.spec.workers == "rigs"
+        self._publishers.discard(record.id)
+        gpu = self._free_gpus.pop(0) if self._free_gpus is not None and not publisher else None
         kind = "resumed" if resuming else "started"
         try:
             argv = self.command(record, job_dir)
@@ -539,7 +561,7 @@ class JobRunner:
             if gpu is not None and self._free_gpus is not None:
                 self._free_gpus.insert(0, gpu)
             raise
-        child = _Child(record.id, proc, lock, gpu)
+        child = _Child(record.id, proc, lock, gpu, publisher=publisher)
         self._children[record.id] = child
         waiter = threading.Thread(target=self._wait, args=(child,), name=f"job-{record.id}", daemon=True)
         self._waiters.append(waiter)
