@@ -22,6 +22,8 @@ that never started it: the next claim takes it over instead of asking a new one.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import warnings
 import zlib
@@ -49,6 +51,8 @@ log = logging.getLogger(__name__)
 SHARED_ATTR = "winopt_shared"
 #: study user attribute: True while the study wants trials
 OPEN_ATTR = "winopt_open"
+#: study user attribute: sha256 of SHARED_ATTR and SETTINGS_ATTR (`spec_fingerprint`)
+SPEC_ATTR = "winopt_spec_sha256"
 #: trial user attribute a worker sets when it uploaded the trial's survivors:
 #: {"artifact_id", "sha256", "count", "encoding"}
 SURVIVORS_ATTR = "survivors"
@@ -120,6 +124,9 @@ def open_for_workers(storage: RDBStorage, name: str, spec: SharedSpec) -> optuna
     # histories and space may be narrowed on a resume, as with `winopt optimize`
     if study.user_attrs.get(SHARED_ATTR) != spec.attrs():
         study.set_user_attr(SHARED_ATTR, spec.attrs())
+    fingerprint = spec_fingerprint(study.user_attrs)
+    if study.user_attrs.get(SPEC_ATTR) != fingerprint:
+        study.set_user_attr(SPEC_ATTR, fingerprint)
     counted = len(study.get_trials(deepcopy=False, states=COUNTED_STATES))
     set_open(study, counted < spec.target)
     return study
@@ -149,31 +156,57 @@ class OpenStudy:
 
 def open_studies(storage: RDBStorage,
                  cache: dict[int, tuple[Any, OpenStudy | None]] | None = None) -> list[OpenStudy]:
-    """The studies in `storage` marked open, oldest first (specs parsed once per study
-    when `cache` is given). A study whose attributes this winopt cannot read (opened by a
-    newer head node, or by hand) is passed over with one warning, never an error: the
-    other studies are served."""
+    """The studies in `storage` marked open, oldest first. Each poll reads only which
+    studies are open and their spec's fingerprint (`SPEC_ATTR`): a storage keeps every
+    study ever run, each with its draws, and 26 workers polling every few seconds must
+    not load them all; a spec is read again when its fingerprint changes (always for a
+    study opened by a head node that writes none). A study whose attributes this winopt
+    cannot read (opened by a newer head node, or by hand) is passed over with one
+    warning, never an error: the other studies are served."""
     cache = {} if cache is None else cache
     found = []
-    for frozen in storage.get_all_studies():
-        attrs = frozen.user_attrs
-        if attrs.get(OPEN_ATTR) is not True:
-            continue
-        sid = frozen._study_id
-        key = (attrs.get(SHARED_ATTR), attrs.get(SETTINGS_ATTR))
-        if sid not in cache or cache[sid][0] != key:
+    for sid, fingerprint in sorted(_open_fingerprints(storage).items()):
+        if sid not in cache or fingerprint is None or cache[sid][0] != fingerprint:
+            try:
+                name = storage.get_study_name_from_id(sid)
+                attrs = storage.get_study_user_attrs(sid)
+            except KeyError:  # deleted meanwhile
+                cache.pop(sid, None)
+                continue
             try:
                 spec = SharedSpec.from_attrs(attrs)
             except (KeyError, TypeError, ValueError) as exc:
                 log.warning("study %s: cannot serve it (its attributes are not what this "
-                            "winopt reads: %s: %s); passed over", frozen.study_name,
-                            type(exc).__name__, exc)
+                            "winopt reads: %s: %s); passed over", name, type(exc).__name__, exc)
                 spec = None
-            cache[sid] = (key, OpenStudy(frozen.study_name, sid, spec) if spec else None)
+            cache[sid] = (fingerprint, OpenStudy(name, sid, spec) if spec else None)
         entry = cache[sid][1]
         if entry is not None:
             found.append(entry)
-    return sorted(found, key=lambda s: s.study_id)
+    return found
+
+
+def _open_fingerprints(storage: RDBStorage) -> dict[int, str | None]:
+    """{study id: its spec fingerprint, or None} of the studies marked open."""
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    attr = models.StudyUserAttributeModel
+    with _create_scoped_session(storage.scoped_session) as session:
+        ids = [sid for (sid,) in session.query(attr.study_id).filter(
+            attr.key == OPEN_ATTR, attr.value_json == json.dumps(True))]
+        if not ids:
+            return {}
+        prints = dict(session.query(attr.study_id, attr.value_json).filter(
+            attr.key == SPEC_ATTR, attr.study_id.in_(ids)).all())
+    return {sid: prints.get(sid) for sid in ids}
+
+
+def spec_fingerprint(attrs: dict[str, Any]) -> str:
+    """What a worker compares to know a study's spec changed: its SHARED_ATTR and
+    SETTINGS_ATTR, hashed."""
+    text = json.dumps([attrs.get(SHARED_ATTR), attrs.get(SETTINGS_ATTR)], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # --------------------------------------------------------------------------- exactly N

@@ -304,9 +304,19 @@ def test_an_open_study_this_winopt_cannot_read_is_passed_over(tmp_path: Path) ->
     newer = open_for_workers(storage, "newer", spec)
     newer.set_user_attr(SETTINGS_ATTR, {**newer.user_attrs[SETTINGS_ATTR], "sieve_version": 2})
     open_for_workers(storage, "good", spec)
+    closed = open_for_workers(storage, "closed", spec)
+    closed.set_user_attr(OPEN_ATTR, False)
     cache: dict = {}
     assert [s.name for s in open_studies(storage, cache)] == ["good"]
+    # a poll reads only which studies are open: no study's attributes (and draws) again
+    read: list[int] = []
+    real = storage.get_study_user_attrs
+    storage.get_study_user_attrs = lambda sid: read.append(sid) or real(sid)  # type: ignore[method-assign]
     assert [s.name for s in open_studies(storage, cache)] == ["good"]  # and again, from the cache
+    assert read == []
+    newer.set_user_attr("winopt_spec_sha256", "changed")  # its spec changed: read again
+    open_studies(storage, cache)
+    assert read == [newer._study_id]
 
 
 def test_a_password_holding_a_raw_at_sign_is_one_line_not_a_wait(tmp_path: Path) -> None:
