@@ -30,7 +30,7 @@ SNAPSHOT = {
 
 def write_snapshot(run: Path, doc: dict[str, Any]) -> Path:
     run.mkdir(parents=True, exist_ok=True)
-    (run / "optimal_window_config.json").write_bytes(orjson.dumps(doc))
+    (run / "optimal_window_config.json").write_text(json.dumps(doc))  # json: ints wider than 64 bits
     return run
 
 
@@ -85,3 +85,161 @@ def test_a_directory_that_is_not_a_run_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stdout
     assert done.stderr.startswith(f"winopt: error: {tmp_path}/notarun: not a run (no optimal_window_config.json")
     assert done.stderr.count("\n") == 1 and done.stdout == ""
+
+
+# ---------------------------------------------------------------- status.json: only while current
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait()
+    return child.pid
+
+
+def write_status(state_dir: Path, run: Path, pid: int, snapshot: dict[str, Any] | None) -> None:
+    """status.json of a daemon (pid) that tracked `run` as running, 2 of 4 trials done."""
+    entry = {"path": str(run), "state": "running", "snapshot": snapshot,
+             "progress": {"rate_per_hour": 473.0, "eta": "2099-01-01T00:00:00+00:00"},
+             "decision": {"action": "wait", "confidence": 0.8, "reasoning": "stale: 2/4"}}
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "status.json").write_bytes(orjson.dumps(
+        {"daemon": {"pid": pid, "state": "running"}, "runs": {run.name: entry}, "jobs": {}, "rigs": {}}))
+
+
+OLDER = {"status": "in_progress", "completed_trials": 2, "total_trials": 4, "best": 1,
+         "last_updated": "2025-12-31T23:59:00+00:00"}
+
+
+def facts_of(run: Path, state_dir: Path, *argv: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    done = show(str(run), "--json", *argv, state_dir=state_dir, env=env)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("alive, summary", [(False, "current"), (True, "older")],
+                         ids=["daemon-gone", "entry-for-an-older-snapshot"])
+def test_show_does_not_trust_a_stale_status_entry(tmp_path: Path, alive: bool, summary: str) -> None:
+    from winopt.daemon.adapters.runs import snapshot_summary
+
+    run = make_run(tmp_path / "f")
+    current = snapshot_summary(json.loads((run / "optimal_window_config.json").read_text()))
+    write_status(tmp_path / "state", run, os.getpid() if alive else dead_pid(),
+                 current if summary == "current" else OLDER)
+    facts = facts_of(run, tmp_path / "state")
+    assert facts["state"] == "complete" and facts["completed_trials"] == 4
+    assert facts["rate_from"] == "trials" and facts["rate_per_hour"] == pytest.approx(4 * 3600 / 11)
+    assert facts["eta"] is None
+    assert facts["decision"]["action"] != "wait" and "stale" not in facts["decision"]["reasoning"]
+
+
+def test_show_takes_a_running_daemons_current_entry(tmp_path: Path) -> None:
+    from winopt.daemon.adapters.runs import snapshot_summary
+
+    run = make_run(tmp_path / "f")
+    write_status(tmp_path / "state", run, os.getpid(),
+                 snapshot_summary(json.loads((run / "optimal_window_config.json").read_text())))
+    facts = facts_of(run, tmp_path / "state")
+    assert facts["state"] == "running" and facts["rate_from"] == "daemon" and facts["rate_per_hour"] == 473.0
+    assert facts["decision"]["reasoning"] == "stale: 2/4"
+
+
+# ---------------------------------------------------------------- the snapshot, read as the watcher reads it
+def test_an_old_pipeline_snapshot_is_complete_with_its_best(tmp_path: Path) -> None:
+    run = write_snapshot(tmp_path / "old", {"window_size": 512, "offset": 3, "skip_min": 0,
+                                            "bidirectional_count": 4242, "optimization_score": 4242.0})
+    facts = facts_of(run, tmp_path / "state")
+    assert facts["state"] == "complete"
+    assert facts["best"]["count"] == 4242 and facts["best"]["params"] == {"window_size": 512, "offset": 3,
+                                                                          "skip_min": 0}
+    assert "no optuna.db (a run made before winopt" in facts["study_error"]
+    text = show(str(run), state_dir=tmp_path / "state").stdout
+    assert "state    complete" in text and "4242 bidirectional survivors" in text
+    assert "no successful trial yet" not in text
+
+
+@pytest.mark.parametrize("bad", [
+    {"best_bidirectional_count": "12", "expected_chance_bidirectional": "0.5"},
+    {"completed_trials": True, "best_bidirectional_count": True},
+    {"best_bidirectional_count": -5, "expected_chance_bidirectional": -1},
+], ids=["strings", "bools", "negative"])
+def test_snapshot_fields_of_the_wrong_type_show_as_unknown(tmp_path: Path, bad: dict[str, Any]) -> None:
+    run = write_snapshot(tmp_path / "n", {**SNAPSHOT, **bad})
+    done = show(str(run), state_dir=tmp_path / "state")
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    assert "best unknown (the snapshot's best count has the wrong type)" in text
+    assert "trials True/" not in text and "survivor" not in text and "expects" not in text
+    assert f"snapshot optimal_window_config.json: {', '.join(k for k in SNAPSHOT if k in bad)}: wrong type" in text
+    facts = facts_of(run, tmp_path / "state")
+    assert facts["best"] is None and facts["best_unknown"] is True
+    if "completed_trials" in bad:
+        assert facts["completed_trials"] is None
+
+
+def test_show_json_writes_an_int_wider_than_64_bits(tmp_path: Path) -> None:
+    run = write_snapshot(tmp_path / "big", {**SNAPSHOT, "total_trials": 10**20})
+    assert facts_of(run, tmp_path / "state")["total_trials"] == 10**20
+
+
+# ---------------------------------------------------------------- readers never write a storage
+def test_show_report_and_dashboard_create_no_storage(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "a")
+    typo = tmp_path / "typo.db"
+    url = f"sqlite:///{typo}"
+    facts = facts_of(run, tmp_path / "state", "--storage", url)
+    assert facts["study_error"] == f"{typo} (storage {url}): no such file; give the storage of an existing study"
+    for argv in (("report", str(run), "--storage", url, "-o", str(tmp_path / "r.html")),
+                 ("dashboard", "--storage", url, "--port", "0")):
+        done = winopt(*argv)
+        assert done.returncode == 2 and done.stderr == f"winopt: error: {typo} (storage {url}): no such file; " \
+                                                       "give the storage of an existing study\n", done.stderr
+    assert not typo.exists()
+
+
+def test_an_empty_or_foreign_sqlite_file_is_left_as_it_is(tmp_path: Path) -> None:
+    import sqlite3
+
+    empty = write_snapshot(tmp_path / "empty", SNAPSHOT)
+    (empty / "optuna.db").write_bytes(b"")
+    assert "an empty file, not an Optuna storage" in facts_of(empty, tmp_path / "state")["study_error"]
+    assert (empty / "optuna.db").stat().st_size == 0
+    foreign = write_snapshot(tmp_path / "foreign", SNAPSHOT)
+    with sqlite3.connect(foreign / "optuna.db") as db:
+        db.execute("CREATE TABLE t (x)")
+    db.close()
+    before = (foreign / "optuna.db").read_bytes()
+    assert "not an Optuna storage (no studies table)" in facts_of(foreign, tmp_path / "state")["study_error"]
+    assert (foreign / "optuna.db").read_bytes() == before
+
+
+# ---------------------------------------------------------------- workers = "rigs": the shared storage
+JOB_ID = "20260101T000000Z-rigs-1a2b3c"
+
+
+def rigs_job(state_dir: Path) -> tuple[Path, str]:
+    """A finished `workers = "rigs"` job: its directory has the snapshot and state.json,
+    its study (named by the job id) is in a shared storage (here SQLite), returned as a URL."""
+    job = make_run(state_dir / "jobs" / JOB_ID)
+    (job / "optuna.db").rename(state_dir / "shared.db")
+    (job / "state.json").write_bytes(orjson.dumps({"id": JOB_ID, "state": "complete",
+                                                   "spec": {"workers": "rigs", "trials": 4}}))
+    return job, f"sqlite:///{state_dir / 'shared.db'}"
+
+
+def test_show_reads_a_rigs_jobs_study_from_winopt_storage(tmp_path: Path) -> None:
+    job, url = rigs_job(tmp_path / "state")
+    for ref in (str(job), JOB_ID, "0101-1a2b3c"):
+        facts = facts_of(Path(ref), tmp_path / "state", env={"WINOPT_STORAGE": url})
+        assert facts["study_error"] is None and facts["best_trial"]["number"] == 2, facts
+        assert facts["rate_from"] == "trials"
+    facts = facts_of(job, tmp_path / "state")
+    assert facts["study_error"] == f'{job}: a workers = "rigs" job, its study is in the shared storage: ' \
+                                   "give --storage URL or set WINOPT_STORAGE"
+
+
+def test_report_of_a_rigs_job_uses_winopt_storage(tmp_path: Path) -> None:
+    job, url = rigs_job(tmp_path / "state")
+    page = tmp_path / "report.html"
+    done = winopt("report", JOB_ID, "--state-dir", str(tmp_path / "state"), "-o", str(page),
+                  env={"WINOPT_STORAGE": url})
+    assert done.returncode == 0, done.stderr
+    assert f"winopt run {JOB_ID}" in page.read_text()

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     ref = resolve_run(args)
     snapshot = read_snapshot_or_none(ref.run_dir)
-    study = load_study(storage_url(ref.run_dir, args.storage), study_name(ref.run_dir, snapshot, args.study))
+    study = load_study(storage_url(ref.run_dir, args.storage, ref.shared_storage), study_name(ref.run_dir, snapshot, args.study))
     data = build_report(ref.run_dir, study, snapshot, title=f"winopt run {ref.name}")
     out = Path(args.output)
     write_report(out, data)
