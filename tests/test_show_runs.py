@@ -243,3 +243,19 @@ def test_report_of_a_rigs_job_uses_winopt_storage(tmp_path: Path) -> None:
                   env={"WINOPT_STORAGE": url})
     assert done.returncode == 0, done.stderr
     assert f"winopt run {JOB_ID}" in page.read_text()
+
+
+def test_the_daemon_writes_a_rigs_jobs_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The end-of-job report child of a rigs job reads the shared storage the daemon
+    exported (it had returned at once: the job directory has no optuna.db). The writer's
+    step is run here on the test's thread: the child is done when it returns."""
+    from winopt.daemon.reports import REPORT_NAME, JobReports
+
+    job, url = rigs_job(tmp_path / "state")
+    monkeypatch.setenv("WINOPT_STORAGE", url)
+    JobReports()._write(JOB_ID, job, shared=True)
+    assert f"winopt run {JOB_ID}" in (job / REPORT_NAME).read_text()
+    monkeypatch.delenv("WINOPT_STORAGE")  # no shared storage: nothing to read, no report, no error
+    (job / REPORT_NAME).unlink()
+    JobReports()._write(JOB_ID, job, shared=True)
+    assert not (job / REPORT_NAME).exists()
