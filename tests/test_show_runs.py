@@ -259,3 +259,28 @@ def test_the_daemon_writes_a_rigs_jobs_report(tmp_path: Path, monkeypatch: pytes
     (job / REPORT_NAME).unlink()
     JobReports()._write(JOB_ID, job, shared=True)
     assert not (job / REPORT_NAME).exists()
+
+
+# ---------------------------------------------------------------- winopt report
+@pytest.mark.parametrize("target, problem", [
+    ("missing/a.html", "{out}: no such directory {dir}/missing; create it or give another -o FILE"),
+    ("adir", "{out}: is a directory; give a file name (-o {out}/report.html)"),
+])
+def test_report_to_a_path_it_cannot_write_is_one_line_naming_it(tmp_path: Path, target: str, problem: str) -> None:
+    run = make_run(tmp_path / "a")
+    (tmp_path / "adir").mkdir()
+    out = tmp_path / target
+    done = winopt("report", str(run), "-o", str(out), "--state-dir", str(tmp_path / "state"))
+    assert done.returncode == 2
+    assert done.stderr == f"winopt: error: {problem.format(out=out, dir=tmp_path)}\n"
+    assert os.listdir(tmp_path / "adir") == []
+
+
+@pytest.mark.parametrize("values", [[2.0], [0.0, 0.0, 0.0, 0.0], [0.0, None]], ids=["one", "all-equal", "pruned"])
+def test_report_has_no_importances_it_cannot_measure(tmp_path: Path, values: list[float | None]) -> None:
+    run = make_run(tmp_path / "a", values)
+    page = tmp_path / "r.html"
+    done = winopt("report", str(run), "-o", str(page), "--state-dir", str(tmp_path / "state"))
+    assert done.returncode == 0, done.stderr
+    assert ('<section id="importances"><h2>Parameter importances</h2>\n'
+            '<p class="missing">needs two finished trials with different counts</p>') in page.read_text()
