@@ -10,18 +10,23 @@ harmless), on this same thread: the daemon never opens the database itself.
 The page is written by a `winopt report DIR -o DIR/report.html` child, one at a time on
 this writer's own thread: plotting imports Optuna's visualization module and plotly and
 takes seconds, which the daemon's workers and its memory should not carry. A job whose
-study never started (cancelled while queued) gets no report; a host without the
-`report` extra gets one journal line saying what to install, once, and no report.
+study never started (cancelled while queued) gets no report. A `workers = "rigs"` job's
+child reads the study in the shared storage (WINOPT_STORAGE, which it inherits). A host
+without the `report` extra gets one journal line saying what to install, once, and no
+report.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import subprocess
 import sys
 import threading
 from pathlib import Path
+
+from winopt.contracts.schemas import CONFIG_NAME
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +79,7 @@ class JobReports:
             try:
                 if close_study:
                     self._close(job_id)
-                self._write(job_id, job_dir)
+                self._write(job_id, job_dir, shared=close_study)
             except Exception as exc:  # noqa: BLE001 - one report's failure never stops the next
                 log.error("job %s: report.html not written: %s: %s", item[0], type(exc).__name__, exc,
                           extra={"JOB_ID": item[0], "EVENT": "report_failed"})
@@ -112,9 +117,14 @@ class JobReports:
         why = text[-1].removeprefix("winopt: error: ") if text else f"exit status {child.returncode}"
         return child.returncode, why
 
-    def _write(self, job_id: str, job_dir: Path) -> None:
-        if not (job_dir / "optuna.db").is_file():
-            return  # the study never started here (or ran in a shared storage): nothing to report
+    def _write(self, job_id: str, job_dir: Path, shared: bool = False) -> None:
+        """`shared`: a `workers = "rigs"` job, whose study is in the shared storage the
+        daemon exported as WINOPT_STORAGE (the child inherits it and reads it there)."""
+        if shared:
+            if not (os.environ.get("WINOPT_STORAGE") and (job_dir / CONFIG_NAME).is_file()):
+                return  # its study never published a snapshot: it never started
+        elif not (job_dir / "optuna.db").is_file():
+            return  # the study never started here: nothing to report
         target = job_dir / REPORT_NAME
         rc, why = self._child_run([self.python, "-m", "winopt", "report", str(job_dir), "-o", str(target)],
                                   self.timeout)

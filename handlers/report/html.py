@@ -96,6 +96,8 @@ def _optuna_plot(name: str, study: Any) -> Any:
     complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     if not complete:
         return "no finished trial yet"
+    if name == "plot_param_importances" and len({t.value for t in complete}) < 2:
+        return "needs two finished trials with different counts"  # else Optuna draws equal bars
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

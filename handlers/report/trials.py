@@ -3,20 +3,25 @@ count, the chance expectation it had, the window it used and its notes (an offse
 a window that did not fit, the one session searched), and the pace of the run.
 
 The study is found as `winopt optimize` made it: the storage given, else the run
-directory's own `optuna.db`; the study name from the snapshot, else the directory's name.
-Nothing here writes to the storage.
+directory's own `optuna.db` (a `workers = "rigs"` job's: the shared storage); the study
+name from the snapshot, else the directory's name. Nothing here writes to the storage: an
+SQLite file that is missing, empty or without Optuna's tables is refused, not created.
 """
 
 from __future__ import annotations
 
+import os
+import sqlite3
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from winopt.contracts.errors import UserError
 import optuna
+import orjson
 
+from winopt.contracts.errors import UserError
 from winopt.contracts.schemas import CONFIG_NAME, read_snapshot
 from winopt.optimizer.objective import SIEVE_ATTR
 from winopt.optimizer.shared_storage import safe_url, with_driver
@@ -51,15 +56,62 @@ class TrialFacts:
         }
 
 
-def storage_url(run_dir: Path, storage: str | None = None) -> str:
-    """The run's Optuna storage: `storage`, else the run directory's optuna.db (which
-    must exist: opening a missing SQLite file would create an empty one)."""
+def storage_url(run_dir: Path, storage: str | None = None, shared: str | None = None) -> str:
+    """The run's Optuna storage: `storage`; else the run directory's optuna.db; else, for
+    a `workers = "rigs"` job (its study is in the daemon's shared storage, named by the
+    job id), `shared` ($WINOPT_STORAGE when not given, as the daemon exports it)."""
     if storage:
         return with_driver(storage)
-    db = run_dir / "optuna.db"
-    if not db.is_file():
-        raise UserError(f"{run_dir}: no optuna.db (a run made with --storage URL: give --storage URL)")
-    return default_storage_url(run_dir)
+    if (run_dir / "optuna.db").is_file():
+        return default_storage_url(run_dir)
+    if rigs_job(run_dir):
+        shared = shared or os.environ.get("WINOPT_STORAGE")
+        if shared:
+            return with_driver(shared)
+        raise UserError(f"{run_dir}: a workers = \"rigs\" job, its study is in the shared storage: "
+                        "give --storage URL or set WINOPT_STORAGE")
+    raise UserError(f"{run_dir}: no optuna.db (a run made before winopt, or with --storage URL: "
+                    "give --storage URL)")
+
+
+def rigs_job(run_dir: Path) -> bool:
+    """Whether `run_dir` is a spool job's directory whose job runs on the rigs' workers
+    (its state.json's spec says `workers = "rigs"`)."""
+    from winopt.handlers.jobs.store import STATE_FILE
+
+    try:
+        doc = orjson.loads((run_dir / STATE_FILE).read_bytes())
+    except (OSError, ValueError):
+        return False
+    spec = doc.get("spec") if isinstance(doc, dict) else None
+    return isinstance(spec, dict) and spec.get("workers") == "rigs"
+
+
+def check_readable(url: str) -> None:
+    """Refuse an SQLite storage that is not already a database with Optuna's tables:
+    opening it would create the file, or Optuna's schema in it, and a reader writes
+    nothing. One line saying what is wrong with the file."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: opening it says why
+        return
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return
+    path = Path(parsed.database)
+    where = f"{path} (storage {safe_url(url)})"
+    if not path.is_file():
+        raise UserError(f"{where}: no such file; give the storage of an existing study")
+    if path.stat().st_size == 0:
+        raise UserError(f"{where}: an empty file, not an Optuna storage")
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error as exc:
+        raise UserError(f"{where}: not an SQLite database ({exc})".splitlines()[0]) from None
+    if "studies" not in tables:
+        raise UserError(f"{where}: not an Optuna storage (no studies table)")
 
 
 def study_name(run_dir: Path, snapshot: dict[str, Any] | None, given: str | None = None) -> str:
@@ -82,6 +134,7 @@ def read_snapshot_or_none(run_dir: Path) -> dict[str, Any] | None:
 def load_study(url: str, name: str) -> Any:
     """The study, read as it is (an `optuna.Study`); one line when it cannot be opened."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    check_readable(url)
     try:
         return optuna.load_study(study_name=name, storage=url)
     except KeyError:

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         import optuna_dashboard
     except ImportError:
         raise UserError(MISSING_EXTRA) from None
-    from winopt.handlers.report.trials import storage_url
+    from winopt.handlers.report.trials import check_readable, storage_url
     from winopt.optimizer.shared_storage import safe_url, with_driver
 
     if not 0 <= args.port <= 65535:
@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
         from winopt.cli.runref import resolve_run
 
         ref = resolve_run(args)
-        url, where = storage_url(ref.run_dir, args.storage), ref.name
+        url, where = storage_url(ref.run_dir, args.storage, ref.shared_storage), ref.name
+    check_readable(url)  # it serves a storage, never creates one (a typo in --storage)
     port = args.port or _free_port(args.host)
     import optuna
 

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from winopt.contracts.errors import UserError
+from winopt.contracts.schemas import CONFIG_NAME
 
 
 @dataclass
@@ -29,6 +30,8 @@ class RunRef:
     status: dict[str, Any] | None = None  # the whole status.json, when it could be read
     entry: dict[str, Any] = field(default_factory=dict)  # status.json's runs[name]
     job: dict[str, Any] = field(default_factory=dict)  # status.json's jobs[job_id]
+    #: a `workers = "rigs"` job's storage when no --storage is given (None for other runs)
+    shared_storage: str | None = None
 
     def rigs(self) -> dict[str, dict[str, Any]]:
         """Each rig's state of this run's NPZ, from status.json: name -> entry."""
@@ -61,9 +64,15 @@ def resolve_run(args: argparse.Namespace) -> RunRef:
         run_dir = Path(text).resolve()
         status = _read_status(args, quiet=True)
         name, entry = _entry_for_dir(status, run_dir)
+        if entry is None and not is_run_dir(run_dir):
+            raise UserError(f"{text}: not a run (no {CONFIG_NAME}, no optuna.db, no job state, and no daemon "
+                            "tracks it); give a run directory (winopt optimize --out DIR) or a job id")
         job_id = entry.get("job_id") if entry else None
         job = ((status or {}).get("jobs") or {}).get(job_id) or {} if job_id else {}
-        return RunRef(run_dir, name or run_dir.name, job_id, status, entry or {}, job)
+        return RunRef(run_dir, name or run_dir.name, job_id, status, entry or {}, job, _shared_storage(args, run_dir))
+    if os.sep in text or (os.altsep and os.altsep in text):  # a path, never a job id
+        problem = "not a directory" if os.path.exists(text) else "no such directory"
+        raise UserError(f"{text}: {problem}; give a run directory (winopt optimize --out DIR) or a job id")
     from winopt.cli.submit import daemon_settings
     from winopt.handlers.jobs.refs import resolve_job_id
     from winopt.handlers.jobs.spooldirs import JOBS_DIR
@@ -76,7 +85,32 @@ def resolve_run(args: argparse.Namespace) -> RunRef:
     status = _read_status(args, quiet=True)
     entry = ((status or {}).get("runs") or {}).get(job_id) or {}
     job = ((status or {}).get("jobs") or {}).get(job_id) or {}
-    return RunRef(run_dir, job_id, job_id, status, entry, job)
+    return RunRef(run_dir, job_id, job_id, status, entry, job, _shared_storage(args, run_dir))
+
+
+def _shared_storage(args: argparse.Namespace, run_dir: Path) -> str | None:
+    """Where a `workers = "rigs"` job's study is: $WINOPT_STORAGE, else the daemon config's
+    [optuna] storage (the daemon's own order); None for a run with its own optuna.db."""
+    from winopt.handlers.report.trials import rigs_job
+
+    if args.storage or not rigs_job(run_dir):
+        return None
+    if os.environ.get("WINOPT_STORAGE"):
+        return os.environ["WINOPT_STORAGE"]
+    try:
+        from winopt.daemon.config import resolve_config
+
+        return resolve_config(args.config, state_dir=args.state_dir).optuna.storage or None
+    except (OSError, ValueError, UserError):  # no readable config: the error asks for --storage
+        return None
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether `path` holds a run: a snapshot, a study, or a spool job's state (a queued
+    job, or a `workers = "rigs"` job, whose study is in the shared storage)."""
+    from winopt.handlers.jobs.store import STATE_FILE
+
+    return any((path / name).is_file() for name in (CONFIG_NAME, "optuna.db", STATE_FILE))
 
 
 def _read_status(args: argparse.Namespace, *, quiet: bool) -> dict[str, Any] | None:

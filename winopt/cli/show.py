@@ -15,12 +15,18 @@ tracks the run, else measured here from the trials' own start and end times.
 from __future__ import annotations
 
 import argparse
+import json
+import math
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
 
 from winopt.cli.runref import RunRef, add_run_arguments, resolve_run
+from winopt.contracts.publish import pid_alive
+from winopt.contracts.schemas import CONFIG_NAME
+from winopt.contracts.snapshot import BEST_KEYS, SnapshotView, view_known
+from winopt.daemon.adapters.runs import UNJUDGED_JOB_STATES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,53 +40,70 @@ def run(args: argparse.Namespace) -> int:
     ref = resolve_run(args)
     facts = gather(ref, storage=args.storage, study=args.study, now=datetime.now(timezone.utc))
     if args.json:
-        print(orjson.dumps(facts, option=orjson.OPT_INDENT_2).decode())
+        print(dumps(facts))
     else:
         print("\n".join(render(facts, width=min(terminal_width(), 80))))
     return 0
 
 
+def dumps(facts: dict[str, Any]) -> str:
+    """The facts as indented JSON; an int wider than 64 bits (orjson's limit: a snapshot
+    may hold one) is written whole by the standard library instead of failing."""
+    try:
+        return orjson.dumps(facts, option=orjson.OPT_INDENT_2).decode()
+    except TypeError:
+        return json.dumps(facts, indent=2, ensure_ascii=False, default=str)
+
+
 # ---------------------------------------------------------------- the facts
 def gather(ref: RunRef, *, storage: str | None, study: str | None, now: datetime) -> dict[str, Any]:
-    """Everything `show` says, as plain JSON values."""
+    """Everything `show` says, as plain JSON values.
+
+    The snapshot is read as the watcher reads it (`view_known`: an old file without a
+    status is complete, its best is `bidirectional_count`; a field of the wrong type is
+    unknown). status.json's word (state, rate and ETA, decision) is taken only while it is
+    current (`_daemon_current`): a stopped daemon's entry describes a run as it was."""
     from winopt.handlers.evaluate.rules import Thresholds, evaluate, poisson_tail
-    from winopt.handlers.report.trials import (
-        best_trial, finished, load_study, pace, read_snapshot_or_none, storage_url, study_name, trial_facts,
-    )
+    from winopt.handlers.report.trials import best_trial, finished, pace, read_snapshot_or_none
 
-    snapshot = read_snapshot_or_none(ref.run_dir) or {}
-    trials = []
-    study_error = None
-    try:
-        trials = trial_facts(load_study(storage_url(ref.run_dir, storage), study_name(ref.run_dir, snapshot, study)))
-    except Exception as exc:  # noqa: BLE001 - the snapshot still says most; say why the trials are missing
-        study_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    done = snapshot.get("completed_trials")
-    if not isinstance(done, int):
+    snapshot = read_snapshot_or_none(ref.run_dir)
+    snap, bad_fields = view_known(snapshot) if snapshot is not None else (None, ())
+    trials, study_error = _trials(ref, snapshot, storage, study)
+    current = _daemon_current(ref, snapshot)
+    entry = ref.entry if current else {}
+    done = snap.completed if snap is not None else None
+    if done is None:
         done = len(finished(trials)) if trials else None
-    total = snapshot.get("total_trials")
-    state = ref.job.get("state") or ref.entry.get("state") or _state(snapshot)
+    total = snap.total if snap is not None else None
+    if current:
+        state = ref.job.get("state") or entry.get("state") or _state(snap)
+    else:
+        state = _state(snap) if snap is not None else ref.job.get("state") or "waiting"
 
-    progress = ref.entry.get("progress") or {}
+    progress = entry.get("progress") or {}
     rate, eta, rate_from = progress.get("rate_per_hour"), progress.get("eta"), "daemon"
     if rate is None:
-        rate, rate_from = pace(trials), "trials"
-        if rate and snapshot.get("status") == "in_progress" and isinstance(total, int) and isinstance(done, int):
+        rate, eta, rate_from = pace(trials), None, "trials"
+        if rate and snap is not None and snap.status == "in_progress" and total is not None and done is not None:
             eta = (now + timedelta(hours=max(0, total - done) / rate)).astimezone().isoformat(timespec="seconds")
-    if snapshot.get("status") not in (None, "in_progress"):
+    if snap is None or snap.status != "in_progress":
         eta = None
 
     best = best_trial(trials)
-    best_count = snapshot.get("best_bidirectional_count") if snapshot.get("best_trial_number") is not None else None
+    best_count = snap.best if snap is not None else None
     if best_count is None and best is not None:
         best_count = int(best.value)
-    expected = snapshot.get("expected_chance_bidirectional")
-    if best is not None and best.expected is not None:
+    expected = snap.expected if snap is not None else None
+    if best is not None and _number(best.expected) is not None:
         expected = best.expected
     significance = Thresholds().significance
-    tail = poisson_tail(int(best_count), float(expected)) if best_count and expected is not None else None
-    # the daemon's when it tracks the run (none for a queued or cancelled job), else evaluate's
-    decision = ref.entry.get("decision") if ref.entry else evaluate(ref.run_dir, Thresholds())
+    tail = poisson_tail(best_count, float(expected)) if best_count and expected is not None else None
+    if current and ref.entry:  # the daemon's (none for a queued or cancelled job)
+        decision = ref.entry.get("decision")
+    elif current and ref.job.get("state") in UNJUDGED_JOB_STATES:
+        decision = None
+    else:
+        decision = evaluate(ref.run_dir, Thresholds())
     last = max((t for t in trials if t.state in ("COMPLETE", "PRUNED", "FAIL")), key=lambda t: t.number, default=None)
     return {
         "run": ref.name,
@@ -94,26 +117,78 @@ def gather(ref: RunRef, *, storage: str | None, study: str | None, now: datetime
         "eta": eta,
         "best": None if best_count is None else {
             "count": best_count,
-            "trial": best.number if best is not None else snapshot.get("best_trial_number"),
-            "params": best.params if best is not None else snapshot.get("best_params"),
+            "trial": best.number if best is not None else _whole((snapshot or {}).get("best_trial_number")),
+            "params": best.params if best is not None else _snapshot_params(snapshot or {}),
             "expected_chance_bidirectional": expected,
             "poisson_tail": tail,
             "significant": tail is not None and tail < significance,
             "significance": significance,
         },
+        "best_unknown": best_count is None and any(key in BEST_KEYS for key in bad_fields),
         "best_trial": best.to_dict() if best is not None else None,
         "last_trial": last.to_dict() if last is not None else None,
         "decision": decision,
-        "npz": ref.entry.get("npz") or _npz(ref),
+        "npz": entry.get("npz") or _npz(ref),
         "rigs": ref.rigs(),
         "study_error": study_error,
-        "error": snapshot.get("error") or ref.entry.get("error"),
+        "snapshot_error": (f"{CONFIG_NAME}: {', '.join(bad_fields)}: wrong type, shown as unknown"
+                           if bad_fields else None),
+        "error": (snap.error if snap is not None else None) or entry.get("error"),
     }
 
 
-def _state(snapshot: dict[str, Any]) -> str:
-    status = snapshot.get("status")
-    return {"in_progress": "running", None: "waiting"}.get(status, status) if snapshot else "waiting"
+def _trials(ref: RunRef, snapshot: dict[str, Any] | None, storage: str | None,
+            study: str | None) -> tuple[list[Any], str | None]:
+    """The study's trials, or none and the one line saying why (the snapshot still says most)."""
+    from winopt.handlers.report.trials import load_study, storage_url, study_name, trial_facts
+
+    try:
+        url = storage_url(ref.run_dir, storage, ref.shared_storage)
+        return trial_facts(load_study(url, study_name(ref.run_dir, snapshot, study))), None
+    except Exception as exc:  # noqa: BLE001 - say why the trials are missing, show the rest
+        return [], str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _daemon_current(ref: RunRef, snapshot: dict[str, Any] | None) -> bool:
+    """Whether status.json's entry for the run is current: the daemon that wrote it still
+    runs (as `winopt status` checks it), and the entry describes the snapshot just read.
+    A stopped or killed daemon leaves the state, ETA and decision of a run as it was."""
+    from winopt.daemon.adapters.runs import snapshot_summary
+
+    daemon = (ref.status or {}).get("daemon") or {}
+    pid = daemon.get("pid")
+    if daemon.get("state") == "stopped" or type(pid) is not int or pid <= 0 or not pid_alive(pid):
+        return False
+    return not ref.entry or ref.entry.get("snapshot") == snapshot_summary(snapshot)
+
+
+def _state(snap: SnapshotView | None) -> str:
+    """One word, as the daemon's `run_state` says it (no status: an old file, complete)."""
+    if snap is None:
+        return "waiting"
+    return {"in_progress": "running"}.get(snap.status, snap.status)
+
+
+def _snapshot_params(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """The best window as the snapshot gives it: `best_params`, else the old pipeline's
+    flat window fields."""
+    from winopt.contracts.schemas import WINDOW_PARAMS
+
+    params = snapshot.get("best_params")
+    if isinstance(params, dict):
+        return params
+    return {k: snapshot[k] for k in WINDOW_PARAMS if isinstance(snapshot.get(k), (int, float, str))}
+
+
+def _whole(value: Any) -> int | None:
+    return value if type(value) is int and value >= 0 else None
+
+
+def _number(value: Any) -> float | None:
+    """A finite number >= 0 (not a bool), else None: an attribute of the wrong type is unknown."""
+    if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
+        return None
+    return float(value)
 
 
 def _npz(ref: RunRef) -> dict[str, Any] | None:
@@ -145,7 +220,8 @@ def render(facts: dict[str, Any], *, width: int = 80, now: datetime | None = Non
     line("state", f"{f['state']}, trials {trials}, rate {rate}, ETA {_eta(f.get('eta'), now)}")
     best = f.get("best")
     if best is None:
-        line("best", "no successful trial yet")
+        line("best", "unknown (the snapshot's best count has the wrong type)" if f.get("best_unknown")
+             else "no successful trial yet")
     else:
         line("best", f"{best['count']} bidirectional survivor{'' if best['count'] == 1 else 's'} "
                      f"(trial {_n(best['trial'])})")
@@ -195,9 +271,9 @@ def render(facts: dict[str, Any], *, width: int = 80, now: datetime | None = Non
         line("rigs" if i == 0 else "", text)
     if not rigs:
         line("rigs", "none (or no daemon tracks this run)")
-    for key in ("error", "study_error"):
+    for key, label in (("error", "error"), ("snapshot_error", "snapshot"), ("study_error", "trials")):
         if f.get(key):
-            line("error" if key == "error" else "trials", str(f[key]))
+            line(label, str(f[key]))
     return out
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -109,3 +109,23 @@ def read_view(path: str | os.PathLike[str]) -> tuple[dict[str, Any], SnapshotVie
     `UserError` when it is not a JSON object, `SnapshotError` for a field's type."""
     raw = read_snapshot(path)
     return raw, view(raw)
+
+
+def view_known(raw: Mapping[str, Any]) -> tuple[SnapshotView, tuple[str, ...]]:
+    """`view`, with each field of the wrong type left unknown instead of failing the whole
+    file, and the names of those fields: a reader that shows a run (`winopt show`) says
+    what it can and which fields it could not use. A bad best count makes the best
+    unknown (an older key is not a stand-in for it)."""
+    bad = tuple(key for key in _Fields.__struct_fields__ if key in raw and not _valid(key, raw[key]))
+    known = view({k: v for k, v in raw.items() if k not in bad})
+    if any(key in bad for key in BEST_KEYS):
+        known = replace(known, best=None)
+    return known, bad
+
+
+def _valid(key: str, value: Any) -> bool:
+    try:
+        view({key: value})
+    except SnapshotError:
+        return False
+    return True
