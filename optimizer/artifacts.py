@@ -16,6 +16,8 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+from optuna.artifacts import Boto3ArtifactStore, FileSystemArtifactStore
+
 from winopt.contracts.errors import UserError
 
 S3_PREFIX = "s3://"
@@ -40,8 +42,6 @@ def check_artifacts(where: str, flag: str = "--artifacts") -> str:
 def artifact_store(where: str, *, create: bool = False) -> Any:
     """The Optuna artifact store `where` names (see `check_artifacts`); `create`: make the
     directory of a file-system store (a worker's first upload)."""
-    from optuna.artifacts import Boto3ArtifactStore, FileSystemArtifactStore
-
     if where.startswith(S3_PREFIX):
         return Boto3ArtifactStore(where[len(S3_PREFIX):].rstrip("/"))
     if create:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.storages import RDBStorage
 
 from winopt.contracts.errors import UserError
@@ -152,8 +153,6 @@ class StudyPublisher:
         return PendingSurvivors.of(result, str(best.params["time_of_day"]), best.number)
 
     def _download(self, artifact_id: str) -> bytes | None:
-        from optuna.artifacts.exceptions import ArtifactNotFound
-
         assert self.artifacts is not None
         try:
             with artifact_store(self.artifacts).open_reader(artifact_id) as reader:

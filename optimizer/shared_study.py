@@ -36,6 +36,9 @@ from typing import Any
 import numpy as np
 import optuna
 import sqlalchemy
+from filelock import FileLock
+from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
@@ -188,9 +191,6 @@ def open_studies(storage: RDBStorage,
 
 def _open_fingerprints(storage: RDBStorage) -> dict[int, str | None]:
     """{study id: its spec fingerprint, or None} of the studies marked open."""
-    from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
-
     attr = models.StudyUserAttributeModel
     with _create_scoped_session(storage.scoped_session) as session:
         ids = [sid for (sid,) in session.query(attr.study_id).filter(
@@ -239,8 +239,6 @@ def ask_lock(storage: RDBStorage, study_id: int) -> Iterator[Callable[[], None]]
                 except Exception:  # noqa: BLE001 - a lost session released the lock already
                     conn.invalidate()
     else:
-        from filelock import FileLock
-
         db = Path(url.split("///", 1)[1])
         with FileLock(str(db) + f".ask-{study_id}.lock"):
             yield lambda: None
@@ -325,9 +323,6 @@ def just_back(storage: RDBStorage) -> bool:
 
 
 def _has_heartbeat(storage: RDBStorage, trial_id: int) -> bool:
-    from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
-
     with _create_scoped_session(storage.scoped_session) as session:
         return models.TrialHeartbeatModel.where_trial_id(trial_id, session) is not None
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.artifacts import upload_artifact
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
@@ -189,8 +190,6 @@ class Worker:
                         stop=self.stop_event)
         if best is not None and (value < best.value or (value == best.value and best.number < trial.number)):
             return
-        from optuna.artifacts import upload_artifact
-
         pending = PendingSurvivors.of(result, str(trial.params["time_of_day"]), trial.number)
         store = artifact_store(self.options.artifacts, create=True)
         with tempfile.TemporaryDirectory(prefix="winopt-worker-") as tmp:

@@ -18,7 +18,7 @@ from filelock import Timeout
 from jobs_support import STANDIN, standin_command, toml_job, wait_for, write_plain_history
 from winopt.contracts import lock_for
 from winopt.handlers.jobs.runner import JobRunner, decide_outcome
-from winopt.handlers.jobs.store import LOG_FILE, PID_FILE
+from winopt.contracts.state_dir import LOG_FILE, PID_FILE
 from winopt.handlers.jobs.spool import JobEvent, Spool
 
 TESTS = Path(__file__).resolve().parent

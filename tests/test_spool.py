@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from jobs_support import toml_job, wait_for, write_plain_history
-from winopt.handlers.jobs.store import STATE_FILE
+from winopt.contracts.state_dir import STATE_FILE
 from winopt.handlers.jobs.spool import Spool
 from winopt.handlers.jobs.ids import JOB_ID_RE, new_job_id
 

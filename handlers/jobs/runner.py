@@ -54,7 +54,8 @@ from winopt.contracts.schemas import CONFIG_NAME
 from winopt.contracts.snapshot import SnapshotError, read_view
 from winopt.contracts.errors import UserError
 from winopt.handlers.jobs.jobfile import optimize_argv
-from winopt.handlers.jobs.store import LOG_FILE, PID_FILE, JobRecord, JobStore
+from winopt.contracts.state_dir import LOG_FILE, PID_FILE
+from winopt.handlers.jobs.store import JobRecord, JobStore
 from winopt.handlers.jobs.spool import JobEvent, ScanResult
 from winopt.contracts.clock import now_iso
 

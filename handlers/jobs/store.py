@@ -30,10 +30,10 @@ from winopt.contracts.publish import dump_json, fsync_dir
 from winopt.contracts.beneath import Owner
 from winopt.handlers.jobs.draws import DRAWS_COPY
 from winopt.contracts.job import JobSpec
+from winopt.contracts.state_dir import STATE_FILE
 
 log = logging.getLogger("winopt.jobs")
 
-STATE_FILE, PID_FILE, LOG_FILE = "state.json", "optimizer.pid", "optimizer.log"
 CANCEL_REQUESTED = "cancel requested"
 #: a job directory and the daemon's files in it: nobody else writes what a job runs on
 JOB_DIR_MODE, JOB_FILE_MODE = 0o755, 0o644

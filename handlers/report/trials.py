@@ -20,9 +20,11 @@ from typing import Any
 
 import optuna
 import orjson
+from sqlalchemy.engine import make_url
 
 from winopt.contracts.errors import UserError
 from winopt.contracts.schemas import CONFIG_NAME, read_snapshot
+from winopt.contracts.state_dir import STATE_FILE
 from winopt.optimizer.objective import SIEVE_ATTR
 from winopt.optimizer.shared_storage import safe_url, with_driver
 from winopt.optimizer.study import default_storage_url, default_study_name
@@ -77,8 +79,6 @@ def storage_url(run_dir: Path, storage: str | None = None, shared: str | None = 
 def rigs_job(run_dir: Path) -> bool:
     """Whether `run_dir` is a spool job's directory whose job runs on the rigs' workers
     (its state.json's spec says `workers = "rigs"`)."""
-    from winopt.handlers.jobs.store import STATE_FILE
-
     try:
         doc = orjson.loads((run_dir / STATE_FILE).read_bytes())
     except (OSError, ValueError):
@@ -91,8 +91,6 @@ def check_readable(url: str) -> None:
     """Refuse an SQLite storage that is not already a database with Optuna's tables:
     opening it would create the file, or Optuna's schema in it, and a reader writes
     nothing. One line saying what is wrong with the file."""
-    from sqlalchemy.engine import make_url
-
     try:
         parsed = make_url(url)
     except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: opening it says why

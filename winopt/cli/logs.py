@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from winopt.handlers.jobs.refs import resolve_job_id
-    from winopt.handlers.jobs.store import LOG_FILE
+    from winopt.contracts.state_dir import LOG_FILE
     from winopt.contracts.state_dir import JOBS_DIR
     from winopt.cli.submit import daemon_settings
 

@@ -108,7 +108,7 @@ def _shared_storage(args: argparse.Namespace, run_dir: Path) -> str | None:
 def is_run_dir(path: Path) -> bool:
     """Whether `path` holds a run: a snapshot, a study, or a spool job's state (a queued
     job, or a `workers = "rigs"` job, whose study is in the shared storage)."""
-    from winopt.handlers.jobs.store import STATE_FILE
+    from winopt.contracts.state_dir import STATE_FILE
 
     return any((path / name).is_file() for name in (CONFIG_NAME, "optuna.db", STATE_FILE))
 

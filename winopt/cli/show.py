@@ -151,15 +151,18 @@ def _trials(ref: RunRef, snapshot: dict[str, Any] | None, storage: str | None,
 
 def _daemon_current(ref: RunRef, snapshot: dict[str, Any] | None) -> bool:
     """Whether status.json's entry for the run is current: the daemon that wrote it still
-    runs (as `winopt status` checks it), and the entry describes the snapshot just read.
-    A stopped or killed daemon leaves the state, ETA and decision of a run as it was."""
+    runs (as `winopt status` checks it), and it has seen the end of a run that ended. A
+    stopped or killed daemon leaves the state, ETA and decision of a run as it was; a
+    running one's entry may lag a running search by a write or two (it is rewritten at
+    most every `status_interval`) and is still its word on the run's pace and decision."""
     from winopt.daemon.adapters.runs import snapshot_summary
 
     daemon = (ref.status or {}).get("daemon") or {}
     pid = daemon.get("pid")
     if daemon.get("state") == "stopped" or type(pid) is not int or pid <= 0 or not pid_alive(pid):
         return False
-    return not ref.entry or ref.entry.get("snapshot") == snapshot_summary(snapshot)
+    ended = snapshot is not None and snapshot.get("status") not in (None, "in_progress")
+    return not (ended and ref.entry and ref.entry.get("snapshot") != snapshot_summary(snapshot))
 
 
 def _state(snap: SnapshotView | None) -> str:

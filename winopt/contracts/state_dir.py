@@ -20,6 +20,8 @@ SPOOL_DIR, ACCEPTING_DIR, REJECTED_DIR, JOBS_DIR = "spool", "accepting", "reject
 STATUS_NAME = "status.json"
 DECISIONS_NAME = "decisions.jsonl"
 LOG_NAME = "daemon.jsonl"
+#: in a job's directory jobs/ID/: its record, its optimizer's pid and its log
+STATE_FILE, PID_FILE, LOG_FILE = "state.json", "optimizer.pid", "optimizer.log"
 
 #: a job file in the spool
 JOB_SUFFIXES = (".toml", ".json")
