@@ -54,7 +54,7 @@ def test_make_test_installs_what_the_tests_need(tmp_path: Path) -> None:
     script = dry_run("test", tmp_path)
     assert {"rsync", "openssh-server", "iproute2", "gcc", "python3-dev", "libsystemd-dev", "chromium",
             "postgresql"} <= set(packages_checked(script))
-    assert "pip install -q -e '.[test,systemd,postgres,report,dashboard]'" in script
+    assert "pip install -q -e '.[test,systemd,postgres,report,dashboard,s3]'" in script
 
 
 def test_readme_opens_with_make_demo_and_make_test() -> None:
