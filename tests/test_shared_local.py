@@ -139,6 +139,26 @@ def test_a_rigs_job_on_a_daemon_without_a_storage_is_refused_when_dropped(tmp_pa
             stop_all([daemon])
 
 
+def head_and_one_worker(draws: Path, out: Path, env: dict[str, str],
+                        head_log: Path) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """`winopt study` of 4 trials into `out`, served by one `winopt worker --once`; both
+    exit 0 and the snapshot says complete. The worker's run and the final snapshot."""
+    from polling import wait_for
+
+    head = subprocess.Popen(winopt_cmd("study", "--draws", str(draws), "--out", str(out), "--trials", "4",
+                                       "--seed-count", "20000", "--mod", str(MOD), "--device", "cpu",
+                                       "--poll", "0.2", *FAST_SPACE),
+                            env=env, stdout=open(head_log, "wb"), stderr=subprocess.STDOUT)
+    wait_for(lambda: (out / "optimal_window_config.json").exists(), 60, "the first snapshot")
+    worker = subprocess.run(winopt_cmd("worker", "--cores", "1", "--device", "cpu", "--once", "--poll", "0.2"),
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert worker.returncode == 0, worker.stderr
+    assert head.wait(timeout=60) == 0
+    config = read_config(out)
+    assert config["status"] == "complete" and config["completed_trials"] == 4
+    return worker, config
+
+
 def test_without_artifacts_the_head_re_runs_the_best_trials_sieve(tmp_path: Path) -> None:
     """A worker with no artifact store uploads nothing; the head node re-runs the sieve for
     each new best (deterministic), and the published survivors are the best trial's."""
@@ -147,20 +167,8 @@ def test_without_artifacts_the_head_re_runs_the_best_trials_sieve(tmp_path: Path
     env = {k: v for k, v in subprocess_env().items() if k != "WINOPT_ARTIFACTS"}
     env["WINOPT_STORAGE"] = url
     out = tmp_path / "run"
-    head = subprocess.Popen(winopt_cmd("study", "--draws", str(draws), "--out", str(out), "--trials", "4",
-                                       "--seed-count", "20000", "--mod", str(MOD), "--device", "cpu",
-                                       "--poll", "0.2", *FAST_SPACE),
-                            env=env, stdout=open(tmp_path / "study.log", "wb"), stderr=subprocess.STDOUT)
-    from polling import wait_for
-
-    wait_for(lambda: (out / "optimal_window_config.json").exists(), 60, "the first snapshot")
-    worker = subprocess.run(winopt_cmd("worker", "--cores", "1", "--device", "cpu", "--once", "--poll", "0.2"),
-                            env=env, capture_output=True, text=True, timeout=120)
-    assert worker.returncode == 0, worker.stderr
+    worker, config = head_and_one_worker(draws, out, env, tmp_path / "study.log")
     assert "survivors uploaded" not in worker.stderr
-    assert head.wait(timeout=60) == 0
-    config = read_config(out)
-    assert config["status"] == "complete" and config["completed_trials"] == 4
     assert "re-running its sieve" in (tmp_path / "study.log").read_text()
     assert (out / "bidirectional_survivors.json").read_bytes() == reference_survivors(config, draws)
 
@@ -188,20 +196,8 @@ def test_survivors_travel_through_an_s3_bucket(tmp_path: Path) -> None:
         env = {**subprocess_env(), **aws, "WINOPT_STORAGE": f"sqlite:///{tmp_path / 'shared.db'}",
                "WINOPT_ARTIFACTS": "s3://winopt-artifacts"}
         out = tmp_path / "run"
-        head = subprocess.Popen(winopt_cmd("study", "--draws", str(draws), "--out", str(out), "--trials", "4",
-                                           "--seed-count", "20000", "--mod", str(MOD), "--device", "cpu",
-                                           "--poll", "0.2", *FAST_SPACE),
-                                env=env, stdout=open(tmp_path / "study.log", "wb"), stderr=subprocess.STDOUT)
-        from polling import wait_for
-
-        wait_for(lambda: (out / "optimal_window_config.json").exists(), 60, "the first snapshot")
-        worker = subprocess.run(winopt_cmd("worker", "--cores", "1", "--device", "cpu", "--once", "--poll", "0.2"),
-                                env=env, capture_output=True, text=True, timeout=120)
-        assert worker.returncode == 0, worker.stderr
+        worker, config = head_and_one_worker(draws, out, env, tmp_path / "study.log")
         assert "survivors uploaded" in worker.stderr
-        assert head.wait(timeout=60) == 0
-        config = read_config(out)
-        assert config["status"] == "complete" and config["completed_trials"] == 4
         assert "re-running its sieve" not in (tmp_path / "study.log").read_text()
         published = (out / "bidirectional_survivors.json").read_bytes()
         assert published == reference_survivors(config, draws)
