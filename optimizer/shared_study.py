@@ -267,8 +267,9 @@ def sweep_stale(study: optuna.Study, storage: RDBStorage) -> tuple[list[int], li
             except optuna.exceptions.UpdateFinishedTrialError:
                 pass  # another process failed it (or its worker told it) first
     queue_missing_retries(study, storage)
+    beating = _with_heartbeat(storage, list(running))
     orphans = [tid for tid in sorted(running)
-               if running[tid].number not in failed and not _has_heartbeat(storage, tid)]
+               if running[tid].number not in failed and tid not in beating]
     return sorted(failed), orphans
 
 
@@ -292,20 +293,37 @@ def queue_missing_retries(study: optuna.Study, storage: RDBStorage) -> list[int]
     """Queue the retry (Optuna's `RetryFailedTrialCallback`) of every failed trial that has
     none: failing a trial and queueing its retry are two commits, and a connection lost
     between them (or a process killed) would leave the trial without one. Idempotent: a
-    trial is retried when some trial names it in its `retry_history`. The numbers queued."""
-    sid = study._study_id
-    failed = storage.get_all_trials(sid, deepcopy=False, states=(TrialState.FAIL,))
+    trial is retried when some trial names it in its `retry_history`. Two small queries
+    per claim (every claim runs this), whatever the study's size; a chain that has had its
+    `max_retry` retries is passed over. The numbers queued."""
     callback = storage.get_heartbeat_stale_trial_callback()
-    if not failed or callback is None:
+    if callback is None:
         return []
-    retried = {n for t in storage.get_all_trials(sid, deepcopy=False)
-               for n in t.system_attrs.get("retry_history", ())}
+    failed, histories = _failures(storage, study._study_id)
+    retried = {n for history in histories.values() for n in history}
+    limit = getattr(callback, "_max_retry", None)
     queued = []
-    for trial in failed:
-        if trial.number not in retried:
-            callback(study, trial)  # nothing when its chain has had MAX_RETRY retries
-            queued.append(trial.number)
+    for tid, number in sorted(failed.items(), key=lambda item: item[1]):
+        exhausted = limit is not None and len(histories.get(tid, ())) >= limit
+        if number not in retried and not exhausted:
+            callback(study, storage.get_trial(tid))
+            queued.append(number)
     return queued
+
+
+def _failures(storage: RDBStorage, study_id: int) -> tuple[dict[int, int], dict[int, list[int]]]:
+    """The study's failed trials ({trial id: number}) and every trial's `retry_history`
+    ({trial id: numbers it retries}), read without loading whole trials."""
+    trial, attr = models.TrialModel, models.TrialSystemAttributeModel
+    with _create_scoped_session(storage.scoped_session) as session:
+        failed = dict(session.query(trial.trial_id, trial.number).filter(
+            trial.study_id == study_id, trial.state == TrialState.FAIL).all())
+        if not failed:
+            return {}, {}
+        rows = session.query(attr.trial_id, attr.value_json).join(
+            trial, trial.trial_id == attr.trial_id).filter(
+            trial.study_id == study_id, attr.key == "retry_history").all()
+    return failed, {tid: json.loads(value) for tid, value in rows}
 
 
 def just_back(storage: RDBStorage) -> bool:
@@ -322,9 +340,14 @@ def just_back(storage: RDBStorage) -> bool:
     return False
 
 
-def _has_heartbeat(storage: RDBStorage, trial_id: int) -> bool:
+def _with_heartbeat(storage: RDBStorage, trial_ids: list[int]) -> set[int]:
+    """Which of `trial_ids` have a heartbeat recorded (one query)."""
+    if not trial_ids:
+        return set()
+    beat = models.TrialHeartbeatModel
     with _create_scoped_session(storage.scoped_session) as session:
-        return models.TrialHeartbeatModel.where_trial_id(trial_id, session) is not None
+        return {tid for (tid,) in session.query(beat.trial_id).filter(
+            beat.trial_id.in_(trial_ids)).all()}
 
 
 def claim_trial(study: optuna.Study, storage: RDBStorage, target: int) -> optuna.Trial | None:

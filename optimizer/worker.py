@@ -82,7 +82,7 @@ class Worker:
     def run(self) -> int:
         opts = self.options
         log.info("worker %d serving %s (heartbeat %gs, grace %gs, cores %s)", os.getpid(),
-                 _safe(self.storage.url), opts.heartbeat_interval, opts.grace_period,
+                 safe_url(self.storage.url), opts.heartbeat_interval, opts.grace_period,
                  opts.cores or "all")
         try:
             while not self.stop_event.is_set():
@@ -247,7 +247,3 @@ def _finished_elsewhere(exc: BaseException) -> bool:
     if isinstance(exc, optuna.exceptions.UpdateFinishedTrialError):
         return True
     return isinstance(exc, ValueError) and "Cannot tell" in str(exc)
-
-
-def _safe(url: str) -> str:
-    return safe_url(url)

@@ -284,6 +284,35 @@ def test_a_failed_trial_whose_retry_was_lost_is_queued_at_the_next_claim(tmp_pat
     assert len(storage.get_all_trials(study._study_id)) == 3  # queued once, not at every claim
 
 
+def test_a_chain_that_had_all_its_retries_is_not_retried_again(tmp_path: Path) -> None:
+    """A trial failed `max_retry` times in a row (its chain exhausted) gets no further
+    retry, at this claim or any later one: the next claims ask new trials."""
+    import numpy as np
+
+    from winopt.optimizer.shared_storage import open_storage
+    from winopt.optimizer.shared_study import claim_trial, open_for_workers, queue_missing_retries
+    from winopt.optimizer.study import RunSettings
+    from winopt.optimizer.space import SearchSpace
+
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=1, grace_period=2,
+                           max_retry=2)
+    spec = SharedSpec(RunSettings("java_lcg", 0, 10, MOD, "x"), SearchSpace(), 9, "random",
+                      {"all": np.arange(100) % MOD})
+    study = open_for_workers(storage, "s", spec)
+    chain = []
+    for _ in range(3):  # the first try and its two retries all fail
+        trial = claim_trial(study, storage, 9)
+        assert trial is not None
+        chain.append(trial.number)
+        storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.FAIL)
+    history = storage.get_trial(study.trials[chain[-1]]._trial_id).system_attrs["retry_history"]
+    assert history == chain[:2]
+    assert queue_missing_retries(study, storage) == []
+    fresh = claim_trial(study, storage, 9)
+    assert fresh is not None and "retry_history" not in storage.get_trial(fresh._trial_id).system_attrs
+    assert queue_missing_retries(study, storage) == [] and len(study.trials) == 4
+
+
 def test_an_open_study_this_winopt_cannot_read_is_passed_over(tmp_path: Path) -> None:
     """A study opened by a newer head node (or by hand) must not stop the workers: it is
     passed over with a warning and the other open studies are served."""

@@ -340,6 +340,7 @@ class JobRunner:
                 self._signal_cancel(child)
             elif not record.terminal:
                 self._queued.pop(job_id, None)
+                self._publishers.discard(job_id)
                 timer = self._timers.pop(job_id, None)
                 if timer:
                     timer.cancel()
@@ -481,6 +482,7 @@ class JobRunner:
                     break  # only local jobs left, and no room for them
                 continue
             del self._queued[job_id]
+            self._publishers.discard(job_id)
             try:
                 self._spawn(job_id)
             except Exception as exc:  # one broken job must not stop the others
@@ -539,7 +541,6 @@ class JobRunner:
     def _start_child(self, record: JobRecord, job_dir: Path, lock: FileLock, lock_fd: int) -> None:
         resuming = record.state == "running"
         publisher = record.spec.workers == "rigs"
-        self._publishers.discard(record.id)
         gpu = self._free_gpus.pop(0) if self._free_gpus is not None and not publisher else None
         kind = "resumed" if resuming else "started"
         try:

@@ -10,7 +10,6 @@ SQLite file that is missing, empty or without Optuna's tables is refused, not cr
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -61,13 +60,12 @@ class TrialFacts:
 def storage_url(run_dir: Path, storage: str | None = None, shared: str | None = None) -> str:
     """The run's Optuna storage: `storage`; else the run directory's optuna.db; else, for
     a `workers = "rigs"` job (its study is in the daemon's shared storage, named by the
-    job id), `shared` ($WINOPT_STORAGE when not given, as the daemon exports it)."""
+    job id), `shared` (the CLI finds it: $WINOPT_STORAGE or the daemon's config)."""
     if storage:
         return with_driver(storage)
     if (run_dir / "optuna.db").is_file():
         return default_storage_url(run_dir)
     if rigs_job(run_dir):
-        shared = shared or os.environ.get("WINOPT_STORAGE")
         if shared:
             return with_driver(shared)
         raise UserError(f"{run_dir}: a workers = \"rigs\" job, its study is in the shared storage: "

@@ -89,8 +89,9 @@ def resolve_run(args: argparse.Namespace) -> RunRef:
 
 
 def _shared_storage(args: argparse.Namespace, run_dir: Path) -> str | None:
-    """Where a `workers = "rigs"` job's study is: $WINOPT_STORAGE, else the daemon config's
-    [optuna] storage (the daemon's own order); None for a run with its own optuna.db."""
+    """Where a `workers = "rigs"` job's study is: $WINOPT_STORAGE (set in this shell, or by
+    the daemon for the children it runs), else the daemon config's [optuna] storage; None
+    for a run with its own optuna.db."""
     from winopt.handlers.report.trials import rigs_job
 
     if args.storage or not rigs_job(run_dir):
