@@ -284,3 +284,23 @@ def test_report_has_no_importances_it_cannot_measure(tmp_path: Path, values: lis
     assert done.returncode == 0, done.stderr
     assert ('<section id="importances"><h2>Parameter importances</h2>\n'
             '<p class="missing">needs two finished trials with different counts</p>') in page.read_text()
+
+
+def test_report_words_a_single_survivor_and_an_all_pruned_study(tmp_path: Path) -> None:
+    one = make_run(tmp_path / "one", [1.0], best_value=1.0, best_bidirectional_count=1, best_trial_number=0)
+    pruned = make_run(tmp_path / "pruned", [None, None])
+    for run in (one, pruned):
+        done = winopt("report", str(run), "-o", str(run / "r.html"), "--state-dir", str(tmp_path / "state"))
+        assert done.returncode == 0, done.stderr
+    assert "<td>1 survivor (trial 0," in (one / "r.html").read_text()
+    page = (pruned / "r.html").read_text()
+    assert '<p class="missing">no complete trial: all 2 finished trials were pruned</p>' in page
+    assert "no finished trial yet" not in page
+
+
+def test_show_of_a_best_count_of_zero_tests_nothing_against_chance(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "a", [0.0], best_value=0.0, best_bidirectional_count=0, best_trial_number=0)
+    done = show(str(run), state_dir=tmp_path / "state")
+    assert done.returncode == 0, done.stderr
+    assert "expects 0.5; none found, nothing beyond chance" in done.stdout
+    assert "P(>=" not in done.stdout

@@ -78,8 +78,8 @@ def _summary(snapshot: dict[str, Any] | None, trials: list[TrialFacts]) -> str:
         ("trials", f"{len(finished(trials))} / {snap.get('total_trials', '-')}"),
         ("prng", snap.get("prng_type", "-")),
         ("seeds", f"{snap.get('seed_start', '-')} + {snap.get('seed_count', '-')}"),
-        ("best", "-" if best is None else f"{best.value:g} survivors (trial {best.number}, chance "
-                                          f"expects {_num(best.expected)})"),
+        ("best", "-" if best is None else f"{best.value:g} survivor{'' if best.value == 1 else 's'} "
+                                          f"(trial {best.number}, chance expects {_num(best.expected)})"),
         ("best window", "-" if best is None else ", ".join(f"{k} {v}" for k, v in best.params.items())),
         ("written", datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")),
     ]
@@ -91,11 +91,19 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
+def _none_complete(pruned: int) -> str:
+    """Why a plot of complete trials has nothing to draw."""
+    if pruned:
+        return f"no complete trial: all {pruned} finished trial{'' if pruned == 1 else 's'} were pruned"
+    return "no finished trial yet"
+
+
 def _optuna_plot(name: str, study: Any) -> Any:
     """An optuna.visualization figure, or the line saying why there is none."""
-    complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
     if not complete:
-        return "no finished trial yet"
+        return _none_complete(sum(t.state.name == "PRUNED" for t in trials))
     if name == "plot_param_importances" and len({t.value for t in complete}) < 2:
         return "needs two finished trials with different counts"  # else Optuna draws equal bars
     try:
@@ -111,7 +119,7 @@ def _chance_figure(trials: list[TrialFacts]) -> Any:
     drawn there: it is listed in the hover of its expectation)."""
     done = [t for t in trials if t.state == "COMPLETE" and t.value is not None]
     if not done:
-        return "no finished trial yet"
+        return _none_complete(sum(t.state == "PRUNED" for t in trials))
     fig = go.Figure()
     shown = [t for t in done if t.value > 0]
     fig.add_trace(go.Scatter(x=[t.number for t in shown], y=[t.value for t in shown], mode="markers",

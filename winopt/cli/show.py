@@ -237,8 +237,11 @@ def render(facts: dict[str, Any], *, width: int = 80, now: datetime | None = Non
             tail = best.get("poisson_tail")
             verdict = ("significant: chance does not explain it" if best.get("significant")
                        else "not significant: chance explains it")
-            line("chance", f"expects {expected:.3g}; P(>= {best['count']}) = {_g(tail)} vs "
-                           f"{best['significance']:g}, {verdict}")
+            if best["count"] == 0:
+                line("chance", f"expects {expected:.3g}; none found, nothing beyond chance")
+            else:
+                line("chance", f"expects {expected:.3g}; P(>= {best['count']}) = {_g(tail)} vs "
+                               f"{best['significance']:g}, {verdict}")
     label = "notes"
     for key, which in (("best_trial", "best"), ("last_trial", "last")):
         t = f.get(key)

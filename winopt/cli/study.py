@@ -48,7 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="close study NAME to the workers and exit (the daemon does this "
                              "when a workers = \"rigs\" job ends); needs no other option")
     for flag in ("--draws", "--out", "--trials"):  # required, but for --close
-        parser._option_string_actions[flag].required = False
+        action = parser._option_string_actions[flag]
+        action.required = False
+        action.help = f"{action.help} (required, but for --close)"
+    parser.usage = ("%(prog)s --draws FILE --out DIR --trials N [options]\n"
+                    "       %(prog)s --close NAME [--storage URL]")
 
 
 def close(args: argparse.Namespace) -> int:
