@@ -304,3 +304,12 @@ def test_show_of_a_best_count_of_zero_tests_nothing_against_chance(tmp_path: Pat
     assert done.returncode == 0, done.stderr
     assert "expects 0.5; none found, nothing beyond chance" in done.stdout
     assert "P(>=" not in done.stdout
+
+
+@pytest.mark.parametrize("port", ["0", "8123"])
+def test_dashboard_on_an_address_it_cannot_listen_on_is_one_line_naming_it(tmp_path: Path, port: str) -> None:
+    run = make_run(tmp_path / "a")
+    done = winopt("dashboard", str(run), "--host", "192.0.2.1", "--port", port, "--state-dir", str(tmp_path / "s"))
+    assert done.returncode == 2
+    where = "192.0.2.1" if port == "0" else f"192.0.2.1:{port}"
+    assert done.stderr == f"winopt: error: cannot listen on {where}: Cannot assign requested address\n"

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         ref = resolve_run(args)
         url, where = storage_url(ref.run_dir, args.storage, ref.shared_storage), ref.name
     check_readable(url)  # it serves a storage, never creates one (a typo in --storage)
-    port = args.port or _free_port(args.host)
+    port = _listenable(args.host, args.port)
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -67,11 +67,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _free_port(host: str) -> int:
-    """A port nobody listens on now (the kernel's pick)."""
+def _listenable(host: str, port: int) -> int:
+    """`port` (0: one nobody listens on now, the kernel's pick), checked bindable on
+    `host` before the server starts: its own failure comes after lines of its own."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            where = f"{host}:{port}" if port else host
+            raise UserError(f"cannot listen on {where}: {exc.strerror or exc}") from None
         return sock.getsockname()[1]
 
 
