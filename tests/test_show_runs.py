@@ -313,3 +313,17 @@ def test_dashboard_on_an_address_it_cannot_listen_on_is_one_line_naming_it(tmp_p
     assert done.returncode == 2
     where = "192.0.2.1" if port == "0" else f"192.0.2.1:{port}"
     assert done.stderr == f"winopt: error: cannot listen on {where}: Cannot assign requested address\n"
+
+
+def test_a_queued_job_shows_its_target_and_no_missing_study(tmp_path: Path) -> None:
+    """A job the daemon has not started: its job file's target, 0 done, and no hint about
+    a storage (nothing has run, so nothing is missing)."""
+    job = tmp_path / "state" / "jobs" / JOB_ID
+    job.mkdir(parents=True)
+    (job / "state.json").write_bytes(orjson.dumps({"id": JOB_ID, "state": "queued", "spec": {"trials": 5}}))
+    facts = facts_of(job, tmp_path / "state")
+    assert (facts["completed_trials"], facts["total_trials"], facts["study_error"]) == (0, 5, None)
+    assert (facts["state"], facts["decision"]) == ("queued", None)
+    done = show(str(job), state_dir=tmp_path / "state")
+    assert done.returncode == 0 and "queued, trials 0/5" in done.stdout, done.stdout
+    assert "storage" not in done.stdout and "not judged" in done.stdout, done.stdout

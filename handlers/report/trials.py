@@ -77,12 +77,22 @@ def storage_url(run_dir: Path, storage: str | None = None, shared: str | None = 
 def rigs_job(run_dir: Path) -> bool:
     """Whether `run_dir` is a spool job's directory whose job runs on the rigs' workers
     (its state.json's spec says `workers = "rigs"`)."""
+    return job_spec(run_dir).get("workers") == "rigs"
+
+
+def job_state(run_dir: Path) -> dict[str, Any]:
+    """A spool job directory's state.json (its state, its spec); {} for another run."""
     try:
         doc = orjson.loads((run_dir / STATE_FILE).read_bytes())
     except (OSError, ValueError):
-        return False
-    spec = doc.get("spec") if isinstance(doc, dict) else None
-    return isinstance(spec, dict) and spec.get("workers") == "rigs"
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def job_spec(run_dir: Path) -> dict[str, Any]:
+    """The job file's settings as the daemon accepted them; {} for another run."""
+    spec = job_state(run_dir).get("spec")
+    return spec if isinstance(spec, dict) else {}
 
 
 def check_readable(url: str) -> None:

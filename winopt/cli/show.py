@@ -64,7 +64,8 @@ def gather(ref: RunRef, *, storage: str | None, study: str | None, now: datetime
     unknown). status.json's word (state, rate and ETA, decision) is taken only while it is
     current (`_daemon_current`): a stopped daemon's entry describes a run as it was."""
     from winopt.handlers.evaluate.rules import Thresholds, evaluate, poisson_tail
-    from winopt.handlers.report.trials import best_trial, finished, pace, read_snapshot_or_none
+    from winopt.handlers.report.trials import (best_trial, finished, job_spec, job_state, pace,
+                                               read_snapshot_or_none)
 
     snapshot = read_snapshot_or_none(ref.run_dir)
     snap, bad_fields = view_known(snapshot) if snapshot is not None else (None, ())
@@ -75,10 +76,18 @@ def gather(ref: RunRef, *, storage: str | None, study: str | None, now: datetime
     if done is None:
         done = len(finished(trials)) if trials else None
     total = snap.total if snap is not None else None
+    # a spool job that has written nothing yet: its state.json says its state and target
+    job = job_state(ref.run_dir) if snapshot is None else {}
+    if job:
+        wanted = job_spec(ref.run_dir).get("trials")
+        total = wanted if type(wanted) is int else None
+    job_now = (ref.job.get("state") if current else None) or job.get("state")
+    if snapshot is None and job_now == "queued":  # nothing run, so nothing missing
+        done, study_error = 0, None
     if current:
         state = ref.job.get("state") or entry.get("state") or _state(snap)
     else:
-        state = _state(snap) if snap is not None else ref.job.get("state") or "waiting"
+        state = _state(snap) if snap is not None else job_now or ref.job.get("state") or "waiting"
 
     progress = entry.get("progress") or {}
     rate, eta, rate_from = progress.get("rate_per_hour"), progress.get("eta"), "daemon"
@@ -100,7 +109,7 @@ def gather(ref: RunRef, *, storage: str | None, study: str | None, now: datetime
     tail = poisson_tail(best_count, float(expected)) if best_count and expected is not None else None
     if current and ref.entry:  # the daemon's (none for a queued or cancelled job)
         decision = ref.entry.get("decision")
-    elif current and ref.job.get("state") in UNJUDGED_JOB_STATES:
+    elif job_now in UNJUDGED_JOB_STATES:
         decision = None
     else:
         decision = evaluate(ref.run_dir, Thresholds())
