@@ -14,6 +14,11 @@ study never started (cancelled while queued) gets no report. A `workers = "rigs"
 child reads the study in the shared storage (WINOPT_STORAGE, which it inherits). A host
 without the `report` extra gets one journal line saying what to install, once, and no
 report.
+
+Both are done at most once per job, and at least once: a job whose work is done gets an
+`ENDED_MARK` file in its directory, and at its start the daemon requests the work again
+for every finished job without one (a daemon stopped in the middle of it, or as the job
+ended, or one older than the mark).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import threading
 from pathlib import Path
 
 from winopt.contracts.schemas import CONFIG_NAME
+from winopt.contracts.state_dir import ENDED_MARK
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +86,8 @@ class JobReports:
                 if close_study:
                     self._close(job_id)
                 self._write(job_id, job_dir, shared=close_study)
+                if not self._stopping and job_dir.is_dir():  # else cut short: done again at the next start
+                    (job_dir / ENDED_MARK).touch()
             except Exception as exc:  # noqa: BLE001 - one report's failure never stops the next
                 log.error("job %s: report.html not written: %s: %s", item[0], type(exc).__name__, exc,
                           extra={"JOB_ID": item[0], "EVENT": "report_failed"})

@@ -20,6 +20,7 @@ from test_daemon_jobs import FAST, Site, status_jobs
 from jobs_support import toml_job
 from winopt.cli.eta import eta_cell, with_eta
 from winopt.cli.status import COLUMNS, render
+from winopt.contracts.state_dir import ENDED_MARK
 from winopt.daemon.progress import ProgressClock
 from winopt.handlers.jobs.refs import short_id
 
@@ -208,4 +209,16 @@ def test_a_running_job_has_rate_eta_show_and_dashboard_and_a_report_when_it_ends
     assert 'id="history"' in page and "plotly" in page and "<script src=" not in page
     assert site.winopt("cancel", long_id).returncode == 0
     wait_for(lambda: status_jobs(d)[long_id]["state"] == "cancelled", 60, "the long job to be cancelled")
+    assert d.stop() == 0
+
+    # end-of-job work the daemon did not finish (stopped in the middle of it, or as the
+    # job ended) is done at its next start: the mark says what was done
+    ended = site.job_dir(short_job) / ENDED_MARK
+    assert ended.exists()
+    report.unlink()
+    ended.unlink()
+    d = site.start()
+    wait_for(lambda: ended.exists() and (site.job_dir(long_id) / ENDED_MARK).exists(), 120,
+             f"the end-of-job work again\n{d.log()[-3000:]}")
+    assert 'id="history"' in report.read_text() and (site.job_dir(long_id) / "report.html").exists()
     assert d.stop() == 0

@@ -32,6 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from winopt.contracts.state_dir import ENDED_MARK
 from winopt.daemon.handler import RUN_KIND, SPOOL_KIND, Quiet
 from winopt.daemon.config import DaemonConfig
 from winopt.daemon.reports import JobReports
@@ -128,6 +129,9 @@ class SpoolJobs(Quiet):
             self._left_out = {r.id for r in left_out}
             self._note_left_out(len(left_out))
         self._book.set_section("rejected", self.spool.rejected_files())
+        for record in records:
+            if record.terminal and not (self.spool.store.dir(record.id) / ENDED_MARK).exists():
+                self._ended(record)  # its end-of-job work was cut short, or never started
         draws = ", ".join(map(str, self.spool.allowed_draws_dirs))
         log.info("spool %s: %d jobs on record; draws allowed under %s", self.spool.dir, len(records), draws,
                  extra={"EVENT": "spool_start", "PATH": str(self.spool.dir)})
@@ -225,8 +229,11 @@ class SpoolJobs(Quiet):
                 self._finished[record.id] = finished_key(record)
                 self._drop_oldest()
                 if event.kind in TERMINAL:
-                    self.reports.request(record.id, self.spool.store.dir(record.id),
-                                         close_study=record.spec.workers == "rigs")
+                    self._ended(record)
+
+    def _ended(self, record: JobRecord) -> None:
+        """The work once a job ends: its shared study closed (a rigs job), report.html."""
+        self.reports.request(record.id, self.spool.store.dir(record.id), close_study=record.spec.workers == "rigs")
 
     # ------------------------------------------------------------ clean-up (daemon/adapters/clean.py)
     def remove(self, job_id: str) -> None:

@@ -22,6 +22,9 @@ DECISIONS_NAME = "decisions.jsonl"
 LOG_NAME = "daemon.jsonl"
 #: in a job's directory jobs/ID/: its record, its optimizer's pid and its log
 STATE_FILE, PID_FILE, LOG_FILE = "state.json", "optimizer.pid", "optimizer.log"
+#: in a finished job's directory: the daemon's end-of-job work (its shared study closed,
+#: report.html) is done; a job that ended without it gets it at the daemon's next start
+ENDED_MARK = ".ended"
 
 #: a job file in the spool
 JOB_SUFFIXES = (".toml", ".json")
