@@ -627,10 +627,16 @@ def test_several_machines_as_the_readme_says(box: Box) -> None:
            "service.d/artifacts.conf && systemctl daemon-reload")
     enable = next(line for line in step4.splitlines() if line.startswith("systemctl enable"))
     box.sh(enable.split("#", 1)[0])
+    units = ("winopt-worker@0", "winopt-worker@1")
     try:
         assert box.out("systemctl is-active winopt-worker@0 winopt-worker@1").split() == ["active"] * 2
         assert "s3cret" not in box.out("ps -eo args")  # on no command line
-        job_id = submit(box, "alice", job_file("shared", 8, 200_000) + 'workers = "rigs"\n').stdout.strip()
+        # both units serving before the study opens, and trials long enough (about 1 s
+        # each) that one unit alone could not finish them all before the other's next
+        # look at the storage (every 5 s): both then run some
+        for unit in units:
+            assert poll(lambda u=unit: "serving" in box.out(f"journalctl -u {u} --no-pager"), 60, 0.3), box.story()
+        job_id = submit(box, "alice", job_file("shared", 8, 10_000_000) + 'workers = "rigs"\n').stdout.strip()
         snap = wait_complete(box, job_id, 8, timeout=300)
         # the study in PostgreSQL: exactly 8 finished, run by both worker units
         states = box.out(f"runuser -u postgres -- psql -d winopt -tAc \"SELECT t.state, count(*) "
@@ -639,7 +645,7 @@ def test_several_machines_as_the_readme_says(box: Box) -> None:
         finished = sum(int(n) for state, n in (line.split("|") for line in states.splitlines())
                        if state in ("COMPLETE", "PRUNED"))
         assert finished == 8, states
-        for unit in ("winopt-worker@0", "winopt-worker@1"):
+        for unit in units:
             told = box.out(f"journalctl -u {unit} --no-pager | grep -c 'study {job_id}: trial .* told'"
                            " || true")
             assert int(told or 0) >= 1, box.out(f"journalctl -u {unit} --no-pager | tail -n 20")

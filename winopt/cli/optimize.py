@@ -203,7 +203,8 @@ class TrialReporter:
             self.bar.set_postfix_str(f"best {best_text}")
             return
         if trial.state == TrialState.COMPLETE and trial.value is not None:
-            outcome = f"{int(trial.value)} bidirectional survivors"
+            count = int(trial.value)
+            outcome = f"{count} bidirectional survivor{'' if count == 1 else 's'}"
         else:
             reason = trial.user_attrs.get("infeasible")
             outcome = trial.state.name.lower() + (f" ({reason})" if reason else "")
