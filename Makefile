@@ -56,8 +56,8 @@ demo: $(VENV)/.demo-installed
 # the stress marker.
 test: venv
 	$(PY) tools/lint_imports.py
-	$(PY) -m pytest -q
-	$(PY) -m pytest -q -m stress || [ $$? -eq 5 ]
+	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q --durations=10 -m stress || [ $$? -eq 5 ]
 
 test-fast: venv
 	$(PY) -m pytest -q -x
