@@ -133,7 +133,13 @@ def test_keep_removes_what_is_older_at_start_and_nothing_else(tmp_path: Path) ->
     d = DaemonProcess(state, [], args=["--config", str(config)], env={"WINOPT_DEVICE": "cpu"})
     d.start()
     try:
-        assert poll(lambda: not (state / "jobs" / ids["old"]).exists(), 20), d.log()
+        # the summary is logged after the last removal: the checks below see the end state
+        def summary() -> bool:
+            text = (state / LOG_NAME).read_text() if (state / LOG_NAME).exists() else ""
+            return any(json.loads(line).get("EVENT") == "clean" for line in text.splitlines() if line.endswith("}"))
+
+        assert poll(summary, 20), d.log()
+        assert not (state / "jobs" / ids["old"]).exists()
         assert (state / "jobs" / ids["new"]).is_dir() and (state / "jobs" / ids["waiting"]).is_dir()
         assert sorted(os.listdir(state / "rejected")) == ["new-bad.toml", "new-bad.toml.error"]
         assert not (state / "decisions.jsonl.1").exists()

@@ -269,8 +269,9 @@ def test_cores_1_and_the_default_give_identical_survivors(
     assert 4321 in [r["seed"] for r in json.loads(outs[0])]
 
 
-def test_ctrl_c_stops_a_long_sieve_within_a_second(tmp_path: Path) -> None:
-    """SIGINT while every core is busy: the process is gone within a second, exit 130."""
+def test_ctrl_c_stops_a_long_sieve_within_seconds(tmp_path: Path) -> None:
+    """SIGINT while every core is busy: the process is gone within seconds (a few tenths
+    on a quiet box; the sieve itself would take hours), exit 130."""
     path = synth(tmp_path, "xorshift64", 5, 0, 400)
     argv = sieve_args(path, "xorshift64", 50, 100, (0, 250), (0.1, 0.1), (0, 10**9), "--json")
     proc = subprocess.Popen([sys.executable, "-m", "winopt", *argv], stdout=subprocess.PIPE,
@@ -281,7 +282,7 @@ def test_ctrl_c_stops_a_long_sieve_within_a_second(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         started = time.monotonic()
         assert proc.wait(timeout=10) == 130
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 3.0
     finally:
         proc.kill()
         proc.wait()

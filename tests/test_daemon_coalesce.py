@@ -40,7 +40,7 @@ def make_queue():
 
 def test_a_burst_on_one_key_runs_once(make_queue) -> None:
     work = Recorder()
-    q = make_queue(work, workers=2, debounce=0.2, max_delay=5)
+    q = make_queue(work, workers=2, debounce=1.0, max_delay=5)  # far longer than the burst, even when preempted
     for _ in range(200):
         q.record("run-a")
     q.record("run-a", "reconcile")

@@ -31,7 +31,7 @@ def test_ready_status_watchdog_reload_and_stop(tmp_path: Path, fake_systemd: Fak
         assert poll(lambda: fake_systemd.count("WATCHDOG=1") >= 4, 10), fake_systemd.texts()
         pings = [t for t, m in fake_systemd.messages if m == "WATCHDOG=1"]
         gaps = [b - a for a, b in zip(pings, pings[1:])]
-        assert max(gaps) < 1.0, gaps  # ~0.15 s each; generous for a loaded machine
+        assert max(gaps) < 2.0, gaps  # ~0.15 s each; generous for a loaded machine
 
         # STATUS follows the work
         digest = write_trial(run1, 70)

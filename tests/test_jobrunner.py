@@ -112,7 +112,9 @@ def test_outcome_of_each_kind_of_exit(rc: int, status: str | None, cancel: bool,
 def test_jobs_complete_with_at_most_max_parallel_children(spool: Spool, standin: Path) -> None:
     ids = accept(spool, *[{"trials": 4}] * 5)
     events: list[JobEvent] = []
-    runner = JobRunner(spool.store, max_parallel_jobs=2, command=standin_command(standin), on_event=events.append)
+    # 1 s per child: two started together overlap in their own logs whatever their start-up lag
+    runner = JobRunner(spool.store, max_parallel_jobs=2, command=standin_command(standin, delay=0.25),
+                       on_event=events.append)
     runner.start()
     assert runner.wait_idle(60)
     for job_id in ids:
@@ -140,7 +142,8 @@ def test_higher_priority_first_then_first_in_first_out(spool: Spool, standin: Pa
 
 def test_one_job_per_gpu(spool: Spool, standin: Path) -> None:
     ids = accept(spool, *[{"trials": 3}] * 4)
-    runner = JobRunner(spool.store, max_parallel_jobs=8, gpus=[0, "1"], command=standin_command(standin))
+    runner = JobRunner(spool.store, max_parallel_jobs=8, gpus=[0, "1"],
+                       command=standin_command(standin, delay=0.3))  # overlap whatever the start-up lag
     runner.start()
     assert runner.wait_idle(60)
     spans = [run for job_id in ids for run in runs(spool, job_id)]
@@ -276,7 +279,8 @@ def kill_supervisor_then_restart(spool: Spool, standin: Path, jobs: int, paralle
     """Run the runner in a process, kill -9 it while its children work, start a new runner
     here: the orphans are found and stopped (their lock proves they run), every job ends
     complete with exactly its trials, and no job ever had two optimizers."""
-    ids = accept(spool, *[{"trials": 25}] * jobs)
+    trials = max(25, round(2.0 / delay))  # about 2 s a job: an orphan outlives the checks below
+    ids = accept(spool, *[{"trials": trials}] * jobs)
     proc = subprocess.Popen([sys.executable, "-c", SUPERVISOR, str(spool.store.root), str(standin),
                              str(parallel), str(delay)], stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(TESTS)})
@@ -302,7 +306,7 @@ def kill_supervisor_then_restart(spool: Spool, standin: Path, jobs: int, paralle
     assert sum(e.kind == "orphan_stopped" for e in events) == parallel
     for job_id in ids:
         assert spool.store.load(job_id).state == "complete"
-        assert snapshot(spool, job_id)["completed_trials"] == 25
+        assert snapshot(spool, job_id)["completed_trials"] == trials
         spans = [(s, e) for s, e, _ in runs(spool, job_id)]
         assert max_overlap(spans) == 1
     no_double_runs(spool, ids)

@@ -483,7 +483,9 @@ port = {RIG_SSH_PORT}
         arrived = lambda: box.sh(f"sha256sum {copy}", check=False).stdout.split()[:1]  # noqa: E731
         assert poll(lambda: arrived() == [expected], 60, 0.3), box.story(mark)
         assert box.out(f"stat -c %U {copy}") == "rig"
-        sent = [e for e in box.journal(mark) if e.get("RIG") == "remote" and e.get("RUN") == "r1"]
+        # the line is logged once the meta follows the NPZ (a second rsync): poll for it
+        sent = poll(lambda: [e for e in box.journal(mark) if e.get("RIG") == "remote" and e.get("RUN") == "r1"],
+                    30, 0.3)
         assert sent and int(sent[-1]["PRIORITY"]) >= 6, box.story(mark)  # info, not an error
     finally:
         write_config(box, GOOD_CONFIG)
