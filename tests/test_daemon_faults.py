@@ -135,6 +135,7 @@ def test_disk_full_is_recognised_by_errno_and_by_message() -> None:
 # ---------------------------------------------------------------- the finding, replayed
 
 
+@pytest.mark.stress  # the default pass's slowest test (about 25 s): three real jobs at once
 def test_jobs_on_a_full_state_disk_all_complete_once_there_is_room(tmp_path: Path) -> None:
     """Three real `winopt optimize` jobs under a real daemon, the state dir (a tmpfs)
     filled while they run: each ends `complete` once the space is back, without a
