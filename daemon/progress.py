@@ -11,7 +11,7 @@ sample plus the trials left at that rate; a run that is not in progress has none
 A run that was stopped or crashed and resumed must not be measured across its downtime
 (a 13-minute outage made 3,600 trials/h read as 9): the samples start again when the run
 comes back from a status other than in_progress, or when one trial took far longer than
-the run's recent trials (`DOWNTIME_FACTOR` times, and a minute at least); after such a
+the run's recent trials (`is_downtime`: ten times, and a minute at least); after such a
 restart there is no rate until the count has grown twice again.
 """
 
@@ -22,11 +22,10 @@ from collections import deque
 from datetime import datetime, timedelta
 from typing import Any
 
+from winopt.contracts.clock import is_downtime
+
 #: count increments the rate is measured over
 SAMPLES = 20
-#: a gap per trial this many times the run's typical one (and over MIN_DOWNTIME s) is downtime
-DOWNTIME_FACTOR = 10.0
-MIN_DOWNTIME = 60.0
 
 
 class ProgressClock:
@@ -86,7 +85,7 @@ def _downtime(seen: deque[tuple[datetime, int]], at: datetime, done: int) -> boo
     gaps = sorted((b[0] - a[0]).total_seconds() / (b[1] - a[1]) for a, b in zip(seen, list(seen)[1:]))
     typical = gaps[len(gaps) // 2]
     gap = (at - seen[-1][0]).total_seconds() / (done - seen[-1][1])
-    return gap > max(DOWNTIME_FACTOR * typical, MIN_DOWNTIME)
+    return is_downtime(gap, typical)
 
 
 def _rate(samples: list[tuple[datetime, int]], snapshot: dict[str, Any], at: datetime,

@@ -21,6 +21,7 @@ import optuna
 import orjson
 from sqlalchemy.engine import make_url
 
+from winopt.contracts.clock import is_downtime
 from winopt.contracts.errors import UserError
 from winopt.contracts.schemas import CONFIG_NAME, read_snapshot
 from winopt.contracts.state_dir import STATE_FILE
@@ -89,9 +90,10 @@ def job_state(run_dir: Path) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
-def job_spec(run_dir: Path) -> dict[str, Any]:
-    """The job file's settings as the daemon accepted them; {} for another run."""
-    spec = job_state(run_dir).get("spec")
+def job_spec(run_dir: Path, state: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The job file's settings as the daemon accepted them (from `state`, its state.json
+    when already read); {} for another run."""
+    spec = (job_state(run_dir) if state is None else state).get("spec")
     return spec if isinstance(spec, dict) else {}
 
 
@@ -188,8 +190,8 @@ def best_trial(trials: list[TrialFacts]) -> TrialFacts | None:
 def pace(trials: list[TrialFacts], window: int = PACE_TRIALS) -> float | None:
     """Trials per hour over the newest `window` finished trials: their number over the
     time the run was busy with them, the union of their [start, end] (parallel workers
-    overlap) plus the short gaps between; a gap longer than DOWNTIME_FACTOR median trials
-    and a minute is the run being down (stopped, crashed) and does not count. None before
+    overlap) plus the short gaps between; a gap that `is_downtime` against the median
+    trial is the run being down (stopped, crashed) and does not count. None before
     one has finished."""
     done = sorted((t for t in finished(trials) if t.completed and t.started), key=lambda t: t.completed)
     recent = done[-window:]
@@ -197,22 +199,18 @@ def pace(trials: list[TrialFacts], window: int = PACE_TRIALS) -> float | None:
         return None
     spans = sorted((t.started, t.completed) for t in recent)
     lengths = sorted((end - start).total_seconds() for start, end in spans)
-    downtime = max(DOWNTIME_FACTOR * lengths[len(lengths) // 2], MIN_DOWNTIME)
+    typical = lengths[len(lengths) // 2]
     busy, (start, end) = 0.0, spans[0]
     for s, e in spans[1:]:
         if s <= end:
             end = max(end, e)
             continue
         gap = (s - end).total_seconds()
-        busy += (end - start).total_seconds() + (gap if gap <= downtime else 0.0)
+        busy += (end - start).total_seconds() + (0.0 if is_downtime(gap, typical) else gap)
         start, end = s, e
     busy += (end - start).total_seconds()
     return len(recent) * 3600.0 / busy if busy > 0 else None
 
-
-#: see `pace`: a gap this many median trials long (and a minute at least) is downtime
-DOWNTIME_FACTOR = 10.0
-MIN_DOWNTIME = 60.0
 
 
 def _aware(moment: datetime | None) -> datetime | None:

@@ -79,7 +79,7 @@ def gather(ref: RunRef, *, storage: str | None, study: str | None, now: datetime
     # a spool job that has written nothing yet: its state.json says its state and target
     job = job_state(ref.run_dir) if snapshot is None else {}
     if job:
-        wanted = job_spec(ref.run_dir).get("trials")
+        wanted = job_spec(ref.run_dir, job).get("trials")
         total = wanted if type(wanted) is int else None
     job_now = (ref.job.get("state") if current else None) or job.get("state")
     if snapshot is None and job_now == "queued":  # nothing run, so nothing missing
